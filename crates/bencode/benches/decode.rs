@@ -8,7 +8,10 @@ fn torrent_like(files: usize) -> Vec<u8> {
         .map(|i| {
             let mut f = Dict::new();
             f.insert(b"length".to_vec(), Value::Int(1 << 20));
-            let path = vec![Value::from(format!("dir{}", i % 37)), Value::from(format!("file-{i}.bin"))];
+            let path = vec![
+                Value::from(format!("dir{}", i % 37)),
+                Value::from(format!("file-{i}.bin")),
+            ];
             f.insert(b"path".to_vec(), Value::List(path));
             Value::Dict(f)
         })
@@ -19,7 +22,10 @@ fn torrent_like(files: usize) -> Vec<u8> {
     info.insert(b"piece length".to_vec(), Value::Int(1 << 18));
     info.insert(b"pieces".to_vec(), Value::from(vec![7u8; 20 * files * 4]));
     let mut root = Dict::new();
-    root.insert(b"announce".to_vec(), Value::from("http://tracker.example:6969/announce"));
+    root.insert(
+        b"announce".to_vec(),
+        Value::from("http://tracker.example:6969/announce"),
+    );
     root.insert(b"info".to_vec(), Value::Dict(info));
     encode(&Value::Dict(root))
 }

@@ -26,7 +26,11 @@ impl Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { max_input: 64 << 20, max_depth: 64, max_values: 1_000_000 }
+        Self {
+            max_input: 64 << 20,
+            max_depth: 64,
+            max_values: 1_000_000,
+        }
     }
 }
 
@@ -117,7 +121,10 @@ pub fn decode(input: &[u8]) -> Result<Value<'_>, DecodeError> {
 pub fn decode_with(input: &[u8], limits: Limits) -> Result<Value<'_>, DecodeError> {
     let (value, end) = decode_prefix(input, limits)?;
     if end != input.len() {
-        return Err(DecodeError { offset: end, kind: DecodeErrorKind::TrailingBytes });
+        return Err(DecodeError {
+            offset: end,
+            kind: DecodeErrorKind::TrailingBytes,
+        });
     }
     Ok(value)
 }
@@ -131,7 +138,10 @@ pub fn decode_prefix(input: &[u8], limits: Limits) -> Result<(Value<'_>, usize),
     if input.len() > limits.max_input {
         return Err(DecodeError {
             offset: 0,
-            kind: DecodeErrorKind::InputTooLarge { len: input.len(), max: limits.max_input },
+            kind: DecodeErrorKind::InputTooLarge {
+                len: input.len(),
+                max: limits.max_input,
+            },
         });
     }
     let mut decoder = Decoder {
@@ -155,16 +165,24 @@ struct Decoder<'a> {
 
 impl<'a> Decoder<'a> {
     fn error(&self, kind: DecodeErrorKind) -> DecodeError {
-        DecodeError { offset: self.pos, kind }
+        DecodeError {
+            offset: self.pos,
+            kind,
+        }
     }
 
     fn peek(&self) -> Result<u8, DecodeError> {
-        self.input.get(self.pos).copied().ok_or_else(|| self.error(DecodeErrorKind::UnexpectedEof))
+        self.input
+            .get(self.pos)
+            .copied()
+            .ok_or_else(|| self.error(DecodeErrorKind::UnexpectedEof))
     }
 
     fn value(&mut self, depth: usize) -> Result<Value<'a>, DecodeError> {
         if self.values_left == 0 {
-            return Err(self.error(DecodeErrorKind::ValueLimit { max: self.max_values }));
+            return Err(self.error(DecodeErrorKind::ValueLimit {
+                max: self.max_values,
+            }));
         }
         self.values_left -= 1;
         match self.peek()? {
@@ -178,7 +196,9 @@ impl<'a> Decoder<'a> {
 
     fn enter(&self, depth: usize) -> Result<(), DecodeError> {
         if depth > self.max_depth {
-            return Err(self.error(DecodeErrorKind::DepthLimit { max: self.max_depth }));
+            return Err(self.error(DecodeErrorKind::DepthLimit {
+                max: self.max_depth,
+            }));
         }
         Ok(())
     }
@@ -205,7 +225,13 @@ impl<'a> Decoder<'a> {
                     // Accumulate negatively so i64::MIN is representable.
                     n = n
                         .checked_mul(10)
-                        .and_then(|n| if negative { n.checked_sub(digit) } else { n.checked_add(digit) })
+                        .and_then(|n| {
+                            if negative {
+                                n.checked_sub(digit)
+                            } else {
+                                n.checked_add(digit)
+                            }
+                        })
                         .ok_or_else(|| self.error(DecodeErrorKind::IntegerOverflow))?;
                     self.pos += 1;
                 }
@@ -217,7 +243,10 @@ impl<'a> Decoder<'a> {
             return Err(self.error(DecodeErrorKind::EmptyInteger));
         }
         if negative && n == 0 {
-            return Err(DecodeError { offset: digits_start - 1, kind: DecodeErrorKind::NegativeZero });
+            return Err(DecodeError {
+                offset: digits_start - 1,
+                kind: DecodeErrorKind::NegativeZero,
+            });
         }
         self.pos += 1; // 'e'
         Ok(n)
@@ -231,7 +260,10 @@ impl<'a> Decoder<'a> {
             match byte {
                 b'0'..=b'9' => {
                     if self.pos > start && self.input[start] == b'0' {
-                        return Err(DecodeError { offset: start, kind: DecodeErrorKind::LeadingZero });
+                        return Err(DecodeError {
+                            offset: start,
+                            kind: DecodeErrorKind::LeadingZero,
+                        });
                     }
                     len = len
                         .checked_mul(10)
@@ -250,7 +282,10 @@ impl<'a> Decoder<'a> {
         let remaining = self.input.len() - self.pos;
         let fits = usize::try_from(len).is_ok_and(|len| len <= remaining);
         if !fits {
-            return Err(DecodeError { offset: start, kind: DecodeErrorKind::LengthExceedsInput { len } });
+            return Err(DecodeError {
+                offset: start,
+                kind: DecodeErrorKind::LengthExceedsInput { len },
+            });
         }
         // `len <= remaining` was just checked, so the slice is in bounds and the cast lossless.
         let end = self.pos + len as usize;
@@ -289,7 +324,10 @@ impl<'a> Decoder<'a> {
                     std::cmp::Ordering::Less => Some(DecodeErrorKind::UnsortedKeys),
                 };
                 if let Some(kind) = kind {
-                    return Err(DecodeError { offset: key_offset, kind });
+                    return Err(DecodeError {
+                        offset: key_offset,
+                        kind,
+                    });
                 }
             }
             previous = Some(key);
@@ -297,6 +335,9 @@ impl<'a> Decoder<'a> {
             entries.insert(Cow::Borrowed(key), value);
         }
         self.pos += 1; // 'e'
-        Ok(Value::Dict(Dict::with_raw(entries, &self.input[start..self.pos])))
+        Ok(Value::Dict(Dict::with_raw(
+            entries,
+            &self.input[start..self.pos],
+        )))
     }
 }

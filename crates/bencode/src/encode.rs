@@ -43,6 +43,12 @@ fn encode_into(value: &Value<'_>, out: &mut Vec<u8>) {
     }
 }
 
+/// Appends the encoding of the byte string `bytes` to `out`: for callers that splice raw,
+/// already-encoded values (a torrent's original info bytes) into a dictionary they write.
+pub fn encode_bytes_into(bytes: &[u8], out: &mut Vec<u8>) {
+    push_bytes(out, bytes);
+}
+
 fn push_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
     push_decimal(out, bytes.len() as u64, false);
     out.push(b':');

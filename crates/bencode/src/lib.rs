@@ -26,5 +26,5 @@ mod encode;
 mod value;
 
 pub use decode::{DecodeError, DecodeErrorKind, Limits, decode, decode_prefix, decode_with};
-pub use encode::encode;
+pub use encode::{encode, encode_bytes_into};
 pub use value::{Dict, Value};

@@ -153,12 +153,19 @@ impl<'a> Dict<'a> {
     }
 
     pub(crate) fn with_raw(entries: BTreeMap<Cow<'a, [u8]>, Value<'a>>, raw: &'a [u8]) -> Self {
-        Self { entries, raw: Some(raw) }
+        Self {
+            entries,
+            raw: Some(raw),
+        }
     }
 
     /// Inserts `value` under `key`, returning the value it replaces, if any. Inserting into a
     /// decoded dictionary forgets its raw bytes, which no longer describe it.
-    pub fn insert(&mut self, key: impl Into<Cow<'a, [u8]>>, value: impl Into<Value<'a>>) -> Option<Value<'a>> {
+    pub fn insert(
+        &mut self,
+        key: impl Into<Cow<'a, [u8]>>,
+        value: impl Into<Value<'a>>,
+    ) -> Option<Value<'a>> {
         self.raw = None;
         self.entries.insert(key.into(), value.into())
     }
@@ -213,6 +220,12 @@ impl Eq for Dict<'_> {}
 
 impl<'a, K: Into<Cow<'a, [u8]>>, V: Into<Value<'a>>> FromIterator<(K, V)> for Dict<'a> {
     fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
-        Self { entries: iter.into_iter().map(|(k, v)| (k.into(), v.into())).collect(), raw: None }
+        Self {
+            entries: iter
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+            raw: None,
+        }
     }
 }

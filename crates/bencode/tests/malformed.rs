@@ -4,7 +4,10 @@ use shoal_bencode::{DecodeError, DecodeErrorKind as K, Limits, decode, decode_wi
 
 fn err(input: &[u8]) -> DecodeError {
     match decode(input) {
-        Ok(v) => panic!("{:?} decoded to {v:?}, expected an error", String::from_utf8_lossy(input)),
+        Ok(v) => panic!(
+            "{:?} decoded to {v:?}, expected an error",
+            String::from_utf8_lossy(input)
+        ),
         Err(e) => e,
     }
 }
@@ -28,8 +31,16 @@ fn table_of_malformed_inputs() {
         (b"i-e", 2, K::EmptyInteger),
         (b"i9223372036854775808e", 19, K::IntegerOverflow),
         (b"i-9223372036854775809e", 20, K::IntegerOverflow),
-        (b"99999999999999999999999:x", 0, K::LengthExceedsInput { len: u64::MAX }),
-        (b"4294967296:x", 0, K::LengthExceedsInput { len: 4_294_967_296 }),
+        (
+            b"99999999999999999999999:x",
+            0,
+            K::LengthExceedsInput { len: u64::MAX },
+        ),
+        (
+            b"4294967296:x",
+            0,
+            K::LengthExceedsInput { len: 4_294_967_296 },
+        ),
         (b"di1ei2ee", 1, K::KeyNotBytes),
         (b"dlee1:ae", 1, K::KeyNotBytes),
         (b"d1:bi1e1:ai2ee", 7, K::UnsortedKeys),
@@ -51,25 +62,58 @@ fn table_of_malformed_inputs() {
 
 #[test]
 fn depth_bomb_is_refused_at_the_limit() {
-    let limits = Limits { max_depth: 64, ..Limits::default() };
+    let limits = Limits {
+        max_depth: 64,
+        ..Limits::default()
+    };
     let ok = [b"l".repeat(64), b"e".repeat(64)].concat();
     assert!(decode_with(&ok, limits).is_ok());
     let bomb = [b"l".repeat(100_000), b"e".repeat(100_000)].concat();
     let e = decode_with(&bomb, limits).unwrap_err();
     assert_eq!((e.offset, e.kind), (64, K::DepthLimit { max: 64 }));
     // A configured depth above the hard ceiling is clamped, so the stack stays bounded.
-    let e = decode_with(&bomb, Limits { max_depth: usize::MAX, ..limits }).unwrap_err();
-    assert_eq!(e.kind, K::DepthLimit { max: Limits::HARD_MAX_DEPTH });
+    let e = decode_with(
+        &bomb,
+        Limits {
+            max_depth: usize::MAX,
+            ..limits
+        },
+    )
+    .unwrap_err();
+    assert_eq!(
+        e.kind,
+        K::DepthLimit {
+            max: Limits::HARD_MAX_DEPTH
+        }
+    );
 }
 
 #[test]
 fn value_and_input_limits() {
     let many = [b"l".as_slice(), &b"i0e".repeat(10), b"e"].concat();
-    let limits = Limits { max_values: 10, ..Limits::default() };
-    assert_eq!(decode_with(&many, limits).unwrap_err().kind, K::ValueLimit { max: 10 });
-    assert!(decode_with(&many, Limits { max_values: 11, ..limits }).is_ok());
+    let limits = Limits {
+        max_values: 10,
+        ..Limits::default()
+    };
+    assert_eq!(
+        decode_with(&many, limits).unwrap_err().kind,
+        K::ValueLimit { max: 10 }
+    );
+    assert!(
+        decode_with(
+            &many,
+            Limits {
+                max_values: 11,
+                ..limits
+            }
+        )
+        .is_ok()
+    );
 
-    let limits = Limits { max_input: 4, ..Limits::default() };
+    let limits = Limits {
+        max_input: 4,
+        ..Limits::default()
+    };
     assert_eq!(
         decode_with(b"5:abcde", limits).unwrap_err().kind,
         K::InputTooLarge { len: 7, max: 4 }
@@ -78,8 +122,14 @@ fn value_and_input_limits() {
 
 #[test]
 fn extremes_decode() {
-    assert_eq!(decode(b"i9223372036854775807e").unwrap().as_int(), Some(i64::MAX));
-    assert_eq!(decode(b"i-9223372036854775808e").unwrap().as_int(), Some(i64::MIN));
+    assert_eq!(
+        decode(b"i9223372036854775807e").unwrap().as_int(),
+        Some(i64::MAX)
+    );
+    assert_eq!(
+        decode(b"i-9223372036854775808e").unwrap().as_int(),
+        Some(i64::MIN)
+    );
     assert_eq!(decode(b"i0e").unwrap().as_int(), Some(0));
     assert_eq!(decode(b"0:").unwrap().as_bytes(), Some(&b""[..]));
 }
@@ -87,5 +137,8 @@ fn extremes_decode() {
 #[test]
 fn errors_read_well() {
     let e = err(b"d1:bi1e1:ai2ee");
-    assert_eq!(e.to_string(), "invalid bencode at byte 7: dictionary keys out of order");
+    assert_eq!(
+        e.to_string(),
+        "invalid bencode at byte 7: dictionary keys out of order"
+    );
 }

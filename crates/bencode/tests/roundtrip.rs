@@ -55,7 +55,13 @@ proptest! {
 fn raw_span_is_the_original_bytes() {
     let input = b"d4:infod6:lengthi5e4:name1:xe3:zzz0:e";
     let v = decode(input).unwrap();
-    let info = v.as_dict().unwrap().get(b"info").unwrap().as_dict().unwrap();
+    let info = v
+        .as_dict()
+        .unwrap()
+        .get(b"info")
+        .unwrap()
+        .as_dict()
+        .unwrap();
     assert_eq!(info.raw().unwrap(), b"d6:lengthi5e4:name1:xe");
     assert_eq!(v.as_dict().unwrap().raw().unwrap(), input);
 }

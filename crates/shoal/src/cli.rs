@@ -1,0 +1,128 @@
+//! The command-line grammar: every subcommand, flag and default, with the help text people
+//! read at 3 a.m.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::units::parse_size;
+
+/// Shoal distributes large artifacts to many hosts over BitTorrent, verified end to end.
+#[derive(Debug, Parser)]
+#[command(
+    name = "shoal",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create and inspect .torrent files and magnet links (no daemon needed).
+    Torrent(TorrentArgs),
+}
+
+/// `shoal torrent ...`
+#[derive(Debug, Args)]
+pub struct TorrentArgs {
+    /// What to do with torrents.
+    #[command(subcommand)]
+    pub command: TorrentCommand,
+}
+
+/// `shoal torrent` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum TorrentCommand {
+    /// Create a .torrent from a file or directory (hybrid v1+v2 by default).
+    #[command(after_help = CREATE_AFTER_HELP)]
+    Create(CreateArgs),
+    /// Print what a .torrent file or magnet link describes.
+    Show(ShowArgs),
+}
+
+const CREATE_AFTER_HELP: &str = "\
+Piece length: by default the smallest power of two from 16 KiB to 16 MiB that keeps the torrent
+at or under 4096 pieces (64 MiB -> 16 KiB, 1 GiB -> 256 KiB, 16 GiB -> 4 MiB, >= 64 GiB -> 16 MiB).
+v2 and hybrid torrents need a power of two of at least 16 KiB.
+
+Files are sorted by path and hashed on every core. Symbolic links are followed; sockets, FIFOs
+and devices are refused. Executable files are marked with the BEP 47 'x' attribute.
+
+Examples:
+  shoal torrent create ./build -o build.torrent --tracker http://tracker:6969/announce
+  shoal torrent create image.iso -o image.torrent --v1 --piece-length 1MiB";
+
+/// `shoal torrent create`
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// The file or directory to share.
+    pub path: PathBuf,
+    /// Where to write the .torrent file (refuses to overwrite unless --force).
+    #[arg(short, long, value_name = "FILE.torrent")]
+    pub output: PathBuf,
+    /// Write v1 metadata only (SHA-1 pieces; for old clients).
+    #[arg(long, group = "meta_version")]
+    pub v1: bool,
+    /// Write v2 metadata only (SHA-256 Merkle trees; BEP 52 clients only).
+    #[arg(long, group = "meta_version")]
+    pub v2: bool,
+    /// Write both v1 and v2 metadata (the default: every client can join).
+    #[arg(long, group = "meta_version")]
+    pub hybrid: bool,
+    /// Piece length, in bytes or with a unit (16KiB, 4MiB). Default: see below.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub piece_length: Option<u64>,
+    /// A tracker announce URL; repeat for more tiers, or separate URLs of one tier with commas.
+    #[arg(long = "tracker", short = 't', value_name = "URL")]
+    pub trackers: Vec<String>,
+    /// A web seed URL (BEP 19); repeat for more.
+    #[arg(long = "web-seed", short = 'w', value_name = "URL")]
+    pub web_seeds: Vec<String>,
+    /// Mark the torrent private (BEP 27): peers come from its trackers only.
+    #[arg(long)]
+    pub private: bool,
+    /// The torrent's name (default: the file or directory name).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// A comment stored in the torrent.
+    #[arg(long)]
+    pub comment: Option<String>,
+    /// Leave out the creation date, so the same input always gives the same file.
+    #[arg(long)]
+    pub no_date: bool,
+    /// Overwrite the output file if it exists.
+    #[arg(long)]
+    pub force: bool,
+    /// Hashing threads (default: one per core).
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+    /// Print the result as JSON (the same document as `shoal torrent show --json`).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `shoal torrent show`
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// A .torrent file, or a magnet link (quote it: it contains '&').
+    pub torrent: String,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_grammar_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,4 @@
+//! `shoal torrent`: standalone torrent tooling that needs no daemon.
+
+pub mod create;
+pub mod show;
