@@ -65,6 +65,14 @@ impl<'a> Value<'a> {
         }
     }
 
+    /// Returns the dictionary for changing it, if and only if this is a dictionary.
+    pub fn as_dict_mut(&mut self) -> Option<&mut Dict<'a>> {
+        match self {
+            Value::Dict(d) => Some(d),
+            _ => None,
+        }
+    }
+
     /// Returns the dictionary if and only if this is a dictionary.
     pub fn as_dict(&self) -> Option<&Dict<'a>> {
         match self {
@@ -173,6 +181,19 @@ impl<'a> Dict<'a> {
     /// Returns the value under `key`, if any.
     pub fn get(&self, key: &[u8]) -> Option<&Value<'a>> {
         self.entries.get(key)
+    }
+
+    /// Returns the value under `key` for changing it; this forgets the raw bytes, which would
+    /// no longer describe the dictionary.
+    pub fn get_mut(&mut self, key: &[u8]) -> Option<&mut Value<'a>> {
+        self.raw = None;
+        self.entries.get_mut(key)
+    }
+
+    /// Removes and returns the value under `key`, forgetting the raw bytes.
+    pub fn remove(&mut self, key: &[u8]) -> Option<Value<'a>> {
+        self.raw = None;
+        self.entries.remove(key)
     }
 
     /// The number of entries.
