@@ -1,4 +1,13 @@
 //! Decode throughput on a torrent-shaped document (many files, one large `pieces` string).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "bench code: a panic is the failure report"
+)]
+#![allow(
+    missing_docs,
+    reason = "criterion_group! generates undocumented functions"
+)]
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use shoal_bencode::{Dict, Value, decode, encode};

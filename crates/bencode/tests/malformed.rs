@@ -1,4 +1,9 @@
 //! Every malformed or non-canonical input gives its own typed error at the right offset.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test and bench code: a panic is the failure report"
+)]
 
 use shoal_bencode::{DecodeError, DecodeErrorKind as K, Limits, decode, decode_with};
 

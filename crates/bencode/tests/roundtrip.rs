@@ -1,4 +1,9 @@
 //! Property tests: `decode(encode(v)) == v`, and dictionaries keep their exact raw bytes.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test and bench code: a panic is the failure report"
+)]
 
 use proptest::prelude::*;
 use shoal_bencode::{Dict, Value, decode, decode_prefix, encode};

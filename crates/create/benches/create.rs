@@ -1,5 +1,14 @@
 //! Hashing throughput of torrent creation (v1, v2, hybrid) over a page-cached 256 MiB file,
 //! on every core. `bench/torrent-create.sh` compares the 1 GiB case against `openssl dgst`.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "bench code: a panic is the failure report"
+)]
+#![allow(
+    missing_docs,
+    reason = "criterion_group! generates undocumented functions"
+)]
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use shoal_metainfo::MetaVersion;

@@ -1,5 +1,14 @@
 //! Single-thread hashing throughput of one hash unit (the inner loop of torrent creation and,
 //! later, of piece verification): v1 SHA-1, v2 Merkle, and both in one pass.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "bench code: a panic is the failure report"
+)]
+#![allow(
+    missing_docs,
+    reason = "criterion_group! generates undocumented functions"
+)]
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use shoal_metainfo::create::{CreateOptions, InputFile, Plan};

@@ -213,7 +213,7 @@ impl Geometry {
         let index = self.piece(piece)?;
         let piece_len = self.piece_len(index);
         let expected = piece_len.saturating_sub(offset).min(BLOCK_SIZE);
-        if offset % BLOCK_SIZE != 0 || offset >= piece_len || len != expected {
+        if !offset.is_multiple_of(BLOCK_SIZE) || offset >= piece_len || len != expected {
             return Err(GeometryError::BadBlock {
                 piece,
                 offset,

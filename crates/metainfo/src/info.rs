@@ -559,7 +559,7 @@ fn merge_hybrid(
                 .is_some_and(|c| c.as_str() == PAD_DIR);
             if !is_pad_path
                 || file.length >= piece_length.bytes()
-                || (offset + file.length) % piece_length.bytes() != 0
+                || !(offset + file.length).is_multiple_of(piece_length.bytes())
             {
                 return Err(mismatch("padding file does not end on a piece boundary"));
             }
@@ -575,7 +575,7 @@ fn merge_hybrid(
             if twin.length != file.length {
                 return Err(mismatch("lengths differ"));
             }
-            if file.length > 0 && offset % piece_length.bytes() != 0 {
+            if file.length > 0 && !offset.is_multiple_of(piece_length.bytes()) {
                 return Err(mismatch(
                     "file does not start on a piece boundary (padding missing)",
                 ));

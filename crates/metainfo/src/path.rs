@@ -202,7 +202,8 @@ mod tests {
         ] {
             assert!(PathComponent::new(ok).is_ok(), "{ok}");
         }
-        let bad: &[(&str, fn(&PathError) -> bool)] = &[
+        type Check = fn(&PathError) -> bool;
+        let bad: &[(&str, Check)] = &[
             ("", |e| matches!(e, PathError::Empty)),
             (".", |e| matches!(e, PathError::DotOrDotDot(_))),
             ("..", |e| matches!(e, PathError::DotOrDotDot(_))),

@@ -1,4 +1,9 @@
 //! A table of malformed torrents: each gives its own typed error, never a panic.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test and bench code: a panic is the failure report"
+)]
 
 mod support;
 

@@ -1,5 +1,10 @@
 //! Round trips: `parse(encode(t)) == t` for every torrent the creator can make, and the info
 //! dictionary's canonical encoding is byte-identical to what was parsed.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test and bench code: a panic is the failure report"
+)]
 
 mod support;
 

@@ -6,6 +6,11 @@
 //! The reference tools are installed by `scripts/install-test-deps.sh` (run by
 //! `scripts/test.sh` and CI). A missing tool fails the test with that instruction: these tests
 //! are never skipped.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test and bench code: a panic is the failure report"
+)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -225,4 +230,70 @@ fn transmission_show_hash(torrent: &Path) -> String {
         .find_map(|line| line.trim().strip_prefix("Hash: "))
         .unwrap_or_else(|| panic!("no Hash: line in transmission-show output:\n{out}"))
         .to_owned()
+}
+
+#[test]
+fn magnet_links_agree_with_libtorrent_both_ways() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_, input) = fixtures(dir.path(), false).swap_remove(2);
+    for mode in ["v1", "v2", "hybrid"] {
+        let torrent = dir.path().join(format!("{mode}.torrent"));
+        let report: Value = serde_json::from_str(&run(Command::new(SHOAL)
+            .args(["torrent", "create"])
+            .arg(&input)
+            .arg("-o")
+            .arg(&torrent)
+            .args([
+                &format!("--{mode}"),
+                "--tracker",
+                "http://tracker.example:6969/announce",
+                "--no-date",
+                "--json",
+            ])))
+        .expect("JSON report");
+        let ours = Hashes {
+            v1: report["info_hash_v1"].as_str().map(str::to_owned),
+            v2: report["info_hash_v2"].as_str().map(str::to_owned),
+        };
+        // Our magnet link, read by libtorrent.
+        let our_magnet = report["magnet"].as_str().expect("a magnet link");
+        let parsed: Value = serde_json::from_str(&run(Command::new("python3")
+            .arg(lt_tool())
+            .arg("parse-magnet")
+            .arg(our_magnet)))
+        .expect("JSON");
+        assert_eq!(
+            parsed["v1"].as_str(),
+            ours.v1.as_deref(),
+            "{mode}: {our_magnet}"
+        );
+        assert_eq!(
+            parsed["v2"].as_str(),
+            ours.v2.as_deref(),
+            "{mode}: {our_magnet}"
+        );
+        assert_eq!(parsed["name"], "tree");
+        assert_eq!(
+            parsed["trackers"],
+            serde_json::json!(["http://tracker.example:6969/announce"])
+        );
+        // libtorrent's magnet link, read by us.
+        let their_magnet = run(Command::new("python3")
+            .arg(lt_tool())
+            .arg("magnet")
+            .arg(&torrent));
+        let shown: Value = serde_json::from_str(&run(Command::new(SHOAL).args([
+            "torrent",
+            "show",
+            "--json",
+            their_magnet.trim(),
+        ])))
+        .expect("JSON");
+        assert_eq!(
+            hashes_of_report(&shown.to_string()),
+            ours,
+            "{mode}: {their_magnet}"
+        );
+        assert_eq!(shown["name"], "tree");
+    }
 }

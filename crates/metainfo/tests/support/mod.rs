@@ -1,4 +1,9 @@
 //! Shared test support: torrents built in memory from synthetic file contents.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test and bench code: a panic is the failure report"
+)]
 #![allow(dead_code)]
 
 use shoal_metainfo::create::{CreateOptions, InputFile, Plan};

@@ -3,6 +3,8 @@
 
   lt_tool.py create MODE PIECE_LENGTH PATH OUT   make a torrent with libtorrent
   lt_tool.py hashes TORRENT                      print {"v1": hex|null, "v2": hex|null}
+  lt_tool.py magnet TORRENT                      print libtorrent's magnet link for it
+  lt_tool.py parse-magnet URI                    print {"v1", "v2", "name", "trackers"} of a link
 
 MODE is v1, v2 or hybrid. Files are added in path order, component by component, which is
 the order BEP 52 file trees impose; libtorrent then lays them out (and pads them) itself.
@@ -45,10 +47,29 @@ def hashes(torrent):
     }))
 
 
+def magnet(torrent):
+    print(lt.make_magnet_uri(lt.torrent_info(torrent)))
+
+
+def parse_magnet(uri):
+    p = lt.parse_magnet_uri(uri)
+    ih = p.info_hashes
+    print(json.dumps({
+        "v1": str(ih.v1) if ih.has_v1() else None,
+        "v2": str(ih.v2) if ih.has_v2() else None,
+        "name": p.name,
+        "trackers": list(p.trackers),
+    }))
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "create":
         create(sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5])
     elif sys.argv[1] == "hashes":
         hashes(sys.argv[2])
+    elif sys.argv[1] == "magnet":
+        magnet(sys.argv[2])
+    elif sys.argv[1] == "parse-magnet":
+        parse_magnet(sys.argv[2])
     else:
         sys.exit(f"unknown command {sys.argv[1]!r}")

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs what the test suite needs beyond Rust: the reference BitTorrent tools our interop
+# tests compare against, and cargo-fuzz for the fuzz smoke runs. Idempotent: installs only
+# what is missing. Needs root (or sudo) for apt-get.
+set -euo pipefail
+
+apt_packages=(mktorrent transmission-cli python3 python3-pip)
+missing=()
+command -v mktorrent >/dev/null || missing+=(mktorrent)
+command -v transmission-create >/dev/null || missing+=(transmission-cli)
+command -v python3 >/dev/null || missing+=(python3 python3-pip)
+if [ "${#missing[@]}" -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "install-test-deps: apt-get install ${missing[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+: "${apt_packages[@]}"
+
+# libtorrent's Python binding (PyPI `libtorrent`): the reference implementation of BEP 52.
+if ! python3 -c 'import libtorrent' 2>/dev/null; then
+  echo "install-test-deps: pip install libtorrent"
+  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore 'libtorrent>=2.0.9,<2.2' \
+    || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages 'libtorrent>=2.0.9,<2.2'
+fi
+
+# cargo-fuzz drives libFuzzer; pinned so fuzz builds are reproducible.
+if ! cargo fuzz --version 2>/dev/null | grep -q '0\.13\.2'; then
+  echo "install-test-deps: cargo install cargo-fuzz 0.13.2 (takes a minute or two)"
+  cargo install --quiet --locked cargo-fuzz --version 0.13.2
+fi
