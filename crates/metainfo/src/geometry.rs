@@ -228,3 +228,111 @@ impl Geometry {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const K16: u64 = BLOCK_SIZE as u64;
+
+    #[test]
+    fn piece_lengths() {
+        assert_eq!(
+            PieceLength::new_v1(0),
+            Err(GeometryError::PieceLengthOutOfRange(0))
+        );
+        assert_eq!(
+            PieceLength::new_v1(MAX_PIECE_LENGTH + 1),
+            Err(GeometryError::PieceLengthOutOfRange(MAX_PIECE_LENGTH + 1))
+        );
+        assert_eq!(
+            PieceLength::new_v1(20_000).map(PieceLength::get),
+            Ok(20_000)
+        );
+        assert_eq!(
+            PieceLength::new_v2(20_000),
+            Err(GeometryError::PieceLengthNotV2(20_000))
+        );
+        assert_eq!(
+            PieceLength::new_v2(8192),
+            Err(GeometryError::PieceLengthNotV2(8192))
+        );
+        assert_eq!(
+            PieceLength::new_v2(K16).map(PieceLength::blocks_per_piece),
+            Ok(1)
+        );
+        assert_eq!(
+            PieceLength::new_v1(20_000).map(PieceLength::blocks_per_piece),
+            Ok(2)
+        );
+    }
+
+    #[test]
+    fn v1_geometry_has_one_run() {
+        let len = PieceLength::new_v1(2 * K16).unwrap();
+        let g = Geometry::new(len, [5 * K16 + 100]).unwrap();
+        assert_eq!(g.piece_count(), 3);
+        assert_eq!(g.piece_len(g.piece(0).unwrap()), 2 * BLOCK_SIZE);
+        assert_eq!(g.piece_len(g.piece(2).unwrap()), BLOCK_SIZE + 100);
+        assert_eq!(g.blocks_in(g.piece(2).unwrap()), 2);
+        assert_eq!(
+            g.piece(3),
+            Err(GeometryError::PieceOutOfRange { index: 3, count: 3 })
+        );
+    }
+
+    #[test]
+    fn aligned_geometry_has_short_pieces_at_each_file_end() {
+        let len = PieceLength::new_v2(2 * K16).unwrap();
+        // Files of 3 blocks, 0 bytes (skipped), 100 bytes, 4 blocks.
+        let g = Geometry::new(len, [3 * K16, 0, 100, 4 * K16]).unwrap();
+        assert_eq!(g.piece_count(), 2 + 1 + 2);
+        let lens: Vec<u32> = (0..5).map(|i| g.piece_len(g.piece(i).unwrap())).collect();
+        assert_eq!(
+            lens,
+            [
+                2 * BLOCK_SIZE,
+                BLOCK_SIZE,
+                100,
+                2 * BLOCK_SIZE,
+                2 * BLOCK_SIZE
+            ]
+        );
+    }
+
+    #[test]
+    fn blocks_must_be_aligned_and_exact() {
+        let len = PieceLength::new_v2(2 * K16).unwrap();
+        let g = Geometry::new(len, [K16 + 100]).unwrap();
+        assert!(g.block(0, 0, BLOCK_SIZE).is_ok());
+        assert!(g.block(0, BLOCK_SIZE, 100).is_ok());
+        for (offset, block_len) in [
+            (1, BLOCK_SIZE),
+            (BLOCK_SIZE, 99),
+            (BLOCK_SIZE, BLOCK_SIZE),
+            (2 * BLOCK_SIZE, 1),
+            (0, 0),
+        ] {
+            assert!(
+                matches!(
+                    g.block(0, offset, block_len),
+                    Err(GeometryError::BadBlock { .. })
+                ),
+                "{offset}+{block_len}"
+            );
+        }
+        assert!(matches!(
+            g.block(1, 0, 1),
+            Err(GeometryError::PieceOutOfRange { .. })
+        ));
+    }
+
+    #[test]
+    fn too_many_pieces_is_an_error() {
+        let len = PieceLength::new_v1(1).unwrap();
+        assert!(matches!(
+            Geometry::new(len, [u64::from(u32::MAX) + 1]),
+            Err(GeometryError::TooManyPieces(_))
+        ));
+    }
+}
