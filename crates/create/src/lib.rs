@@ -4,14 +4,14 @@
 //! every hash unit with positional reads on one thread per core, and assembles the result.
 //! All hashing decisions live in `shoal_metainfo`; this crate only moves bytes.
 //!
-//! Symbolic links are followed (a link to a file contributes the file's bytes); a directory
-//! nested deeper than [`MAX_DEPTH`] is refused, which also stops symlink loops. Files that are
-//! neither regular files nor directories (sockets, FIFOs, devices) are refused rather than
-//! skipped, so a torrent never silently leaves something out.
+//! Symbolic links are followed (a link to a file contributes the file's bytes); a link back to
+//! a directory being walked is refused as a loop, and so is nesting deeper than [`MAX_DEPTH`].
+//! Files that are neither regular files nor directories (sockets, FIFOs, devices) are refused
+//! rather than skipped, so a torrent never silently leaves something out.
 #![forbid(unsafe_code)]
 
 use std::fs::File;
-use std::os::unix::fs::{FileExt, PermissionsExt};
+use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -49,10 +49,16 @@ pub enum Error {
         /// The offending path.
         path: PathBuf,
     },
-    /// Directories nested deeper than [`MAX_DEPTH`] (or a symlink loop).
-    #[error("{}: directories nest deeper than {MAX_DEPTH} levels (a symlink loop?)", path.display())]
+    /// Directories nested deeper than [`MAX_DEPTH`].
+    #[error("{}: directories nest deeper than {MAX_DEPTH} levels", path.display())]
     TooDeep {
         /// Where the limit was reached.
+        path: PathBuf,
+    },
+    /// A symbolic link to a directory that contains it.
+    #[error("{}: symbolic link loop (it leads back to a directory being walked)", path.display())]
+    SymlinkLoop {
+        /// The link.
         path: PathBuf,
     },
     /// A file whose size changed while it was being hashed.
@@ -129,7 +135,12 @@ pub fn scan(path: &Path) -> Result<Source, Error> {
         return Err(Error::NotRegular { path: root });
     }
     let mut files = Vec::new();
-    walk(&root, &mut Vec::new(), &mut files)?;
+    walk(
+        &root,
+        &mut Vec::new(),
+        &mut vec![(meta.dev(), meta.ino())],
+        &mut files,
+    )?;
     Ok(Source {
         root,
         name,
@@ -138,7 +149,14 @@ pub fn scan(path: &Path) -> Result<Source, Error> {
     })
 }
 
-fn walk(dir: &Path, at: &mut Vec<PathComponent>, out: &mut Vec<InputFile>) -> Result<(), Error> {
+/// Walks `dir`; `at` is its path inside the torrent, `ancestors` the (device, inode) of every
+/// directory from the root down to `dir`, to catch symlink loops.
+fn walk(
+    dir: &Path,
+    at: &mut Vec<PathComponent>,
+    ancestors: &mut Vec<(u64, u64)>,
+    out: &mut Vec<InputFile>,
+) -> Result<(), Error> {
     if at.len() >= MAX_DEPTH {
         return Err(Error::TooDeep {
             path: dir.to_owned(),
@@ -157,7 +175,13 @@ fn walk(dir: &Path, at: &mut Vec<PathComponent>, out: &mut Vec<InputFile>) -> Re
         })?;
         at.push(component(&path, &entry.file_name())?);
         if meta.is_dir() {
-            walk(&path, at, out)?;
+            let id = (meta.dev(), meta.ino());
+            if ancestors.contains(&id) {
+                return Err(Error::SymlinkLoop { path });
+            }
+            ancestors.push(id);
+            walk(&path, at, ancestors, out)?;
+            ancestors.pop();
         } else if meta.is_file() {
             let torrent_path = TorrentPath::new(at.clone()).map_err(|source| Error::BadName {
                 path: path.clone(),

@@ -165,7 +165,7 @@ impl HashUnit {
         let v1 = match (sha1, self.v1_len) {
             (Some(mut sha1), Some(v1_len)) => {
                 let zeros = [0u8; BLOCK_SIZE as usize];
-                let mut pad = v1_len - self.len;
+                let mut pad = v1_len.saturating_sub(self.len);
                 while pad > 0 {
                     let n = pad.min(BLOCK_SIZE.into());
                     sha1.update(&zeros[..n as usize]);

@@ -192,11 +192,14 @@ impl Geometry {
     /// The number of data bytes in `piece` (short for the last piece of a run).
     pub fn piece_len(&self, piece: PieceIndex) -> u32 {
         let at = self.extents.partition_point(|&(first, _)| first <= piece.0);
-        // `piece` is below the piece count, so some run starts at or before it (at >= 1).
-        let (first, len) = self.extents[at - 1];
+        // A `PieceIndex` from this geometry always has a run at or before it; one from another
+        // geometry gets 0 rather than a panic.
+        let Some(&(first, len)) = at.checked_sub(1).and_then(|i| self.extents.get(i)) else {
+            return 0;
+        };
         let start = u64::from(piece.0 - first) * self.piece_length.bytes();
-        // Below the piece length, so it fits a u32.
-        (len - start).min(self.piece_length.bytes()) as u32
+        // At most the piece length, so it fits a u32.
+        len.saturating_sub(start).min(self.piece_length.bytes()) as u32
     }
 
     /// The number of blocks in `piece`.

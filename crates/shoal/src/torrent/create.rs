@@ -71,10 +71,11 @@ pub fn run(args: CreateArgs) -> anyhow::Result<()> {
     write_atomically(&args.output, &torrent.to_bytes())?;
     if !args.json {
         status(&format!(
-            "hashed {} in {:.2}s ({}/s) on {threads} threads; wrote {}",
+            "hashed {} in {:.2}s ({}/s) on {threads} thread{}; wrote {}",
             format_size(total),
             elapsed.as_secs_f64(),
             format_size((total as f64 / elapsed.as_secs_f64().max(1e-9)) as u64),
+            if threads == 1 { "" } else { "s" },
             args.output.display(),
         ));
     }
