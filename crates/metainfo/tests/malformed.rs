@@ -279,37 +279,36 @@ fn hybrid_mismatch() {
     });
     assert!(matches!(
         parse_err(&no_padding),
-        MetainfoError::HybridMismatch { .. } | MetainfoError::PieceCount { .. }
+        MetainfoError::HybridMismatch { path, problem: "file does not start on a piece boundary (padding missing)" }
+            if path == "dir/b.bin"
     ));
+}
+
+/// Applies `change` to the bytes of the first piece layer.
+fn change_first_layer(root: &mut Dict<'static>, change: impl FnOnce(&mut Vec<u8>)) {
+    let layers = root
+        .get_mut(b"piece layers")
+        .unwrap()
+        .as_dict_mut()
+        .unwrap();
+    let (key, mut layer) = layers
+        .iter()
+        .next()
+        .map(|(k, v)| (k.to_vec(), v.as_bytes().unwrap().to_vec()))
+        .unwrap();
+    change(&mut layer);
+    layers.insert(key, Value::from(layer));
 }
 
 #[test]
 fn mismatched_piece_layers() {
     let good = valid(MetaVersion::V2);
-    let flip = mutate(&good, |r| {
-        let layers = r.get_mut(b"piece layers").unwrap().as_dict_mut().unwrap();
-        let (key, value) = layers
-            .iter()
-            .next()
-            .map(|(k, v)| (k.to_vec(), v.as_bytes().unwrap().to_vec()))
-            .unwrap();
-        let mut value = value;
-        value[0] ^= 1;
-        layers.insert(key, Value::from(value));
-    });
+    let flip = mutate(&good, |r| change_first_layer(r, |layer| layer[0] ^= 1));
     assert!(
         matches!(parse_err(&flip), MetainfoError::PieceLayer { problem, .. } if problem.contains("do not add up"))
     );
 
-    let short = mutate(&good, |r| {
-        let layers = r.get_mut(b"piece layers").unwrap().as_dict_mut().unwrap();
-        let (key, value) = layers
-            .iter()
-            .next()
-            .map(|(k, v)| (k.to_vec(), v.as_bytes().unwrap().to_vec()))
-            .unwrap();
-        layers.insert(key, Value::from(value[..32].to_vec()));
-    });
+    let short = mutate(&good, |r| change_first_layer(r, |layer| layer.truncate(32)));
     assert!(
         matches!(parse_err(&short), MetainfoError::PieceLayer { problem, .. } if problem.contains("piece count"))
     );
