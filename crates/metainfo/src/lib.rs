@@ -25,6 +25,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod bitfield;
 pub mod create;
 mod error;
 mod fields;
@@ -36,6 +37,7 @@ pub mod merkle;
 pub mod path;
 mod torrent;
 
+pub use bitfield::{Bitfield, BitfieldError};
 pub use error::{CreateError, MagnetError, MetainfoError};
 pub use geometry::{BLOCK_SIZE, BlockRef, Geometry, GeometryError, PieceIndex, PieceLength};
 pub use hash::{HexError, InfoHashes, Sha1Hash, Sha256Hash};
