@@ -36,6 +36,7 @@ pub mod magnet;
 pub mod merkle;
 pub mod path;
 mod torrent;
+pub mod verify;
 
 pub use bitfield::{Bitfield, BitfieldError};
 pub use error::{CreateError, MagnetError, MetainfoError};
@@ -45,3 +46,4 @@ pub use info::{FileAttr, FileEntry, Info, MetaVersion};
 pub use magnet::Magnet;
 pub use path::{PathComponent, PathError, TorrentPath};
 pub use torrent::{MAX_TORRENT_SIZE, TORRENT_LIMITS, Torrent};
+pub use verify::{MissingPieceLayer, PieceVerifier};
