@@ -19,7 +19,11 @@ fn check_spans(value: &Value<'_>) {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let limits = Limits { max_input: 1 << 20, max_depth: 32, max_values: 10_000 };
+    let limits = Limits {
+        max_input: 1 << 20,
+        max_depth: 32,
+        max_values: 10_000,
+    };
     if let Ok(value) = decode_with(data, limits) {
         assert_eq!(encode(&value), data);
         check_spans(&value);

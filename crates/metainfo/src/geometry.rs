@@ -174,6 +174,11 @@ impl Geometry {
         self.piece_count
     }
 
+    /// Every piece index, in order.
+    pub fn pieces(&self) -> impl ExactSizeIterator<Item = PieceIndex> + use<> {
+        (0..self.piece_count).map(PieceIndex)
+    }
+
     /// Validates a piece index.
     ///
     /// # Errors

@@ -1,0 +1,56 @@
+//! The engine's tunables, with the defaults Shoal ships.
+
+use std::time::Duration;
+
+/// How a swarm engine behaves. `Default` gives Shoal's defaults, documented per field.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    /// Peers uploaded to at once. No tit-for-tat: every interested peer gets a turn; when more
+    /// are interested than there are slots, slots rotate fairly. Default: 32.
+    pub upload_slots: usize,
+    /// How long an unchoked peer keeps its slot while others wait. Default: 10 s.
+    pub rotation_interval: Duration,
+    /// Requests kept in flight to a peer before its rate is known. Default: 16.
+    pub min_requests: u32,
+    /// The most requests in flight to one peer (also capped by the peer's `reqq`). Default: 500.
+    pub max_requests: u32,
+    /// How much data, in time at the peer's measured rate, to keep requested from it: the
+    /// bandwidth-delay product with headroom. Default: 3 s.
+    pub request_queue_time: Duration,
+    /// A peer that owes us blocks and sends none for this long is snubbed: its requests go to
+    /// other peers and it gets one request at a time until it delivers. Default: 20 s.
+    pub snub_timeout: Duration,
+    /// A peer that sends nothing at all for this long is dropped. Default: 120 s.
+    pub idle_timeout: Duration,
+    /// We send a keep-alive after this long without sending anything. Default: 60 s.
+    pub keepalive_interval: Duration,
+    /// Protocol violations (malformed requests, unexpected messages) tolerated before a peer is
+    /// dropped. Default: 20.
+    pub max_violations: u32,
+    /// Our client name in the extension handshake. Default: `Shoal/<version>`.
+    pub client_name: String,
+    /// Our listening port, advertised in the extension handshake. Default: none.
+    pub listen_port: Option<u16>,
+    /// Seed for the engine's random choices (piece tie-breaks). Default: 0; the driver should
+    /// pass a random seed so that swarms do not all pick alike.
+    pub seed: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            upload_slots: 32,
+            rotation_interval: Duration::from_secs(10),
+            min_requests: 16,
+            max_requests: 500,
+            request_queue_time: Duration::from_secs(3),
+            snub_timeout: Duration::from_secs(20),
+            idle_timeout: Duration::from_secs(120),
+            keepalive_interval: Duration::from_secs(60),
+            max_violations: 20,
+            client_name: concat!("Shoal/", env!("CARGO_PKG_VERSION")).to_owned(),
+            listen_port: None,
+            seed: 0,
+        }
+    }
+}

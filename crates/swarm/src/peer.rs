@@ -1,0 +1,81 @@
+//! What the engine knows about one connected peer.
+
+use std::time::Duration;
+
+use shoal_metainfo::{Bitfield, BlockRef};
+use shoal_wire::Reserved;
+
+use crate::rate::RateMeter;
+
+/// One peer's state. Owned by the engine; the driver only knows the [`crate::PeerKey`].
+#[derive(Clone, Debug)]
+pub struct Peer {
+    /// Capability bits from its handshake.
+    pub reserved: Reserved,
+    /// The pieces it has.
+    pub has: Bitfield,
+    /// It has every piece.
+    pub is_seed: bool,
+    /// Whether it may still send a bitfield (only as its first message).
+    pub may_send_bitfield: bool,
+    /// We refuse its requests.
+    pub am_choking: bool,
+    /// We want something it has.
+    pub am_interested: bool,
+    /// It refuses our requests.
+    pub peer_choking: bool,
+    /// It wants something we have.
+    pub peer_interested: bool,
+    /// Pieces it has that we still want.
+    pub wanted_from: u32,
+    /// Our requests to it, oldest first.
+    pub requests: Vec<BlockRef>,
+    /// Download rate from it.
+    pub download: RateMeter,
+    /// Upload rate to it.
+    pub upload: RateMeter,
+    /// When it last sent anything.
+    pub last_heard: Duration,
+    /// When it last sent a block we asked for (or when we first asked, if none yet).
+    pub last_block: Duration,
+    /// When we last sent it anything.
+    pub last_sent: Duration,
+    /// Owes us blocks and is not delivering.
+    pub snubbed: bool,
+    /// When it got or lost its upload slot, or became interested: orders the rotation.
+    pub turn_started: Duration,
+    /// Its `reqq`: how many requests it accepts.
+    pub max_requests: u32,
+    /// Its id for `ut_metadata`, if it speaks it.
+    pub ut_metadata: Option<u8>,
+    /// Protocol violations so far.
+    pub violations: u32,
+}
+
+impl Peer {
+    /// A peer that just completed its handshake at `now`.
+    pub fn new(reserved: Reserved, piece_count: u32, now: Duration, max_requests: u32) -> Self {
+        Self {
+            reserved,
+            has: Bitfield::new(piece_count),
+            is_seed: false,
+            may_send_bitfield: true,
+            am_choking: true,
+            am_interested: false,
+            peer_choking: true,
+            peer_interested: false,
+            wanted_from: 0,
+            requests: Vec::new(),
+            download: RateMeter::default(),
+            upload: RateMeter::default(),
+            last_heard: now,
+            last_block: now,
+            last_sent: now,
+            snubbed: false,
+            turn_started: now,
+            max_requests,
+            ut_metadata: None,
+            violations: 0,
+        }
+    }
+}

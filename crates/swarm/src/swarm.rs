@@ -1,0 +1,864 @@
+//! The per-torrent engine: `handle_*` in, `poll_*` out. See the crate documentation.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Duration;
+
+use shoal_metainfo::{BLOCK_SIZE, Bitfield, BlockRef, Geometry, PieceIndex, Sha256Hash};
+use shoal_wire::extension::METADATA_PIECE_SIZE;
+use shoal_wire::{ExtensionHandshake, Message, MetadataMessage, Reserved};
+
+use crate::command::{Command, DisconnectReason, PeerKey, Verification};
+use crate::config::Config;
+use crate::peer::Peer;
+use crate::picker::{Picker, Received};
+
+/// Our extended-message id for `ut_metadata` (BEP 9), advertised in our extension handshake.
+pub const UT_METADATA_ID: u8 = 2;
+
+/// How often the engine wants [`Swarm::handle_timeout`] while it has peers.
+pub const TICK: Duration = Duration::from_secs(1);
+
+/// Counters for reporting and tracker announces.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Payload bytes received that we wanted.
+    pub downloaded: u64,
+    /// Payload bytes we asked the driver to upload.
+    pub uploaded: u64,
+    /// Payload bytes thrown away: duplicates and pieces that failed verification.
+    pub wasted: u64,
+    /// Pieces that failed verification.
+    pub pieces_failed: u32,
+    /// Peers banned for bad data.
+    pub peers_banned: u32,
+}
+
+/// One torrent's swarm. See the crate documentation.
+#[derive(Debug)]
+pub struct Swarm {
+    config: Config,
+    geometry: Geometry,
+    picker: Picker,
+    peers: BTreeMap<PeerKey, Peer>,
+    commands: VecDeque<Command>,
+    metadata: Option<Vec<u8>>,
+    v2: bool,
+    /// Blocks of pieces that failed with several senders: (block index, sender, digest).
+    suspects: BTreeMap<u32, Vec<(usize, PeerKey, Sha256Hash)>>,
+    banned: BTreeSet<PeerKey>,
+    next_rotation: Duration,
+    next_tick: Duration,
+    completed: bool,
+    stats: Stats,
+}
+
+impl Swarm {
+    /// An engine for a torrent of `geometry` that already has `have`. `metadata` is the info
+    /// dictionary, served to peers over `ut_metadata` when present; `v2` says whether the torrent
+    /// has v2 metadata (we set the v2 handshake bit).
+    pub fn new(
+        config: Config,
+        geometry: Geometry,
+        have: Bitfield,
+        metadata: Option<Vec<u8>>,
+        v2: bool,
+    ) -> Self {
+        let picker = Picker::new(geometry.clone(), have, config.seed);
+        let completed = picker.is_complete();
+        Self {
+            next_rotation: config.rotation_interval,
+            config,
+            geometry,
+            picker,
+            peers: BTreeMap::new(),
+            commands: VecDeque::new(),
+            metadata,
+            v2,
+            suspects: BTreeMap::new(),
+            banned: BTreeSet::new(),
+            next_tick: Duration::ZERO,
+            completed,
+            stats: Stats::default(),
+        }
+    }
+
+    /// The reserved bits to send in our handshake.
+    pub fn reserved(&self) -> Reserved {
+        Reserved::shoal(self.v2)
+    }
+
+    /// The pieces we have.
+    pub fn have(&self) -> &Bitfield {
+        self.picker.have()
+    }
+
+    /// Returns true if and only if every wanted piece is verified.
+    pub fn is_complete(&self) -> bool {
+        self.picker.is_complete()
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// The number of connected peers.
+    pub fn peer_count(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// Returns true if and only if `peer` was banned for bad data.
+    pub fn is_banned(&self, peer: PeerKey) -> bool {
+        self.banned.contains(&peer)
+    }
+
+    /// The next command for the driver, if any.
+    pub fn poll_command(&mut self) -> Option<Command> {
+        self.commands.pop_front()
+    }
+
+    /// When the engine next wants [`Swarm::handle_timeout`].
+    pub fn poll_timeout(&self) -> Duration {
+        self.next_tick.min(self.next_rotation)
+    }
+
+    // ----- peers come and go -----
+
+    /// A peer finished the handshake (either direction) at `now`.
+    pub fn handle_connected(&mut self, now: Duration, key: PeerKey, reserved: Reserved) {
+        if self.banned.contains(&key) {
+            self.commands.push_back(Command::Disconnect {
+                peer: key,
+                reason: DisconnectReason::BadData,
+            });
+            return;
+        }
+        // A key still in use means the driver missed a disconnect: forget the old connection
+        // properly (its requests and availability) before the new one takes the key.
+        self.remove_peer(now, key);
+        let peer = Peer::new(
+            reserved,
+            self.geometry.piece_count(),
+            now,
+            self.config.max_requests,
+        );
+        self.peers.insert(key, peer);
+        // BEP 3 and BEP 6: the piece announcement comes first.
+        let have = self.picker.have();
+        if reserved.fast() && have.is_full() {
+            self.send(now, key, Message::HaveAll);
+        } else if reserved.fast() && have.count() == 0 {
+            self.send(now, key, Message::HaveNone);
+        } else if have.count() > 0 {
+            let bits = have.as_bytes().to_vec();
+            self.send(now, key, Message::Bitfield(&bits));
+        }
+        if reserved.extension_protocol() {
+            let handshake = ExtensionHandshake {
+                extensions: BTreeMap::from([("ut_metadata".to_owned(), UT_METADATA_ID)]),
+                listen_port: self.config.listen_port,
+                client: Some(self.config.client_name.clone()),
+                request_queue: Some(self.config.max_requests),
+                metadata_size: self.metadata.as_ref().map(|m| m.len() as u64),
+                upload_only: self.picker.is_complete(),
+                ..ExtensionHandshake::default()
+            };
+            self.send(
+                now,
+                key,
+                Message::Extended {
+                    id: 0,
+                    payload: &handshake.encode(),
+                },
+            );
+        }
+        self.next_tick = self.next_tick.min(now + TICK);
+    }
+
+    /// The connection to `key` is gone (closed by either side, or after our `Disconnect`).
+    pub fn handle_disconnected(&mut self, now: Duration, key: PeerKey) {
+        self.remove_peer(now, key);
+    }
+
+    fn remove_peer(&mut self, now: Duration, key: PeerKey) {
+        let Some(peer) = self.peers.remove(&key) else {
+            return;
+        };
+        for block in &peer.requests {
+            self.picker.release(block);
+        }
+        if !peer.is_seed {
+            for piece in peer.has.iter() {
+                self.picker.remove_availability(piece);
+            }
+        }
+        if !peer.am_choking {
+            self.rechoke(now, false);
+        }
+        self.fill_all(now);
+    }
+
+    fn disconnect(&mut self, now: Duration, key: PeerKey, reason: DisconnectReason) {
+        if self.peers.contains_key(&key) {
+            self.commands
+                .push_back(Command::Disconnect { peer: key, reason });
+            self.remove_peer(now, key);
+        }
+    }
+
+    fn ban(&mut self, now: Duration, key: PeerKey) {
+        if self.banned.insert(key) {
+            self.stats.peers_banned += 1;
+            self.commands.push_back(Command::Ban { peer: key });
+        }
+        self.disconnect(now, key, DisconnectReason::BadData);
+    }
+
+    fn violation(&mut self, now: Duration, key: PeerKey, what: &str) {
+        let Some(peer) = self.peers.get_mut(&key) else {
+            return;
+        };
+        peer.violations += 1;
+        if peer.violations > self.config.max_violations {
+            self.disconnect(
+                now,
+                key,
+                DisconnectReason::Protocol(format!("too many protocol violations, last: {what}")),
+            );
+        }
+    }
+
+    fn send(&mut self, now: Duration, key: PeerKey, message: Message<'_>) {
+        let Some(peer) = self.peers.get_mut(&key) else {
+            return;
+        };
+        let mut frame = Vec::new();
+        message.encode(&mut frame);
+        peer.last_sent = now;
+        self.commands.push_back(Command::Send { peer: key, frame });
+    }
+
+    // ----- messages -----
+
+    /// A message from `key` arrived at `now`.
+    pub fn handle_message(&mut self, now: Duration, key: PeerKey, message: Message<'_>) {
+        let Some(peer) = self.peers.get_mut(&key) else {
+            return;
+        };
+        peer.last_heard = now;
+        // The bitfield must come before any state message; clients send the extension
+        // handshake (and sometimes a keep-alive or port) first, so those do not count.
+        let first = peer.may_send_bitfield;
+        if !matches!(
+            message,
+            Message::Extended { .. } | Message::KeepAlive | Message::Port(_)
+        ) {
+            peer.may_send_bitfield = false;
+        }
+        match message {
+            Message::KeepAlive
+            | Message::Port(_)
+            | Message::Suggest { .. }
+            | Message::AllowedFast { .. } => {}
+            Message::Choke => {
+                peer.peer_choking = true;
+                if !peer.reserved.fast() {
+                    // Without the fast extension a choke silently drops every request.
+                    let requests = std::mem::take(&mut peer.requests);
+                    for block in &requests {
+                        self.picker.release(block);
+                    }
+                    self.fill_all(now);
+                }
+            }
+            Message::Unchoke => {
+                peer.peer_choking = false;
+                peer.last_block = now;
+                self.fill(now, key);
+            }
+            Message::Interested => {
+                if !peer.peer_interested {
+                    peer.peer_interested = true;
+                    peer.turn_started = now;
+                    self.rechoke(now, false);
+                }
+            }
+            Message::NotInterested => {
+                peer.peer_interested = false;
+                self.rechoke(now, false);
+            }
+            Message::Have { piece } => self.on_have(now, key, piece),
+            Message::Bitfield(bytes) => {
+                if !first {
+                    return self.disconnect(
+                        now,
+                        key,
+                        DisconnectReason::Protocol("bitfield after the first message".into()),
+                    );
+                }
+                match Bitfield::from_bytes(bytes, self.geometry.piece_count()) {
+                    Ok(bits) => self.on_bitfield(now, key, bits),
+                    Err(e) => self.disconnect(now, key, DisconnectReason::Protocol(e.to_string())),
+                }
+            }
+            Message::HaveAll => {
+                self.on_bitfield(now, key, Bitfield::full(self.geometry.piece_count()))
+            }
+            Message::HaveNone => {
+                self.on_bitfield(now, key, Bitfield::new(self.geometry.piece_count()))
+            }
+            Message::Request { piece, offset, len } => {
+                self.on_request(now, key, piece, offset, len)
+            }
+            Message::Piece {
+                piece,
+                offset,
+                data,
+            } => self.on_block(now, key, piece, offset, data),
+            Message::Cancel { .. } => {}
+            Message::Reject { piece, offset, len } => {
+                let at = peer
+                    .requests
+                    .iter()
+                    .position(|b| b.piece.get() == piece && b.offset == offset && b.len == len);
+                match at {
+                    Some(at) => {
+                        let block = peer.requests.remove(at);
+                        self.picker.release(&block);
+                        self.fill_all(now);
+                    }
+                    None => self.violation(now, key, "reject of a block never requested"),
+                }
+            }
+            Message::Extended { id: 0, payload } => {
+                // A malformed extension handshake only means no extensions.
+                if let Ok(handshake) = ExtensionHandshake::decode(payload) {
+                    peer.ut_metadata = handshake
+                        .extensions
+                        .get("ut_metadata")
+                        .copied()
+                        .filter(|&id| id != 0);
+                    if let Some(reqq) = handshake.request_queue {
+                        peer.max_requests = reqq.clamp(1, self.config.max_requests);
+                    }
+                }
+            }
+            Message::Extended {
+                id: UT_METADATA_ID,
+                payload,
+            } => self.on_metadata_message(now, key, payload),
+            Message::HashRequest(request) => self.send(now, key, Message::HashReject(request)),
+            Message::Extended { .. }
+            | Message::Hashes { .. }
+            | Message::HashReject(_)
+            | Message::Unknown { .. } => {}
+        }
+    }
+
+    fn on_have(&mut self, now: Duration, key: PeerKey, piece: u32) {
+        if piece >= self.geometry.piece_count() {
+            return self.disconnect(
+                now,
+                key,
+                DisconnectReason::Protocol(format!("have for piece {piece}, out of range")),
+            );
+        }
+        let Some(peer) = self.peers.get_mut(&key) else {
+            return;
+        };
+        if peer.is_seed || !peer.has.insert(piece) {
+            return;
+        }
+        if self.picker.wants(piece) {
+            peer.wanted_from += 1;
+        }
+        if peer.has.is_full() {
+            // It became a seed: seeds are not counted per piece.
+            peer.is_seed = true;
+            let pieces: Vec<u32> = (0..piece)
+                .chain(piece + 1..self.geometry.piece_count())
+                .collect();
+            for p in pieces {
+                self.picker.remove_availability(p);
+            }
+        } else {
+            self.picker.add_availability(piece);
+        }
+        self.update_interest(now, key);
+    }
+
+    fn on_bitfield(&mut self, now: Duration, key: PeerKey, bits: Bitfield) {
+        let Some(peer) = self.peers.get_mut(&key) else {
+            return;
+        };
+        if !peer.is_seed {
+            for piece in peer.has.iter() {
+                self.picker.remove_availability(piece);
+            }
+        }
+        peer.is_seed = bits.is_full();
+        peer.wanted_from = bits.iter().filter(|&p| self.picker.wants(p)).count() as u32;
+        if !peer.is_seed {
+            for piece in bits.iter() {
+                self.picker.add_availability(piece);
+            }
+        }
+        peer.has = bits;
+        if peer.is_seed && self.picker.is_complete() {
+            return self.disconnect(now, key, DisconnectReason::BothSeeds);
+        }
+        self.update_interest(now, key);
+    }
+
+    fn update_interest(&mut self, now: Duration, key: PeerKey) {
+        let complete = self.picker.is_complete();
+        let Some(peer) = self.peers.get_mut(&key) else {
+            return;
+        };
+        let want = peer.wanted_from > 0 && !complete;
+        if want == peer.am_interested {
+            if want {
+                self.fill(now, key);
+            }
+            return;
+        }
+        peer.am_interested = want;
+        self.send(
+            now,
+            key,
+            if want {
+                Message::Interested
+            } else {
+                Message::NotInterested
+            },
+        );
+        if want {
+            self.fill(now, key);
+        }
+    }
+
+    fn on_request(&mut self, now: Duration, key: PeerKey, piece: u32, offset: u32, len: u32) {
+        let Some(peer) = self.peers.get(&key) else {
+            return;
+        };
+        let fast = peer.reserved.fast();
+        let choking = peer.am_choking;
+        let block = match self.geometry.block(piece, offset, len) {
+            Ok(block) if self.picker.have().contains(piece) && !choking => block,
+            Ok(_) | Err(_) => {
+                if fast {
+                    self.send(now, key, Message::Reject { piece, offset, len });
+                }
+                // Requests that race a choke are normal; anything else counts against the peer.
+                if !choking {
+                    self.violation(
+                        now,
+                        key,
+                        "request for a block we do not have or that does not exist",
+                    );
+                }
+                return;
+            }
+        };
+        if let Some(peer) = self.peers.get_mut(&key) {
+            peer.upload.add(now, u64::from(len));
+        }
+        self.stats.uploaded += u64::from(len);
+        self.commands.push_back(Command::Read { peer: key, block });
+    }
+
+    fn on_block(&mut self, now: Duration, key: PeerKey, piece: u32, offset: u32, data: &[u8]) {
+        let block = match self.geometry.block(piece, offset, data.len() as u32) {
+            Ok(block) => block,
+            Err(e) => {
+                return self.disconnect(
+                    now,
+                    key,
+                    DisconnectReason::Protocol(format!("bad block: {e}")),
+                );
+            }
+        };
+        let Some(peer) = self.peers.get_mut(&key) else {
+            return;
+        };
+        let requested = match peer.requests.iter().position(|b| *b == block) {
+            Some(at) => {
+                peer.requests.remove(at);
+                true
+            }
+            None => false,
+        };
+        peer.download.add(now, u64::from(block.len));
+        peer.last_block = now;
+        peer.snubbed = false;
+        if !requested {
+            // Unrequested data (a late answer to a cancelled request) is still welcome if needed;
+            // it is verified like any other.
+            self.violation(now, key, "block never requested");
+        }
+        match self.picker.receive(&block, key) {
+            Received::Unwanted => self.stats.wasted += u64::from(block.len),
+            outcome => {
+                self.stats.downloaded += u64::from(block.len);
+                self.commands.push_back(Command::Write {
+                    peer: key,
+                    block,
+                    data: data.to_vec(),
+                });
+                self.cancel_elsewhere(now, key, &block);
+                if outcome == Received::PieceComplete {
+                    let senders: BTreeSet<PeerKey> = self
+                        .picker
+                        .senders(piece)
+                        .unwrap_or_default()
+                        .iter()
+                        .flatten()
+                        .copied()
+                        .collect();
+                    let block_digests = senders.len() > 1 || self.suspects.contains_key(&piece);
+                    self.commands.push_back(Command::Verify {
+                        piece: block.piece,
+                        block_digests,
+                    });
+                }
+            }
+        }
+        self.fill(now, key);
+    }
+
+    /// In endgame a block may be requested from several peers: once it arrives, cancel the rest.
+    fn cancel_elsewhere(&mut self, now: Duration, from: PeerKey, block: &BlockRef) {
+        let others: Vec<PeerKey> = self
+            .peers
+            .iter_mut()
+            .filter(|(k, _)| **k != from)
+            .filter_map(|(k, p)| {
+                let at = p.requests.iter().position(|b| b == block)?;
+                p.requests.remove(at);
+                Some(*k)
+            })
+            .collect();
+        for key in others {
+            let cancel = Message::Cancel {
+                piece: block.piece.get(),
+                offset: block.offset,
+                len: block.len,
+            };
+            self.send(now, key, cancel);
+        }
+    }
+
+    fn on_metadata_message(&mut self, now: Duration, key: PeerKey, payload: &[u8]) {
+        let Some(their_id) = self.peers.get(&key).and_then(|p| p.ut_metadata) else {
+            return;
+        };
+        let Ok(MetadataMessage::Request { piece }) = MetadataMessage::decode(payload) else {
+            return;
+        };
+        let mut out = Vec::new();
+        let start = piece as usize * METADATA_PIECE_SIZE;
+        match &self.metadata {
+            Some(metadata) if start < metadata.len() => {
+                let end = (start + METADATA_PIECE_SIZE).min(metadata.len());
+                let data = MetadataMessage::Data {
+                    piece,
+                    total_size: metadata.len() as u64,
+                    data: &metadata[start..end],
+                };
+                data.encode(&mut out);
+            }
+            _ => MetadataMessage::Reject { piece }.encode(&mut out),
+        }
+        self.send(
+            now,
+            key,
+            Message::Extended {
+                id: their_id,
+                payload: &out,
+            },
+        );
+    }
+
+    // ----- requests -----
+
+    fn fill_all(&mut self, now: Duration) {
+        let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
+        for key in keys {
+            self.fill(now, key);
+        }
+    }
+
+    /// Tops up the requests to `key` to its target queue depth.
+    fn fill(&mut self, now: Duration, key: PeerKey) {
+        let Some(peer) = self.peers.get(&key) else {
+            return;
+        };
+        if peer.peer_choking || !peer.am_interested {
+            return;
+        }
+        let target = if peer.snubbed {
+            1
+        } else {
+            let bdp = peer.download.rate(now) * self.config.request_queue_time.as_secs_f64()
+                / f64::from(BLOCK_SIZE);
+            // The peer's `reqq` may be below our minimum: it wins (and `clamp` needs min <= max).
+            let max = peer.max_requests.max(1);
+            (bdp as u32).clamp(self.config.min_requests.min(max), max)
+        };
+        let need = (target as usize).saturating_sub(peer.requests.len());
+        if need == 0 {
+            return;
+        }
+        let mut picked = Vec::with_capacity(need);
+        let has = |p: u32| peer.is_seed || peer.has.contains(p);
+        let already = |b: &BlockRef| peer.requests.contains(b);
+        self.picker.pick(&has, &already, need, &mut picked);
+        if picked.is_empty() {
+            return;
+        }
+        if let Some(peer) = self.peers.get_mut(&key) {
+            if peer.requests.is_empty() {
+                peer.last_block = now;
+            }
+            peer.requests.extend_from_slice(&picked);
+        }
+        let mut frames = Vec::with_capacity(picked.len() * 17);
+        for block in &picked {
+            Message::Request {
+                piece: block.piece.get(),
+                offset: block.offset,
+                len: block.len,
+            }
+            .encode(&mut frames);
+        }
+        if let Some(peer) = self.peers.get_mut(&key) {
+            peer.last_sent = now;
+        }
+        self.commands.push_back(Command::Send {
+            peer: key,
+            frame: frames,
+        });
+    }
+
+    // ----- verification -----
+
+    /// The driver hashed `piece` (after [`Command::Verify`]).
+    pub fn handle_verified(&mut self, now: Duration, piece: PieceIndex, result: Verification) {
+        let index = piece.get();
+        let Some(senders) = self.picker.senders(index).map(<[Option<PeerKey>]>::to_vec) else {
+            return;
+        };
+        if result.passed {
+            self.picker.verified(index, true);
+            self.commands.push_back(Command::Verified { piece });
+            // Smart ban: anyone who earlier sent a block that differs from the good one lied.
+            if let (Some(suspects), Some(good)) =
+                (self.suspects.remove(&index), &result.block_digests)
+            {
+                let liars: BTreeSet<PeerKey> = suspects
+                    .into_iter()
+                    .filter(|(block, _, digest)| good.get(*block) != Some(digest))
+                    .map(|(_, peer, _)| peer)
+                    .collect();
+                for liar in liars {
+                    self.ban(now, liar);
+                }
+            }
+            let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
+            for key in keys {
+                self.send(now, key, Message::Have { piece: index });
+                if let Some(peer) = self.peers.get_mut(&key)
+                    && (peer.is_seed || peer.has.contains(index))
+                {
+                    peer.wanted_from = peer.wanted_from.saturating_sub(1);
+                }
+                self.update_interest(now, key);
+            }
+            if self.picker.is_complete() && !self.completed {
+                self.completed = true;
+                self.commands.push_back(Command::Completed);
+                let seeds: Vec<PeerKey> = self
+                    .peers
+                    .iter()
+                    .filter(|(_, p)| p.is_seed)
+                    .map(|(k, _)| *k)
+                    .collect();
+                for key in seeds {
+                    self.disconnect(now, key, DisconnectReason::BothSeeds);
+                }
+            }
+        } else {
+            self.picker.verified(index, false);
+            self.stats.pieces_failed += 1;
+            self.stats.wasted += u64::from(self.geometry.piece_len(piece));
+            let distinct: BTreeSet<PeerKey> = senders.iter().flatten().copied().collect();
+            if distinct.len() == 1 {
+                // One sender for the whole piece: it alone sent bad data.
+                for key in distinct {
+                    self.ban(now, key);
+                }
+            } else if let Some(digests) = result.block_digests {
+                let entry = self.suspects.entry(index).or_default();
+                for (block, (sender, digest)) in senders.iter().zip(digests).enumerate() {
+                    if let Some(sender) = sender {
+                        entry.push((block, *sender, digest));
+                    }
+                }
+            }
+            for key in self.peers.keys().copied().collect::<Vec<_>>() {
+                if let Some(peer) = self.peers.get_mut(&key)
+                    && (peer.is_seed || peer.has.contains(index))
+                    && peer.wanted_from == 0
+                {
+                    peer.wanted_from = 1;
+                }
+                self.update_interest(now, key);
+            }
+            self.fill_all(now);
+        }
+    }
+
+    // ----- choking -----
+
+    /// Gives upload slots to interested peers: all of them while they fit, otherwise in turns of
+    /// [`Config::rotation_interval`], longest-waiting first. No tit-for-tat.
+    fn rechoke(&mut self, now: Duration, rotate: bool) {
+        let slots = self.config.upload_slots;
+        let mut changes: Vec<(PeerKey, bool)> = Vec::new();
+        // Peers that no longer want anything give their slot back.
+        for (key, peer) in &self.peers {
+            if !peer.am_choking && !peer.peer_interested {
+                changes.push((*key, false));
+            }
+        }
+        let mut holding: Vec<(Duration, PeerKey)> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| !p.am_choking && p.peer_interested)
+            .map(|(k, p)| (p.turn_started, *k))
+            .collect();
+        let mut waiting: Vec<(Duration, PeerKey)> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.am_choking && p.peer_interested)
+            .map(|(k, p)| (p.turn_started, *k))
+            .collect();
+        waiting.sort();
+        if rotate && !waiting.is_empty() {
+            holding.sort();
+            let expired: Vec<PeerKey> = holding
+                .iter()
+                .filter(|(since, _)| now.saturating_sub(*since) >= self.config.rotation_interval)
+                .map(|(_, k)| *k)
+                .take(waiting.len())
+                .collect();
+            holding.retain(|(_, k)| !expired.contains(k));
+            changes.extend(expired.into_iter().map(|k| (k, false)));
+        }
+        let free = slots.saturating_sub(holding.len());
+        changes.extend(waiting.into_iter().take(free).map(|(_, k)| (k, true)));
+        for (key, unchoke) in changes {
+            if let Some(peer) = self.peers.get_mut(&key) {
+                peer.am_choking = !unchoke;
+                peer.turn_started = now;
+            }
+            self.send(
+                now,
+                key,
+                if unchoke {
+                    Message::Unchoke
+                } else {
+                    Message::Choke
+                },
+            );
+        }
+    }
+
+    // ----- time -----
+
+    /// Time passed: rotate upload slots, snub silent peers, drop idle ones, send keep-alives.
+    pub fn handle_timeout(&mut self, now: Duration) {
+        if now >= self.next_rotation {
+            self.rechoke(now, true);
+            self.next_rotation = now + self.config.rotation_interval;
+        }
+        let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
+        for key in keys {
+            let Some(peer) = self.peers.get_mut(&key) else {
+                continue;
+            };
+            if now.saturating_sub(peer.last_heard) >= self.config.idle_timeout {
+                self.disconnect(now, key, DisconnectReason::Idle);
+                continue;
+            }
+            if !peer.requests.is_empty()
+                && !peer.snubbed
+                && now.saturating_sub(peer.last_block) >= self.config.snub_timeout
+            {
+                peer.snubbed = true;
+                let requests = std::mem::take(&mut peer.requests);
+                for block in &requests {
+                    self.picker.release(block);
+                    let cancel = Message::Cancel {
+                        piece: block.piece.get(),
+                        offset: block.offset,
+                        len: block.len,
+                    };
+                    self.send(now, key, cancel);
+                }
+            }
+            if let Some(peer) = self.peers.get(&key)
+                && now.saturating_sub(peer.last_sent) >= self.config.keepalive_interval
+            {
+                self.send(now, key, Message::KeepAlive);
+            }
+        }
+        self.fill_all(now);
+        self.next_tick = now + TICK;
+    }
+
+    // ----- invariants -----
+
+    /// Checks the engine's consistency: every piece in exactly one state, request bookkeeping
+    /// agreeing between peers and picker, availability matching the peers' bitfields. For tests
+    /// and fuzzing; returns a description of the first problem.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        self.picker.check()?;
+        let mut requested: BTreeMap<BlockRef, u8> = BTreeMap::new();
+        for (key, peer) in &self.peers {
+            for block in &peer.requests {
+                *requested.entry(*block).or_default() += 1;
+            }
+            let unique: BTreeSet<&BlockRef> = peer.requests.iter().collect();
+            if unique.len() != peer.requests.len() {
+                return Err(format!("{key:?} has duplicate requests"));
+            }
+            if peer.is_seed != peer.has.is_full() {
+                return Err(format!("{key:?}: seed flag disagrees with its bitfield"));
+            }
+        }
+        let picker_view: BTreeMap<BlockRef, u8> =
+            self.picker.requested_blocks().into_iter().collect();
+        // The picker may count requests whose peer is gone only if it was released: so the two
+        // views must match exactly.
+        if requested != picker_view {
+            return Err(format!(
+                "requests per block: peers say {requested:?}, picker says {picker_view:?}"
+            ));
+        }
+        for piece in 0..self.geometry.piece_count() {
+            let holders = self
+                .peers
+                .values()
+                .filter(|p| !p.is_seed && p.has.contains(piece))
+                .count() as u32;
+            if holders != self.picker.availability(piece) {
+                return Err(format!(
+                    "piece {piece}: {holders} peers have it, availability says {}",
+                    self.picker.availability(piece)
+                ));
+            }
+        }
+        Ok(())
+    }
+}
