@@ -13,7 +13,7 @@ cd "$(dirname "$0")/../fuzz"
 seconds="${1:-20}"
 shift || true
 targets=("$@")
-[ "${#targets[@]}" -gt 0 ] || targets=(bencode torrent magnet wire swarm)
+[ "${#targets[@]}" -gt 0 ] || targets=(bencode torrent magnet wire swarm tracker)
 export RUSTC_BOOTSTRAP=1
 for target in "${targets[@]}"; do
   mkdir -p "corpus/$target"
