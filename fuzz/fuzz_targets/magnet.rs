@@ -9,7 +9,11 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(text) = std::str::from_utf8(data) {
         if let Ok(magnet) = Magnet::parse(text) {
             let printed = magnet.to_string();
-            assert_eq!(Magnet::parse(&printed).expect("our own link parses"), magnet, "{printed}");
+            assert_eq!(
+                Magnet::parse(&printed).expect("our own link parses"),
+                magnet,
+                "{printed}"
+            );
         }
     }
 });

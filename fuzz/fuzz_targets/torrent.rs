@@ -9,7 +9,10 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(torrent) = Torrent::from_bytes(data) {
         let again = Torrent::from_bytes(&torrent.to_bytes()).expect("our own encoding parses");
         assert_eq!(again, torrent);
-        let geometry = torrent.info().geometry().expect("a parsed torrent has a geometry");
+        let geometry = torrent
+            .info()
+            .geometry()
+            .expect("a parsed torrent has a geometry");
         for piece in 0..geometry.piece_count().min(64) {
             let index = geometry.piece(piece).expect("in range");
             assert!(geometry.piece_len(index) > 0);

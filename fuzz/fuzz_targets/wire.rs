@@ -15,14 +15,20 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(out, &data[at..at + used]);
         if let Message::Extended { id: 0, payload } = message {
             if let Ok(hs) = ExtensionHandshake::decode(payload) {
-                assert_eq!(ExtensionHandshake::decode(&hs.encode()).expect("our own encoding decodes"), hs);
+                assert_eq!(
+                    ExtensionHandshake::decode(&hs.encode()).expect("our own encoding decodes"),
+                    hs
+                );
             }
         }
         if let Message::Extended { payload, .. } = message {
             if let Ok(m) = MetadataMessage::decode(payload) {
                 let mut again = Vec::new();
                 m.encode(&mut again);
-                assert_eq!(MetadataMessage::decode(&again).expect("our own encoding decodes"), m);
+                assert_eq!(
+                    MetadataMessage::decode(&again).expect("our own encoding decodes"),
+                    m
+                );
             }
         }
         at += used;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::units::parse_size;
+use crate::units::{parse_duration, parse_size};
 
 /// Shoal distributes large artifacts to many hosts over BitTorrent, verified end to end.
 #[derive(Debug, Parser)]
@@ -44,6 +44,61 @@ pub enum TorrentCommand {
     Create(CreateArgs),
     /// Print what a .torrent file or magnet link describes.
     Show(ShowArgs),
+    /// Download a torrent's files, verifying every piece; exit 0 only when all bytes are verified.
+    #[command(after_help = DOWNLOAD_AFTER_HELP)]
+    Download(DownloadArgs),
+    /// Serve files you already have to peers (every piece is hash-checked first).
+    Seed(SeedArgs),
+}
+
+const DOWNLOAD_AFTER_HELP: &str = "\
+The download is staged in DIR/.shoal-staging/<info-hash>/ and moved into DIR only when every
+piece is verified, so DIR never holds partial or unverified files. Interrupted downloads
+(Ctrl-C, crash, full disk) resume where they stopped when run again with the same -o DIR.
+
+Examples:
+  shoal torrent download build.torrent -o /srv/builds --peer 10.0.0.5:6881
+  shoal torrent download build.torrent -o /srv/builds --peer seed:6881 --seed-for 10m --listen 6881";
+
+/// `shoal torrent download`
+#[derive(Debug, Args)]
+pub struct DownloadArgs {
+    /// The .torrent file.
+    pub torrent: String,
+    /// The directory to download into.
+    #[arg(short, long, value_name = "DIR")]
+    pub output: PathBuf,
+    /// A peer to connect to, HOST:PORT; repeat for more.
+    #[arg(long = "peer", value_name = "HOST:PORT")]
+    pub peers: Vec<String>,
+    /// Keep seeding this long after the download completes (e.g. 30s, 10m, 2h).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub seed_for: Option<std::time::Duration>,
+    /// Accept peers on this TCP port too (default: outbound connections only).
+    #[arg(long, value_name = "PORT")]
+    pub listen: Option<u16>,
+    /// Print the final summary as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `shoal torrent seed`
+#[derive(Debug, Args)]
+pub struct SeedArgs {
+    /// The .torrent file.
+    pub torrent: PathBuf,
+    /// The data: the file of a single-file torrent, or the directory holding the torrent's files.
+    #[arg(long, value_name = "PATH")]
+    pub data: PathBuf,
+    /// The TCP port to accept peers on.
+    #[arg(long, value_name = "PORT", default_value_t = 6881)]
+    pub listen: u16,
+    /// A peer to connect to, HOST:PORT; repeat for more.
+    #[arg(long = "peer", value_name = "HOST:PORT")]
+    pub peers: Vec<String>,
+    /// Stop after this long (default: until Ctrl-C).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub seed_for: Option<std::time::Duration>,
 }
 
 const CREATE_AFTER_HELP: &str = "\

@@ -12,6 +12,7 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
+    output::init_logging();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -27,6 +28,8 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
         cli::Command::Torrent(torrent) => match torrent.command {
             cli::TorrentCommand::Create(args) => torrent::create::run(args),
             cli::TorrentCommand::Show(args) => torrent::show::run(args),
+            cli::TorrentCommand::Download(args) => torrent::transfer::download(args),
+            cli::TorrentCommand::Seed(args) => torrent::transfer::seed(args),
         },
     }
 }

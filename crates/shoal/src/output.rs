@@ -194,7 +194,26 @@ pub fn report_error(error: &anyhow::Error) {
     }
 }
 
+/// Prints a JSON document on stdout.
+pub fn json(value: &serde_json::Value) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
 /// Prints one status line on stderr (kept off stdout, which carries results).
 pub fn status(line: &str) {
     eprintln!("{line}");
+}
+
+/// Sends log events to stderr. The level comes from `SHOAL_LOG` (`error`, `warn`, `info`,
+/// `debug`, `trace`; default `warn`, so a healthy run prints only its own output).
+pub fn init_logging() {
+    let level = std::env::var("SHOAL_LOG")
+        .ok()
+        .and_then(|l| l.parse::<tracing_subscriber::filter::LevelFilter>().ok())
+        .unwrap_or(tracing_subscriber::filter::LevelFilter::WARN);
+    let _ = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .try_init();
 }

@@ -38,6 +38,8 @@ pub struct Stats {
 pub struct Swarm {
     config: Config,
     geometry: Geometry,
+    /// The geometry peers' requests are checked against (see [`Swarm::with_request_geometry`]).
+    request_geometry: Geometry,
     picker: Picker,
     peers: BTreeMap<PeerKey, Peer>,
     commands: VecDeque<Command>,
@@ -68,6 +70,7 @@ impl Swarm {
         Self {
             next_rotation: config.rotation_interval,
             config,
+            request_geometry: geometry.clone(),
             geometry,
             picker,
             peers: BTreeMap::new(),
@@ -80,6 +83,17 @@ impl Swarm {
             completed,
             stats: Stats::default(),
         }
+    }
+
+    /// Checks peers' requests against `geometry` instead of the download geometry. For hybrid
+    /// torrents: v1 peers see every piece as a full v1 piece (file data, then BEP 47 padding)
+    /// and may ask for blocks that run into the padding, which storage serves as zeros.
+    /// `geometry` must have the same piece count.
+    pub fn with_request_geometry(mut self, geometry: Geometry) -> Self {
+        if geometry.piece_count() == self.geometry.piece_count() {
+            self.request_geometry = geometry;
+        }
+        self
     }
 
     /// The reserved bits to send in our handshake.
@@ -443,7 +457,7 @@ impl Swarm {
         };
         let fast = peer.reserved.fast();
         let choking = peer.am_choking;
-        let block = match self.geometry.block(piece, offset, len) {
+        let block = match self.request_geometry.block(piece, offset, len) {
             Ok(block) if self.picker.have().contains(piece) && !choking => block,
             Ok(_) | Err(_) => {
                 if fast {

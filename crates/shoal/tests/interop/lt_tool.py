@@ -5,6 +5,8 @@
   lt_tool.py hashes TORRENT                      print {"v1": hex|null, "v2": hex|null}
   lt_tool.py magnet TORRENT                      print libtorrent's magnet link for it
   lt_tool.py parse-magnet URI                    print {"v1", "v2", "name", "trackers"} of a link
+  lt_tool.py seed TORRENT SAVE_DIR PORT SECONDS    seed from SAVE_DIR on 127.0.0.1:PORT for SECONDS
+  lt_tool.py download TORRENT SAVE_DIR PEER SECONDS  download from PEER (HOST:PORT); exit 0 when complete
 
 MODE is v1, v2 or hybrid. Files are added in path order, component by component, which is
 the order BEP 52 file trees impose; libtorrent then lays them out (and pads them) itself.
@@ -47,6 +49,61 @@ def hashes(torrent):
     }))
 
 
+def session(port):
+    """A libtorrent session for loopback tests: TCP only (Shoal does not speak uTP), plaintext,
+    no DHT/LSD/UPnP, one interface."""
+    return lt.session({
+        "listen_interfaces": f"127.0.0.1:{port}",
+        "enable_dht": False,
+        "enable_lsd": False,
+        "enable_upnp": False,
+        "enable_natpmp": False,
+        "allow_multiple_connections_per_ip": True,
+        "enable_outgoing_utp": False,
+        "enable_incoming_utp": False,
+        "out_enc_policy": lt.enc_policy.disabled,
+        "in_enc_policy": lt.enc_policy.enabled,
+        "alert_mask": 0,
+    })
+
+
+def add(ses, torrent, save_dir):
+    atp = lt.add_torrent_params()
+    atp.ti = lt.torrent_info(torrent)
+    atp.save_path = save_dir
+    return ses.add_torrent(atp)
+
+
+def seed(torrent, save_dir, port, seconds):
+    import time
+    ses = session(port)
+    handle = add(ses, torrent, save_dir)
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        st = handle.status()
+        if st.state == lt.torrent_status.seeding and not getattr(seed, "announced", False):
+            print("seeding", flush=True)
+            seed.announced = True
+        time.sleep(0.1)
+
+
+def download(torrent, save_dir, peer, seconds):
+    import time
+    host, port = peer.rsplit(":", 1)
+    ses = session(0)
+    handle = add(ses, torrent, save_dir)
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        st = handle.status()
+        if st.is_seeding:
+            print(json.dumps({"seconds": seconds - (deadline - time.time()), "downloaded": st.total_payload_download}))
+            return
+        if st.num_peers == 0:
+            handle.connect_peer((host, int(port)))
+        time.sleep(0.05)
+    sys.exit(f"download incomplete after {seconds}s: {handle.status().progress * 100:.1f}%")
+
+
 def magnet(torrent):
     print(lt.make_magnet_uri(lt.torrent_info(torrent)))
 
@@ -69,6 +126,10 @@ if __name__ == "__main__":
         hashes(sys.argv[2])
     elif sys.argv[1] == "magnet":
         magnet(sys.argv[2])
+    elif sys.argv[1] == "seed":
+        seed(sys.argv[2], sys.argv[3], int(sys.argv[4]), float(sys.argv[5]))
+    elif sys.argv[1] == "download":
+        download(sys.argv[2], sys.argv[3], sys.argv[4], float(sys.argv[5]))
     elif sys.argv[1] == "parse-magnet":
         parse_magnet(sys.argv[2])
     else:

@@ -1,0 +1,153 @@
+//! One peer connection: the handshake, then a reader task (framing) and a writer task.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use shoal_swarm::PeerKey;
+use shoal_wire::{DEFAULT_MAX_FRAME, HANDSHAKE_LEN, Handshake, WireError, decode_frame};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::mpsc;
+
+use crate::session::Event;
+
+/// How long a peer may take to complete the handshake.
+pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why a handshake failed (the connection is simply dropped; this is for the log).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum HandshakeError {
+    #[error("connection failed: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Wire(#[from] WireError),
+    #[error("the peer asked for another torrent")]
+    WrongTorrent,
+    #[error("the peer did not complete the handshake in time")]
+    Timeout,
+    #[error("connected to ourselves")]
+    Ourselves,
+}
+
+/// A connection that completed the handshake.
+pub(crate) struct Established {
+    pub stream: TcpStream,
+    pub addr: SocketAddr,
+    pub theirs: Handshake,
+    /// Bytes that arrived after the handshake, before the reader task started.
+    pub leftover: Vec<u8>,
+}
+
+/// Runs the handshake. Outbound connections send first; inbound ones wait to see which of our
+/// info-hashes (`accepted`: v1, and v2 truncated) the peer asks for and answer with that one.
+pub(crate) async fn handshake(
+    mut stream: TcpStream,
+    addr: SocketAddr,
+    ours: Handshake,
+    accepted: &[[u8; 20]],
+    outbound: bool,
+) -> Result<Established, HandshakeError> {
+    let run = async {
+        let mut ours = ours;
+        if outbound {
+            let mut out = Vec::with_capacity(HANDSHAKE_LEN);
+            ours.encode(&mut out);
+            stream.write_all(&out).await?;
+        }
+        let mut buf = Vec::with_capacity(1024);
+        let theirs = loop {
+            if let Some(theirs) = Handshake::decode(&buf)? {
+                break theirs;
+            }
+            if stream.read_buf(&mut buf).await? == 0 {
+                return Err(HandshakeError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+            }
+        };
+        if !accepted.contains(&theirs.info_hash) {
+            return Err(HandshakeError::WrongTorrent);
+        }
+        if theirs.peer_id == ours.peer_id {
+            return Err(HandshakeError::Ourselves);
+        }
+        if !outbound {
+            ours.info_hash = theirs.info_hash;
+            let mut out = Vec::with_capacity(HANDSHAKE_LEN);
+            ours.encode(&mut out);
+            stream.write_all(&out).await?;
+        }
+        let leftover = buf.split_off(HANDSHAKE_LEN);
+        Ok(Established {
+            stream,
+            addr,
+            theirs,
+            leftover,
+        })
+    };
+    tokio::time::timeout(HANDSHAKE_TIMEOUT, run)
+        .await
+        .map_err(|_| HandshakeError::Timeout)?
+}
+
+/// Reads frames and hands each payload (the bytes after the length prefix) to the session.
+/// Ends on EOF, a socket error or a protocol error, reporting why.
+pub(crate) async fn read_frames(
+    mut reader: OwnedReadHalf,
+    mut buf: Vec<u8>,
+    peer: PeerKey,
+    events: mpsc::Sender<Event>,
+) {
+    let error = loop {
+        let mut at = 0;
+        let mut failed = None;
+        loop {
+            match decode_frame(&buf[at..], DEFAULT_MAX_FRAME) {
+                Ok(Some((_, used))) => {
+                    let frame = buf[at + 4..at + used].to_vec();
+                    at += used;
+                    if events.send(Event::Frame { peer, frame }).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    failed = Some(e.to_string());
+                    break;
+                }
+            }
+        }
+        if let Some(e) = failed {
+            break Some(e);
+        }
+        buf.drain(..at);
+        buf.reserve(64 * 1024);
+        match reader.read_buf(&mut buf).await {
+            Ok(0) => break None,
+            Ok(_) => {}
+            Err(e) => break Some(e.to_string()),
+        }
+    };
+    let _ = events.send(Event::Closed { peer, error }).await;
+}
+
+/// Writes queued frames, coalescing whatever is already waiting into one write.
+pub(crate) async fn write_frames(
+    mut writer: OwnedWriteHalf,
+    mut queue: mpsc::UnboundedReceiver<Vec<u8>>,
+) {
+    let mut batch = Vec::with_capacity(256 * 1024);
+    while let Some(frame) = queue.recv().await {
+        batch.clear();
+        batch.extend_from_slice(&frame);
+        while batch.len() < 1 << 20 {
+            match queue.try_recv() {
+                Ok(more) => batch.extend_from_slice(&more),
+                Err(_) => break,
+            }
+        }
+        if writer.write_all(&batch).await.is_err() {
+            return;
+        }
+    }
+    let _ = writer.shutdown().await;
+}

@@ -1,0 +1,25 @@
+//! The tokio driver of one torrent's swarm: it owns the sockets, the timers and a storage
+//! thread, and carries out what `shoal_swarm::Swarm` decides.
+//!
+//! Shape (one owner per state, no shared locks):
+//! - the **session task** owns the [`shoal_swarm::Swarm`] and runs one event loop over a closed
+//!   [`Event`](session::Event) enum: peer connected, frame received, peer closed, piece hashed,
+//!   storage failed, timer, shutdown;
+//! - each **peer** has a reader task (framing with the length check before allocation, frames
+//!   to the session) and a writer task (frames from an unbounded queue to the socket);
+//! - one **storage thread** carries out writes, reads for uploads (answering the peer's writer
+//!   directly) and hash checks, in the order the engine emitted them, off the async threads.
+//!
+//! Entry point: [`run`] with a [`SessionConfig`] and a shutdown future; progress is published
+//! on a `watch` channel.
+#![forbid(unsafe_code)]
+
+mod connection;
+mod error;
+mod peer_id;
+mod session;
+mod storage_worker;
+
+pub use error::DriverError;
+pub use peer_id::new_peer_id;
+pub use session::{Progress, SessionConfig, Summary, run};

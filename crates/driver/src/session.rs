@@ -1,0 +1,449 @@
+//! The session: one torrent's event loop. It owns the engine and every peer handle.
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use shoal_metainfo::{Geometry, MetaVersion, PieceIndex, PieceVerifier, Torrent};
+use shoal_storage::{PieceStore, StorageError};
+use shoal_swarm::{Command, PeerKey, Stats, Swarm, Verification};
+use shoal_wire::{Handshake, Message};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::connection::{self, Established};
+use crate::error::DriverError;
+use crate::storage_worker::{self, Op};
+
+/// How often peers named in the configuration are dialled again while not connected.
+const REDIAL_INTERVAL: Duration = Duration::from_secs(3);
+
+/// What the session needs. Defaults are the caller's; see each field.
+pub struct SessionConfig {
+    /// The torrent.
+    pub torrent: Arc<Torrent>,
+    /// Where its bytes live.
+    pub store: Arc<dyn PieceStore>,
+    /// Hash-check every piece the store has not recorded as verified before starting (seeding
+    /// existing data, or resuming after a crash).
+    pub recheck: bool,
+    /// Fail with [`DriverError::DataMismatch`] unless every piece passes that check (seeding).
+    pub require_complete: bool,
+    /// Where to accept peers; `None` for outbound connections only.
+    pub listen: Option<SocketAddr>,
+    /// Peers to connect to.
+    pub peers: Vec<SocketAddr>,
+    /// The engine's settings.
+    pub swarm: shoal_swarm::Config,
+    /// Our peer id.
+    pub peer_id: [u8; 20],
+    /// After completing: `None` stops at once; `Some(d)` keeps seeding for `d` (until shutdown
+    /// for `Duration::MAX`).
+    pub seed_for: Option<Duration>,
+    /// The most peers connected at once.
+    pub max_peers: usize,
+}
+
+/// A snapshot for progress displays.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Progress {
+    /// Pieces verified.
+    pub have: u32,
+    /// All pieces.
+    pub total: u32,
+    /// Pieces hash-checked so far during the initial check (`None` once it is over).
+    pub checking: Option<u32>,
+    /// Engine counters.
+    pub stats: Stats,
+    /// Connected peers.
+    pub peers: usize,
+    /// Every piece verified and the data at its destination.
+    pub complete: bool,
+}
+
+/// How a session ended.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Summary {
+    /// Engine counters.
+    pub stats: Stats,
+    /// Every piece verified and the data at its destination.
+    pub complete: bool,
+    /// Pieces that failed the initial hash check.
+    pub recheck_failed: u32,
+}
+
+/// What reaches the session's event loop.
+pub(crate) enum Event {
+    Connected(Established),
+    Frame {
+        peer: PeerKey,
+        frame: Vec<u8>,
+    },
+    Closed {
+        peer: PeerKey,
+        error: Option<String>,
+    },
+    Verified {
+        piece: PieceIndex,
+        result: Verification,
+    },
+    StorageFailed(StorageError),
+    ReadFailed {
+        peer: PeerKey,
+        error: StorageError,
+    },
+    Finished(Result<(), StorageError>),
+}
+
+struct PeerHandle {
+    writer: mpsc::UnboundedSender<Vec<u8>>,
+    reader: JoinHandle<()>,
+    addr: SocketAddr,
+}
+
+/// Runs one torrent until it is complete (and has seeded for `seed_for`), or `shutdown`
+/// resolves, or storage fails.
+///
+/// # Errors
+/// [`DriverError`] when the torrent cannot make progress: storage failure, a listening socket
+/// that cannot be opened, pieces that cannot be verified.
+pub async fn run(
+    config: SessionConfig,
+    shutdown: impl Future<Output = ()>,
+    progress: watch::Sender<Progress>,
+) -> Result<Summary, DriverError> {
+    let torrent = config.torrent.clone();
+    let verifier = Arc::new(PieceVerifier::new(&torrent)?);
+    let total = verifier.geometry().piece_count();
+
+    let mut recheck_failed = 0;
+    if config.recheck {
+        let store = config.store.clone();
+        let checker = verifier.clone();
+        let report = progress.clone();
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        recheck_failed = tokio::task::spawn_blocking(move || {
+            storage_worker::recheck(&*store, &checker, threads, &|checked| {
+                report.send_modify(|p| p.checking = Some(checked));
+            })
+        })
+        .await
+        .map_err(|_| DriverError::StorageThread)??;
+        config.store.flush()?;
+        if config.require_complete && recheck_failed > 0 {
+            return Err(DriverError::DataMismatch {
+                bad: recheck_failed,
+                total,
+            });
+        }
+    }
+    progress.send_modify(|p| {
+        p.checking = None;
+        p.total = total;
+    });
+
+    let info = torrent.info();
+    let v2 = info.version.has_v2();
+    let hashes = torrent.info_hashes();
+    let mut accepted = Vec::new();
+    if let Some(v1) = hashes.v1() {
+        accepted.push(v1.0);
+    }
+    if let Some(v2) = hashes.v2() {
+        accepted.push(v2.truncated().0);
+    }
+    // We introduce ourselves with the v1 info-hash when there is one (every client knows it),
+    // the truncated v2 one otherwise; we accept either from others.
+    let our_hash = accepted.first().copied().unwrap_or_default();
+    let mut swarm = Swarm::new(
+        config.swarm.clone(),
+        verifier.geometry().clone(),
+        config.store.verified(),
+        Some(torrent.info_bytes().to_vec()),
+        v2,
+    );
+    if info.version == MetaVersion::Hybrid {
+        // v1 peers see padded pieces; serve the padding as zeros.
+        let v1_length = info.files.iter().map(|f| f.length).sum();
+        if let Ok(v1) = Geometry::new(info.piece_length, [v1_length]) {
+            swarm = swarm.with_request_geometry(v1);
+        }
+    }
+    let handshake = Handshake {
+        reserved: swarm.reserved(),
+        info_hash: our_hash,
+        peer_id: config.peer_id,
+    };
+
+    let (events_tx, mut events) = mpsc::channel::<Event>(1024);
+    let (ops_tx, ops_rx) = std::sync::mpsc::channel::<Op>();
+    let storage_thread = {
+        let store = config.store.clone();
+        let verifier = verifier.clone();
+        let events = events_tx.clone();
+        std::thread::Builder::new()
+            .name("shoal-storage".into())
+            .spawn(move || storage_worker::run(store, verifier, ops_rx, events))
+            .map_err(|_| DriverError::StorageThread)?
+    };
+
+    let accepted = Arc::new(accepted);
+    let listener = match config.listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| DriverError::Listen { addr, source })?,
+        ),
+        None => None,
+    };
+    let accept_task = listener.map(|listener| {
+        let events = events_tx.clone();
+        let accepted = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, addr)) = listener.accept().await {
+                let _ = stream.set_nodelay(true);
+                let events = events.clone();
+                let accepted = accepted.clone();
+                tokio::spawn(async move {
+                    match connection::handshake(stream, addr, handshake, &accepted, false).await {
+                        Ok(done) => {
+                            let _ = events.send(Event::Connected(done)).await;
+                        }
+                        Err(e) => {
+                            tracing::debug!(peer = %addr, error = %e, "inbound handshake failed")
+                        }
+                    }
+                });
+            }
+        })
+    });
+    let dial = |addr: SocketAddr| {
+        let events = events_tx.clone();
+        let accepted = accepted.clone();
+        tokio::spawn(async move {
+            let Ok(Ok(stream)) =
+                tokio::time::timeout(connection::HANDSHAKE_TIMEOUT, TcpStream::connect(addr)).await
+            else {
+                return;
+            };
+            let _ = stream.set_nodelay(true);
+            match connection::handshake(stream, addr, handshake, &accepted, true).await {
+                Ok(done) => {
+                    let _ = events.send(Event::Connected(done)).await;
+                }
+                Err(e) => tracing::debug!(peer = %addr, error = %e, "outbound handshake failed"),
+            }
+        });
+    };
+    for &addr in &config.peers {
+        dial(addr);
+    }
+    // Peers named in the configuration are dialled again while they are not connected (a seed
+    // may still be checking its files, or restarting).
+    let mut redial = tokio::time::interval_at(Instant::now() + REDIAL_INTERVAL, REDIAL_INTERVAL);
+
+    let epoch = Instant::now();
+    let mut peers: HashMap<PeerKey, PeerHandle> = HashMap::new();
+    let mut next_key = 0u64;
+    let mut banned: HashSet<IpAddr> = HashSet::new();
+    let mut finished = swarm.is_complete() && config.store.finish().is_ok();
+    let mut seed_until: Option<Instant> = None;
+    let mut failure: Option<DriverError> = None;
+    let mut verified_since_flush = 0u32;
+    let mut last_flush = Instant::now();
+    if finished {
+        seed_until = config
+            .seed_for
+            .map(|d| Instant::now().checked_add(d).unwrap_or_else(far_future));
+    }
+    let publish = |swarm: &Swarm, peers: usize, complete: bool| {
+        progress.send_modify(|p| {
+            p.have = swarm.have().count();
+            p.stats = swarm.stats();
+            p.peers = peers;
+            p.complete = complete;
+        });
+    };
+    tokio::pin!(shutdown);
+
+    loop {
+        if finished && seed_until.is_none_or(|until| Instant::now() >= until) {
+            break;
+        }
+        let deadline = epoch + swarm.poll_timeout();
+        let seed_deadline = seed_until.unwrap_or_else(far_future);
+        tokio::select! {
+            () = &mut shutdown => break,
+            () = tokio::time::sleep_until(seed_deadline), if seed_until.is_some() => break,
+            () = tokio::time::sleep_until(deadline) => swarm.handle_timeout(epoch.elapsed()),
+            _ = redial.tick(), if wants_peers(&config, finished, seed_until) => {
+                let connected: HashSet<SocketAddr> = peers.values().map(|h| h.addr).collect();
+                for &addr in &config.peers {
+                    if !connected.contains(&addr) && !banned.contains(&addr.ip()) {
+                        dial(addr);
+                    }
+                }
+            }
+            event = events.recv() => {
+                let Some(event) = event else { break };
+                let now = epoch.elapsed();
+                match event {
+                    Event::Connected(done) => {
+                        if banned.contains(&done.addr.ip()) || peers.len() >= config.max_peers || finished && seed_until.is_none() {
+                            continue;
+                        }
+                        let key = PeerKey(next_key);
+                        next_key += 1;
+                        let (read_half, write_half) = done.stream.into_split();
+                        let (writer, queue) = mpsc::unbounded_channel();
+                        tokio::spawn(connection::write_frames(write_half, queue));
+                        let reader = tokio::spawn(connection::read_frames(read_half, done.leftover, key, events_tx.clone()));
+                        peers.insert(key, PeerHandle { writer, reader, addr: done.addr });
+                        swarm.handle_connected(now, key, done.theirs.reserved);
+                    }
+                    Event::Frame { peer, frame } => match Message::decode(&frame) {
+                        Ok(message) => swarm.handle_message(now, peer, message),
+                        Err(e) => {
+                            tracing::debug!(peer = ?peers.get(&peer).map(|h| h.addr), error = %e, "peer broke the protocol");
+                            drop_peer(&mut peers, peer);
+                            swarm.handle_disconnected(now, peer);
+                        }
+                    },
+                    Event::Closed { peer, error } => {
+                        tracing::debug!(peer = ?peers.get(&peer).map(|h| h.addr), error = error.as_deref().unwrap_or("closed"), "peer gone");
+                        drop_peer(&mut peers, peer);
+                        swarm.handle_disconnected(now, peer);
+                    }
+                    Event::Verified { piece, result } => {
+                        if result.passed {
+                            verified_since_flush += 1;
+                        }
+                        swarm.handle_verified(now, piece, result);
+                    }
+                    Event::ReadFailed { peer, error } => {
+                        tracing::warn!(peer = ?peers.get(&peer).map(|h| h.addr), %error, "cannot read a block to upload");
+                        drop_peer(&mut peers, peer);
+                        swarm.handle_disconnected(now, peer);
+                    }
+                    Event::StorageFailed(e) => {
+                        failure = Some(e.into());
+                        break;
+                    }
+                    Event::Finished(result) => match result {
+                        Ok(()) => {
+                            finished = true;
+                            seed_until = config.seed_for.map(|d| Instant::now().checked_add(d).unwrap_or_else(far_future));
+                        }
+                        Err(e) => {
+                            failure = Some(e.into());
+                            break;
+                        }
+                    },
+                }
+            }
+        }
+        // Carry out what the engine decided.
+        while let Some(command) = swarm.poll_command() {
+            match command {
+                Command::Send { peer, frame } => {
+                    if let Some(handle) = peers.get(&peer) {
+                        let _ = handle.writer.send(frame);
+                    }
+                }
+                Command::Read { peer, block } => {
+                    if let Some(handle) = peers.get(&peer) {
+                        let _ = ops_tx.send(Op::Read {
+                            peer,
+                            block,
+                            writer: handle.writer.clone(),
+                        });
+                    }
+                }
+                Command::Write { block, data, .. } => {
+                    let _ = ops_tx.send(Op::Write { block, data });
+                }
+                Command::Verify {
+                    piece,
+                    block_digests,
+                } => {
+                    let _ = ops_tx.send(Op::Verify {
+                        piece,
+                        block_digests,
+                    });
+                }
+                Command::Verified { .. } => {}
+                Command::Disconnect { peer, reason } => {
+                    tracing::debug!(peer = ?peers.get(&peer).map(|h| h.addr), ?reason, "disconnecting");
+                    drop_peer(&mut peers, peer);
+                }
+                Command::Ban { peer } => {
+                    if let Some(handle) = peers.get(&peer) {
+                        tracing::warn!(peer = %handle.addr, "banned: sent data that failed verification");
+                        banned.insert(handle.addr.ip());
+                    }
+                    drop_peer(&mut peers, peer);
+                }
+                Command::Completed => {
+                    let _ = ops_tx.send(Op::Finish);
+                }
+            }
+        }
+        // Durability in batches: the resume data names every piece verified up to here.
+        if verified_since_flush > 0
+            && (verified_since_flush >= 64 || last_flush.elapsed() >= Duration::from_secs(2))
+        {
+            let _ = ops_tx.send(Op::Flush);
+            verified_since_flush = 0;
+            last_flush = Instant::now();
+        }
+        publish(&swarm, peers.len(), finished);
+    }
+
+    // Shut down: close peers, make what was verified durable, stop the storage thread.
+    for (_, handle) in peers.drain() {
+        handle.reader.abort();
+    }
+    if let Some(task) = accept_task {
+        task.abort();
+    }
+    let _ = ops_tx.send(Op::Flush);
+    drop(ops_tx);
+    drop(events_tx);
+    // Drain events so the storage thread is never blocked sending, then join it.
+    let drain = tokio::spawn(async move { while events.recv().await.is_some() {} });
+    let joined = tokio::task::spawn_blocking(move || storage_thread.join()).await;
+    drain.abort();
+    if !matches!(joined, Ok(Ok(()))) {
+        return Err(DriverError::StorageThread);
+    }
+    publish(&swarm, 0, finished);
+    if let Some(failure) = failure {
+        return Err(failure);
+    }
+    Ok(Summary {
+        stats: swarm.stats(),
+        complete: finished,
+        recheck_failed,
+    })
+}
+
+/// Returns true if and only if the session still needs the peers named in its configuration:
+/// it has some, and it is downloading or seeding.
+fn wants_peers(config: &SessionConfig, finished: bool, seed_until: Option<Instant>) -> bool {
+    !config.peers.is_empty() && (!finished || seed_until.is_some())
+}
+
+fn drop_peer(peers: &mut HashMap<PeerKey, PeerHandle>, peer: PeerKey) {
+    if let Some(handle) = peers.remove(&peer) {
+        handle.reader.abort();
+        // Dropping the writer's queue ends the writer task, which shuts the socket down.
+    }
+}
+
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600)
+}

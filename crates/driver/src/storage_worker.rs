@@ -1,0 +1,169 @@
+//! The storage thread: writes, reads for uploads and hash checks, in the order the engine asked
+//! for them, off the async threads.
+
+use std::sync::Arc;
+
+use shoal_metainfo::{BlockRef, PieceIndex, PieceVerifier};
+use shoal_storage::PieceStore;
+use shoal_swarm::{PeerKey, Verification};
+use shoal_wire::Message;
+use tokio::sync::mpsc;
+
+use crate::session::Event;
+
+/// Work for the storage thread.
+pub(crate) enum Op {
+    /// Store a block.
+    Write { block: BlockRef, data: Vec<u8> },
+    /// Read a block and queue it, framed, on the peer's writer.
+    Read {
+        peer: PeerKey,
+        block: BlockRef,
+        writer: mpsc::UnboundedSender<Vec<u8>>,
+    },
+    /// Hash a stored piece; record it as verified if it passes.
+    Verify {
+        piece: PieceIndex,
+        block_digests: bool,
+    },
+    /// Make everything recorded so far durable.
+    Flush,
+    /// Expose the finished download at its destination.
+    Finish,
+}
+
+/// Runs until the op channel closes. Failures are reported as events; the thread keeps going
+/// so reads for other peers still work, and the session decides what to do.
+pub(crate) fn run(
+    store: Arc<dyn PieceStore>,
+    verifier: Arc<PieceVerifier>,
+    ops: std::sync::mpsc::Receiver<Op>,
+    events: mpsc::Sender<Event>,
+) {
+    let mut piece_buf = Vec::new();
+    for op in ops {
+        let event = match op {
+            Op::Write { block, data } => {
+                match store.write(block.piece.get(), block.offset, &data) {
+                    Ok(()) => None,
+                    // A refused request (a late duplicate of a verified block) changes nothing.
+                    Err(e) if e.is_bad_request() => {
+                        tracing::debug!(error = %e, "block not stored");
+                        None
+                    }
+                    Err(e) => Some(Event::StorageFailed(e)),
+                }
+            }
+            Op::Read {
+                peer,
+                block,
+                writer,
+            } => {
+                // Frame header then data, read straight into place.
+                let mut frame = Vec::with_capacity(13 + block.len as usize);
+                Message::Piece {
+                    piece: block.piece.get(),
+                    offset: block.offset,
+                    data: &[],
+                }
+                .encode(&mut frame);
+                frame.resize(13 + block.len as usize, 0);
+                frame[..4].copy_from_slice(&(9 + block.len).to_be_bytes());
+                match store.read(block.piece.get(), block.offset, &mut frame[13..]) {
+                    Ok(()) => {
+                        // The peer may have gone; then there is nobody to send to.
+                        let _ = writer.send(frame);
+                        None
+                    }
+                    Err(e) => Some(Event::ReadFailed { peer, error: e }),
+                }
+            }
+            Op::Verify {
+                piece,
+                block_digests,
+            } => {
+                let len = verifier.geometry().piece_len(piece) as usize;
+                piece_buf.resize(len, 0);
+                let outcome = store.read(piece.get(), 0, &mut piece_buf).map(|()| {
+                    let passed = verifier.verify(piece, &piece_buf);
+                    let digests = block_digests.then(|| PieceVerifier::block_digests(&piece_buf));
+                    (passed, digests)
+                });
+                match outcome {
+                    Ok((passed, block_digests)) => {
+                        let recorded = if passed {
+                            store.mark_verified(piece.get())
+                        } else {
+                            Ok(())
+                        };
+                        match recorded {
+                            Ok(()) => Some(Event::Verified {
+                                piece,
+                                result: Verification {
+                                    passed,
+                                    block_digests,
+                                },
+                            }),
+                            Err(e) => Some(Event::StorageFailed(e)),
+                        }
+                    }
+                    Err(e) => Some(Event::StorageFailed(e)),
+                }
+            }
+            Op::Flush => store.flush().err().map(Event::StorageFailed),
+            Op::Finish => Some(Event::Finished(store.finish())),
+        };
+        if let Some(event) = event
+            && events.blocking_send(event).is_err()
+        {
+            return;
+        }
+    }
+}
+
+/// Hash-checks every piece not yet verified, on `threads` threads, recording those that pass;
+/// calls `progress(checked)` as it goes. Returns the number of pieces that failed.
+pub(crate) fn recheck(
+    store: &dyn PieceStore,
+    verifier: &PieceVerifier,
+    threads: usize,
+    progress: &(dyn Fn(u32) + Sync),
+) -> Result<u32, shoal_storage::StorageError> {
+    let verified = store.verified();
+    let todo: Vec<PieceIndex> = verifier
+        .geometry()
+        .pieces()
+        .filter(|p| !verified.contains(p.get()))
+        .collect();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let failed = std::sync::atomic::AtomicU32::new(0);
+    let checked = std::sync::atomic::AtomicU32::new(0);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads.max(1))
+            .map(|_| {
+                scope.spawn(|| -> Result<(), shoal_storage::StorageError> {
+                    let mut buf = Vec::new();
+                    loop {
+                        let at = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(&piece) = todo.get(at) else {
+                            return Ok(());
+                        };
+                        buf.resize(verifier.geometry().piece_len(piece) as usize, 0);
+                        store.read(piece.get(), 0, &mut buf)?;
+                        if verifier.verify(piece, &buf) {
+                            store.mark_verified(piece.get())?;
+                        } else {
+                            failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                        progress(checked.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1);
+                    }
+                })
+            })
+            .collect();
+        workers.into_iter().try_for_each(|w| {
+            w.join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        })
+    })?;
+    Ok(failed.into_inner())
+}
