@@ -8,7 +8,9 @@
 //! - each **peer** has a reader task (framing with the length check before allocation, frames
 //!   to the session) and a writer task (frames from an unbounded queue to the socket);
 //! - one **storage thread** carries out writes, reads for uploads (answering the peer's writer
-//!   directly) and hash checks, in the order the engine emitted them, off the async threads.
+//!   directly) and hash checks, in the order the engine emitted them, off the async threads;
+//! - an **announce task** talks to the torrent's HTTP trackers (BEP 3, 12, 23) and hands the
+//!   peers they return to the session.
 //!
 //! Entry point: [`run`] with a [`SessionConfig`] and a shutdown future; progress is published
 //! on a `watch` channel.
@@ -19,6 +21,7 @@ mod error;
 mod peer_id;
 mod session;
 mod storage_worker;
+mod tracker;
 
 pub use error::DriverError;
 pub use peer_id::new_peer_id;

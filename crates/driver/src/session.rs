@@ -18,6 +18,7 @@ use tokio::time::Instant;
 use crate::connection::{self, Established};
 use crate::error::DriverError;
 use crate::storage_worker::{self, Op};
+use crate::tracker::Announcer;
 
 /// How often peers named in the configuration are dialled again while not connected.
 const REDIAL_INTERVAL: Duration = Duration::from_secs(3);
@@ -37,6 +38,8 @@ pub struct SessionConfig {
     pub listen: Option<SocketAddr>,
     /// Peers to connect to.
     pub peers: Vec<SocketAddr>,
+    /// Tracker tiers to announce to (BEP 12); usually `torrent.trackers()`.
+    pub trackers: Vec<Vec<String>>,
     /// The engine's settings.
     pub swarm: shoal_swarm::Config,
     /// Our peer id.
@@ -79,6 +82,8 @@ pub struct Summary {
 /// What reaches the session's event loop.
 pub(crate) enum Event {
     Connected(Established),
+    /// Peers a tracker returned.
+    Peers(Vec<SocketAddr>),
     Frame {
         peer: PeerKey,
         frame: Vec<u8>,
@@ -246,6 +251,19 @@ pub async fn run(
     // may still be checking its files, or restarting).
     let mut redial = tokio::time::interval_at(Instant::now() + REDIAL_INTERVAL, REDIAL_INTERVAL);
 
+    let (stop_announcing, announce_stop) = tokio::sync::oneshot::channel();
+    let announce_task = (!config.trackers.is_empty()).then(|| {
+        let announcer = Announcer {
+            tiers: config.trackers.clone(),
+            info_hash: our_hash,
+            peer_id: config.peer_id,
+            port: config.listen.map_or(0, |a| a.port()),
+            total_size: info.total_size(),
+            piece_length: info.piece_length.bytes(),
+        };
+        tokio::spawn(announcer.run(progress.subscribe(), events_tx.clone(), announce_stop))
+    });
+
     let epoch = Instant::now();
     let mut peers: HashMap<PeerKey, PeerHandle> = HashMap::new();
     let mut next_key = 0u64;
@@ -304,6 +322,14 @@ pub async fn run(
                         let reader = tokio::spawn(connection::read_frames(read_half, done.leftover, key, events_tx.clone()));
                         peers.insert(key, PeerHandle { writer, reader, addr: done.addr });
                         swarm.handle_connected(now, key, done.theirs.reserved);
+                    }
+                    Event::Peers(found) => {
+                        let connected: HashSet<SocketAddr> = peers.values().map(|h| h.addr).collect();
+                        let room = config.max_peers.saturating_sub(peers.len());
+                        let fresh = found.into_iter().filter(|a| !connected.contains(a) && !banned.contains(&a.ip()) && !is_us(a, config.listen));
+                        if !(finished && seed_until.is_none()) {
+                            fresh.take(room).for_each(dial);
+                        }
                     }
                     Event::Frame { peer, frame } => match Message::decode(&frame) {
                         Ok(message) => swarm.handle_message(now, peer, message),
@@ -410,6 +436,11 @@ pub async fn run(
     if let Some(task) = accept_task {
         task.abort();
     }
+    // Tell the trackers we are leaving, briefly: a dead tracker must not hold up the exit.
+    let _ = stop_announcing.send(());
+    if let Some(task) = announce_task {
+        let _ = tokio::time::timeout(Duration::from_secs(3), task).await;
+    }
     let _ = ops_tx.send(Op::Flush);
     drop(ops_tx);
     drop(events_tx);
@@ -435,6 +466,13 @@ pub async fn run(
 /// it has some, and it is downloading or seeding.
 fn wants_peers(config: &SessionConfig, finished: bool, seed_until: Option<Instant>) -> bool {
     !config.peers.is_empty() && (!finished || seed_until.is_some())
+}
+
+/// Returns true if and only if `addr` is our own listening socket (trackers return us too).
+fn is_us(addr: &SocketAddr, listen: Option<SocketAddr>) -> bool {
+    listen.is_some_and(|l| {
+        l.port() == addr.port() && (addr.ip().is_loopback() || l.ip() == addr.ip())
+    })
 }
 
 fn drop_peer(peers: &mut HashMap<PeerKey, PeerHandle>, peer: PeerKey) {

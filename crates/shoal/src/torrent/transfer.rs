@@ -60,6 +60,7 @@ pub fn download(args: DownloadArgs) -> anyhow::Result<()> {
             .listen
             .map(|port| SocketAddr::from(([0, 0, 0, 0], port))),
         peers,
+        trackers: torrent.trackers(),
         swarm: swarm_config(args.listen),
         peer_id: shoal_driver::new_peer_id(),
         seed_for: args.seed_for,
@@ -118,6 +119,7 @@ pub fn seed(args: SeedArgs) -> anyhow::Result<()> {
         require_complete: true,
         listen: Some(SocketAddr::from(([0, 0, 0, 0], args.listen))),
         peers,
+        trackers: torrent.trackers(),
         swarm: swarm_config(Some(args.listen)),
         peer_id: shoal_driver::new_peer_id(),
         seed_for: Some(args.seed_for.unwrap_or(Duration::MAX)),

@@ -1,0 +1,186 @@
+//! Announcing to HTTP trackers (BEP 3, with BEP 12 tiers and BEP 23 compact peers): a task per
+//! session that tells the trackers about us and hands the peers they return to the session.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper::body::Bytes;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use shoal_tracker_proto::{AnnounceReply, AnnounceRequest, Event as AnnounceEvent, MAX_BODY_LEN};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::session::{Event, Progress};
+
+/// How long one announce may take.
+const ANNOUNCE_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The shortest and longest pause between announces, whatever the tracker says.
+const MIN_INTERVAL: Duration = Duration::from_secs(30);
+const MAX_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// After a round in which every tracker failed, wait this long before retrying.
+const RETRY_INTERVAL: Duration = Duration::from_secs(15);
+
+/// Why one announce failed (logged; the next tracker or round is tried).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum AnnounceError {
+    #[error("only http:// trackers are supported so far")]
+    Scheme,
+    #[error("bad tracker URL: {0}")]
+    Url(String),
+    #[error("request failed: {0}")]
+    Http(String),
+    #[error("the tracker answered HTTP {0}")]
+    Status(u16),
+    #[error("no answer within {ANNOUNCE_TIMEOUT:?}")]
+    Timeout,
+    #[error("unreadable answer: {0}")]
+    Body(String),
+    #[error("the tracker refused: {0}")]
+    Refused(String),
+}
+
+/// What every announce of this session carries.
+pub(crate) struct Announcer {
+    pub tiers: Vec<Vec<String>>,
+    pub info_hash: [u8; 20],
+    pub peer_id: [u8; 20],
+    pub port: u16,
+    pub total_size: u64,
+    pub piece_length: u64,
+}
+
+impl Announcer {
+    /// Announces until `stop` fires (then sends `stopped`), re-announcing at the tracker's
+    /// interval and at once when the download completes.
+    pub(crate) async fn run(
+        mut self,
+        mut progress: watch::Receiver<Progress>,
+        events: mpsc::Sender<Event>,
+        mut stop: oneshot::Receiver<()>,
+    ) {
+        let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+        let mut event = Some(AnnounceEvent::Started);
+        let mut completed_sent = progress.borrow().complete;
+        loop {
+            let snapshot = progress.borrow().clone();
+            let interval = match self.announce_round(&client, &snapshot, event).await {
+                Some((interval, peers)) => {
+                    if !peers.is_empty() && events.send(Event::Peers(peers)).await.is_err() {
+                        return;
+                    }
+                    interval
+                }
+                None => RETRY_INTERVAL,
+            };
+            event = None;
+            let next = tokio::time::sleep(interval);
+            tokio::pin!(next);
+            loop {
+                tokio::select! {
+                    _ = &mut stop => {
+                        let snapshot = progress.borrow().clone();
+                        let _ = self.announce_round(&client, &snapshot, Some(AnnounceEvent::Stopped)).await;
+                        return;
+                    }
+                    () = &mut next => break,
+                    changed = progress.changed() => {
+                        if changed.is_err() {
+                            return;
+                        }
+                        if progress.borrow().complete && !completed_sent {
+                            completed_sent = true;
+                            event = Some(AnnounceEvent::Completed);
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// One round over the tiers (BEP 12): the first tracker that answers wins and moves to the
+    /// front of its tier. Returns the interval to wait and the peers, or `None` if none answered.
+    async fn announce_round(
+        &mut self,
+        client: &Client<hyper_util::client::legacy::connect::HttpConnector, Empty<Bytes>>,
+        progress: &Progress,
+        event: Option<AnnounceEvent>,
+    ) -> Option<(Duration, Vec<SocketAddr>)> {
+        let have_bytes = u64::from(progress.have)
+            .saturating_mul(self.piece_length)
+            .min(self.total_size);
+        let request = AnnounceRequest {
+            info_hash: self.info_hash,
+            peer_id: self.peer_id,
+            port: self.port,
+            uploaded: progress.stats.uploaded,
+            downloaded: progress.stats.downloaded,
+            left: if progress.complete {
+                0
+            } else {
+                self.total_size - have_bytes
+            },
+            event,
+            compact: true,
+            numwant: Some(200),
+            key: None,
+            ip: None,
+            no_peer_id: true,
+            tracker_id: None,
+        };
+        for t in 0..self.tiers.len() {
+            for u in 0..self.tiers[t].len() {
+                let url = self.tiers[t][u].clone();
+                match announce(client, &request.url(&url)).await {
+                    Ok(reply) => {
+                        tracing::debug!(tracker = %url, peers = reply.peers.len(), interval = reply.interval, "announced");
+                        let tier = &mut self.tiers[t];
+                        let winner = tier.remove(u);
+                        tier.insert(0, winner);
+                        let interval = Duration::from_secs(u64::from(reply.interval))
+                            .clamp(MIN_INTERVAL, MAX_INTERVAL);
+                        return Some((interval, reply.peers));
+                    }
+                    Err(e) => tracing::warn!(tracker = %url, error = %e, "announce failed"),
+                }
+            }
+        }
+        None
+    }
+}
+
+async fn announce(
+    client: &Client<hyper_util::client::legacy::connect::HttpConnector, Empty<Bytes>>,
+    url: &str,
+) -> Result<shoal_tracker_proto::AnnounceResponse, AnnounceError> {
+    if !url.starts_with("http://") {
+        return Err(AnnounceError::Scheme);
+    }
+    let uri: hyper::Uri = url
+        .parse()
+        .map_err(|e: hyper::http::uri::InvalidUri| AnnounceError::Url(e.to_string()))?;
+    let work = async {
+        let response = client
+            .get(uri)
+            .await
+            .map_err(|e| AnnounceError::Http(e.to_string()))?;
+        if !response.status().is_success() {
+            return Err(AnnounceError::Status(response.status().as_u16()));
+        }
+        let body = Limited::new(response.into_body(), MAX_BODY_LEN)
+            .collect()
+            .await
+            .map_err(|e| AnnounceError::Body(e.to_string()))?
+            .to_bytes();
+        match AnnounceReply::parse(&body).map_err(|e| AnnounceError::Body(e.to_string()))? {
+            AnnounceReply::Ok(response) => Ok(response),
+            AnnounceReply::Failure(reason) => Err(AnnounceError::Refused(reason)),
+        }
+    };
+    tokio::time::timeout(ANNOUNCE_TIMEOUT, work)
+        .await
+        .map_err(|_| AnnounceError::Timeout)?
+}
