@@ -28,6 +28,9 @@ pub enum DriverError {
         /// All pieces.
         total: u32,
     },
+    /// A magnet link's metadata could not be fetched.
+    #[error("cannot fetch the torrent's metadata: {0}")]
+    Metadata(String),
     /// The storage thread stopped unexpectedly.
     #[error("the storage thread stopped unexpectedly")]
     StorageThread,

@@ -18,11 +18,13 @@
 
 mod connection;
 mod error;
+mod magnet;
 mod peer_id;
 mod session;
 mod storage_worker;
 mod tracker;
 
 pub use error::DriverError;
+pub use magnet::{Fetched, fetch_metadata};
 pub use peer_id::new_peer_id;
 pub use session::{Progress, SessionConfig, Summary, run};

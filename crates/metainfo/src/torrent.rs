@@ -73,6 +73,26 @@ impl Torrent {
         }
     }
 
+    /// A torrent from an info dictionary's bytes alone (fetched with BEP 9 for a magnet link):
+    /// no trackers, web seeds or piece layers until the caller adds them.
+    ///
+    /// # Errors
+    /// As [`Torrent::from_bytes`], for the info dictionary.
+    pub fn from_info_bytes(bytes: &[u8]) -> Result<Self, MetainfoError> {
+        let value = shoal_bencode::decode_with(bytes, TORRENT_LIMITS)?;
+        let dict = value.as_dict().ok_or_else(|| MetainfoError::WrongType {
+            field: "info".to_owned(),
+            expected: "a dictionary",
+            found: value.kind(),
+        })?;
+        let info = Info::from_dict(dict)?;
+        let mut torrent = Self::new(info);
+        // Keep the bytes as fetched: they are what the info-hash names.
+        torrent.info_hashes = hashes_of(&torrent.info, bytes);
+        torrent.info_bytes = bytes.to_vec();
+        Ok(torrent)
+    }
+
     /// Parses a `.torrent` file.
     ///
     /// # Errors
@@ -254,6 +274,18 @@ impl Torrent {
             web_seeds: self.web_seeds.clone(),
             peers: Vec::new(),
         }
+    }
+}
+
+impl InfoHashes {
+    /// Returns true if and only if `info_bytes` hash to every info-hash present (SHA-1 for v1,
+    /// SHA-256 for v2): the check for metadata fetched from peers.
+    pub fn matches(&self, info_bytes: &[u8]) -> bool {
+        self.v1()
+            .is_none_or(|v1| Sha1Hash(Sha1::digest(info_bytes).into()) == v1)
+            && self
+                .v2()
+                .is_none_or(|v2| Sha256Hash(Sha256::digest(info_bytes).into()) == v2)
     }
 }
 

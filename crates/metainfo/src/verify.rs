@@ -1,8 +1,9 @@
 //! Checking a downloaded piece against the torrent: SHA-256 Merkle (v2 and hybrid torrents,
 //! from the piece layers or, for files of one piece, the file's root) or SHA-1 (v1 torrents).
 //!
-//! Hybrid torrents are checked with v2 only: SHA-256 is the integrity anchor, and the v1 hashes
-//! of a hybrid cover padding bytes that are not data.
+//! Hybrid torrents are checked with v2: SHA-256 is the integrity anchor. A hybrid torrent
+//! without its piece layers (metadata fetched from a magnet link) falls back to its v1 SHA-1
+//! piece hashes, which cover each piece's data followed by its BEP 47 padding zeros.
 
 use sha1::{Digest, Sha1};
 
@@ -35,6 +36,8 @@ pub struct MissingPieceLayer {
 pub struct PieceVerifier {
     geometry: Geometry,
     expected: Vec<Expected>,
+    /// For a hybrid checked with SHA-1: each piece's v1 length (data plus padding).
+    v1_span: Vec<u32>,
 }
 
 impl PieceVerifier {
@@ -47,9 +50,23 @@ impl PieceVerifier {
         let geometry = info.geometry().map_err(|_| MissingPieceLayer {
             file: info.name.to_string(),
         })?;
-        let expected = match info.version {
-            MetaVersion::V1 => info.pieces.iter().copied().map(Expected::Sha1).collect(),
-            MetaVersion::V2 | MetaVersion::Hybrid => {
+        let layers_complete = info
+            .data_files()
+            .filter(|f| f.length > info.piece_length.bytes())
+            .all(|f| {
+                f.pieces_root
+                    .is_some_and(|root| torrent.piece_layers.contains_key(&root))
+            });
+        let use_v1 = match info.version {
+            MetaVersion::V1 => true,
+            // A hybrid torrent fetched from a magnet link has no piece layers yet: its SHA-1
+            // piece hashes still verify every byte.
+            MetaVersion::Hybrid => !layers_complete,
+            MetaVersion::V2 => false,
+        };
+        let expected = match use_v1 {
+            true => info.pieces.iter().copied().map(Expected::Sha1).collect(),
+            false => {
                 let blocks_per_piece = info.piece_length.blocks_per_piece();
                 let mut expected = Vec::with_capacity(geometry.piece_count() as usize);
                 for file in info.data_files().filter(|f| f.length > 0) {
@@ -74,7 +91,21 @@ impl PieceVerifier {
                 expected
             }
         };
-        Ok(Self { geometry, expected })
+        let v1_span = if use_v1 && info.version == MetaVersion::Hybrid {
+            let v1_length: u64 = info.files.iter().map(|f| f.length).sum();
+            let v1 =
+                Geometry::new(info.piece_length, [v1_length]).map_err(|_| MissingPieceLayer {
+                    file: info.name.to_string(),
+                })?;
+            v1.pieces().map(|p| v1.piece_len(p)).collect()
+        } else {
+            Vec::new()
+        };
+        Ok(Self {
+            geometry,
+            expected,
+            v1_span,
+        })
     }
 
     /// The torrent's piece geometry.
@@ -88,7 +119,23 @@ impl PieceVerifier {
             return false;
         }
         match self.expected.get(piece.get() as usize) {
-            Some(Expected::Sha1(hash)) => Sha1Hash(Sha1::digest(data).into()) == *hash,
+            Some(Expected::Sha1(hash)) => {
+                let mut sha1 = Sha1::new();
+                sha1.update(data);
+                // Hybrid pieces are hashed in v1 with their padding: zeros up to the v1 span.
+                let pad = self
+                    .v1_span
+                    .get(piece.get() as usize)
+                    .map_or(0, |&span| span as usize - data.len());
+                let zeros = [0u8; 4096];
+                let mut left = pad;
+                while left > 0 {
+                    let n = left.min(zeros.len());
+                    sha1.update(&zeros[..n]);
+                    left -= n;
+                }
+                Sha1Hash(sha1.finalize().into()) == *hash
+            }
             Some(Expected::Merkle { root, width }) => {
                 merkle::root(
                     &merkle::leaves(data),

@@ -63,6 +63,36 @@ fn right_bytes_pass_and_any_flipped_byte_fails() {
 }
 
 #[test]
+fn hybrid_without_piece_layers_falls_back_to_sha1_with_padding() {
+    let files = [("a", 3 * K16 + 100), ("b", 500)];
+    let mut torrent = build("t", &files, false, options(MetaVersion::Hybrid));
+    torrent.piece_layers.clear();
+    let verifier = PieceVerifier::new(&torrent).unwrap();
+    let g = verifier.geometry().clone();
+    let seed = |path: &str| {
+        path.bytes()
+            .fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)))
+    };
+    let a: Vec<u8> = (0..3 * K16 + 100).map(|o| byte(seed("a"), o)).collect();
+    let b: Vec<u8> = (0..500).map(|o| byte(seed("b"), o)).collect();
+    let pieces = [
+        &a[..K16 as usize],
+        &a[K16 as usize..2 * K16 as usize],
+        &a[2 * K16 as usize..3 * K16 as usize],
+        &a[3 * K16 as usize..],
+        &b[..],
+    ];
+    assert_eq!(g.piece_count(), 5);
+    for (i, data) in pieces.iter().enumerate() {
+        let piece = g.piece(i as u32).unwrap();
+        assert!(verifier.verify(piece, data), "piece {i}");
+        let mut bad = data.to_vec();
+        bad[0] ^= 1;
+        assert!(!verifier.verify(piece, &bad), "piece {i} corrupted");
+    }
+}
+
+#[test]
 fn v2_without_piece_layers_cannot_verify() {
     let mut torrent = build("t", &[("big", 3 * K16)], false, options(MetaVersion::V2));
     torrent.piece_layers.clear();

@@ -63,7 +63,8 @@ Examples:
 /// `shoal torrent download`
 #[derive(Debug, Args)]
 pub struct DownloadArgs {
-    /// The .torrent file.
+    /// The .torrent file, or a magnet link (quoted: it contains '&'); a magnet link's metadata
+    /// is fetched from peers (BEP 9) and checked against its info-hash first.
     pub torrent: String,
     /// The directory to download into.
     #[arg(short, long, value_name = "DIR")]

@@ -23,6 +23,7 @@
 
 mod command;
 mod config;
+pub mod metadata;
 mod peer;
 pub mod picker;
 mod rate;
@@ -31,6 +32,7 @@ mod swarm;
 
 pub use command::{Command, DisconnectReason, PeerKey, Verification};
 pub use config::Config;
+pub use metadata::MetadataFetch;
 pub use rate::RateMeter;
 pub use rng::Rng;
 pub use swarm::{Stats, Swarm, TICK, UT_METADATA_ID};

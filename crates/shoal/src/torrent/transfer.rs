@@ -16,19 +16,40 @@ use crate::output::status;
 use crate::torrent::show::read_torrent;
 use crate::units::format_size;
 
+/// How long to look for a magnet link's metadata before giving up.
+const METADATA_TIMEOUT: Duration = Duration::from_secs(120);
+
 /// Runs `shoal torrent download`.
 pub fn download(args: DownloadArgs) -> anyhow::Result<()> {
-    if args
+    let runtime = runtime()?;
+    let mut peers = runtime.block_on(resolve(&args.peers))?;
+    let torrent = if args
         .torrent
         .get(..7)
         .is_some_and(|p| p.eq_ignore_ascii_case("magnet:"))
     {
-        anyhow::bail!(
-            "downloading from a magnet link needs metadata exchange (BEP 9), which this build does not do yet; \\
-             pass the .torrent file instead"
-        );
-    }
-    let torrent = Arc::new(read_torrent(Path::new(&args.torrent))?);
+        let magnet =
+            shoal_metainfo::Magnet::parse(&args.torrent).context("cannot read the magnet link")?;
+        status("fetching the torrent's metadata from peers (BEP 9)");
+        let fetched = runtime.block_on(shoal_driver::fetch_metadata(
+            &magnet,
+            peers.clone(),
+            shoal_driver::new_peer_id(),
+            METADATA_TIMEOUT,
+        ))?;
+        status(&format!(
+            "metadata verified: {}",
+            fetched.torrent.info().name
+        ));
+        for addr in fetched.peers {
+            if !peers.contains(&addr) {
+                peers.push(addr);
+            }
+        }
+        Arc::new(fetched.torrent)
+    } else {
+        Arc::new(read_torrent(Path::new(&args.torrent))?)
+    };
     let info = torrent.info();
     let id = torrent
         .info_hashes()
@@ -49,8 +70,6 @@ pub fn download(args: DownloadArgs) -> anyhow::Result<()> {
     }
     let total_size = info.total_size();
     let name = info.name.to_string();
-    let runtime = runtime()?;
-    let peers = runtime.block_on(resolve(&args.peers))?;
     let config = SessionConfig {
         torrent: torrent.clone(),
         store: Arc::new(store),

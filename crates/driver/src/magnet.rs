@@ -1,0 +1,207 @@
+//! Turning a magnet link into a torrent: connect to the peers we know of (given, in the link,
+//! or from its trackers), fetch the info dictionary with BEP 9, and check it against the
+//! link's info-hash, before any download starts.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use shoal_metainfo::{Magnet, Torrent};
+use shoal_swarm::{Command, MetadataFetch, PeerKey};
+use shoal_wire::{Handshake, Message, Reserved};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::connection;
+use crate::error::DriverError;
+use crate::session::{Event, Progress};
+use crate::tracker::Announcer;
+
+/// How often known peers that are not connected are dialled again.
+const REDIAL_INTERVAL: Duration = Duration::from_secs(3);
+
+/// What a metadata fetch found: the torrent and the peers that answered.
+pub struct Fetched {
+    /// The torrent: the fetched info dictionary, with the link's trackers and web seeds.
+    pub torrent: Torrent,
+    /// Addresses of peers we reached; the download can start with them.
+    pub peers: Vec<SocketAddr>,
+}
+
+/// Fetches the metadata of `magnet` from `peers`, the link's `x.pe` peers and its trackers,
+/// giving up after `timeout`.
+///
+/// # Errors
+/// [`DriverError::Metadata`] when no peer delivered metadata matching the info-hash in time, or
+/// the fetched info dictionary is not a valid torrent.
+pub async fn fetch_metadata(
+    magnet: &Magnet,
+    peers: Vec<SocketAddr>,
+    peer_id: [u8; 20],
+    timeout: Duration,
+) -> Result<Fetched, DriverError> {
+    let hashes = magnet.info_hashes;
+    let mut accepted = Vec::new();
+    if let Some(v1) = hashes.v1() {
+        accepted.push(v1.0);
+    }
+    if let Some(v2) = hashes.v2() {
+        accepted.push(v2.truncated().0);
+    }
+    let our_hash = accepted.first().copied().unwrap_or_default();
+    // We have no pieces and no v2 layers yet: announce the v2 bit only if the link has v2.
+    let handshake = Handshake {
+        reserved: Reserved::shoal(hashes.v2().is_some()),
+        info_hash: our_hash,
+        peer_id,
+    };
+    let (events_tx, mut events) = mpsc::channel::<Event>(256);
+
+    let dial = |addr: SocketAddr| {
+        let events = events_tx.clone();
+        let accepted = accepted.clone();
+        tokio::spawn(async move {
+            let Ok(Ok(stream)) =
+                tokio::time::timeout(connection::HANDSHAKE_TIMEOUT, TcpStream::connect(addr)).await
+            else {
+                return;
+            };
+            match connection::handshake(stream, addr, handshake, &accepted, true).await {
+                Ok(done) => {
+                    let _ = events.send(Event::Connected(done)).await;
+                }
+                Err(e) => tracing::debug!(peer = %addr, error = %e, "handshake failed"),
+            }
+        });
+    };
+    let mut known: HashSet<SocketAddr> = HashSet::new();
+    let from_link = magnet
+        .peers
+        .iter()
+        .filter_map(|p| p.parse::<SocketAddr>().ok());
+    for addr in peers.into_iter().chain(from_link) {
+        if known.insert(addr) {
+            dial(addr);
+        }
+    }
+    let (_progress_tx, progress_rx) = watch::channel(Progress::default());
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
+    let announce = (!magnet.trackers.is_empty()).then(|| {
+        let announcer = Announcer {
+            tiers: magnet.trackers.iter().map(|t| vec![t.clone()]).collect(),
+            info_hash: our_hash,
+            peer_id,
+            port: 0,
+            // Unknown until the metadata arrives; trackers only need "not a seed".
+            total_size: magnet.exact_length.unwrap_or(1).max(1),
+            piece_length: 1,
+        };
+        tokio::spawn(announcer.run(progress_rx, events_tx.clone(), stop_rx))
+    });
+
+    let mut fetch = MetadataFetch::new(
+        hashes,
+        concat!("Shoal/", env!("CARGO_PKG_VERSION")).to_owned(),
+    );
+    let mut writers: HashMap<
+        PeerKey,
+        (mpsc::UnboundedSender<Vec<u8>>, JoinHandle<()>, SocketAddr),
+    > = HashMap::new();
+    let mut reached: Vec<SocketAddr> = Vec::new();
+    let mut next_key = 0u64;
+    let epoch = Instant::now();
+    let deadline = epoch + timeout;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut redial = tokio::time::interval_at(Instant::now() + REDIAL_INTERVAL, REDIAL_INTERVAL);
+    while fetch.metadata().is_none() {
+        tokio::select! {
+            () = tokio::time::sleep_until(deadline) => break,
+            _ = tick.tick() => fetch.handle_timeout(epoch.elapsed()),
+            _ = redial.tick() => {
+                // Peers still starting up (checking their files) refuse or drop us: try again.
+                let connected: HashSet<SocketAddr> = writers.values().map(|(_, _, a)| *a).collect();
+                known.iter().filter(|a| !connected.contains(a)).for_each(|&a| dial(a));
+            }
+            event = events.recv() => {
+                let Some(event) = event else { break };
+                let now = epoch.elapsed();
+                match event {
+                    Event::Connected(done) => {
+                        let key = PeerKey(next_key);
+                        next_key += 1;
+                        let (read_half, write_half) = done.stream.into_split();
+                        let (writer, queue) = mpsc::unbounded_channel();
+                        tokio::spawn(connection::write_frames(write_half, queue));
+                        let reader = tokio::spawn(connection::read_frames(read_half, done.leftover, key, events_tx.clone()));
+                        writers.insert(key, (writer, reader, done.addr));
+                        reached.push(done.addr);
+                        fetch.handle_connected(now, key, done.theirs.reserved);
+                    }
+                    Event::Peers(found) => {
+                        for addr in found {
+                            if known.insert(addr) {
+                                dial(addr);
+                            }
+                        }
+                    }
+                    Event::Frame { peer, frame } => {
+                        if let Ok(message) = Message::decode(&frame) {
+                            fetch.handle_message(now, peer, message);
+                        }
+                    }
+                    Event::Closed { peer, .. } => {
+                        if let Some((_, reader, _)) = writers.remove(&peer) {
+                            reader.abort();
+                        }
+                        fetch.handle_disconnected(now, peer);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        while let Some(command) = fetch.poll_command() {
+            match command {
+                Command::Send { peer, frame } => {
+                    if let Some((writer, _, _)) = writers.get(&peer) {
+                        let _ = writer.send(frame);
+                    }
+                }
+                Command::Disconnect { peer, reason } => {
+                    if let Some((_, reader, addr)) = writers.remove(&peer) {
+                        tracing::warn!(peer = %addr, ?reason, "dropped during metadata exchange");
+                        reader.abort();
+                        reached.retain(|a| *a != addr);
+                    }
+                    fetch.handle_disconnected(epoch.elapsed(), peer);
+                }
+                _ => {}
+            }
+        }
+    }
+    for (_, (_, reader, _)) in writers.drain() {
+        reader.abort();
+    }
+    let _ = stop_tx.send(());
+    if let Some(task) = announce {
+        task.abort();
+    }
+    let Some(info) = fetch.metadata() else {
+        return Err(DriverError::Metadata(format!(
+            "no peer sent metadata matching the info-hash within {}s ({} peers reached)",
+            timeout.as_secs(),
+            reached.len()
+        )));
+    };
+    let mut torrent = Torrent::from_info_bytes(info).map_err(|e| {
+        DriverError::Metadata(format!("the fetched info dictionary is invalid: {e}"))
+    })?;
+    torrent.announce_list = magnet.trackers.iter().map(|t| vec![t.clone()]).collect();
+    torrent.announce = magnet.trackers.first().cloned();
+    torrent.web_seeds = magnet.web_seeds.clone();
+    Ok(Fetched {
+        torrent,
+        peers: reached,
+    })
+}
