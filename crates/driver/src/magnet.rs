@@ -22,6 +22,13 @@ use crate::tracker::Announcer;
 /// How often known peers that are not connected are dialled again.
 const REDIAL_INTERVAL: Duration = Duration::from_secs(3);
 
+/// One connection during the metadata exchange.
+struct Link {
+    writer: mpsc::UnboundedSender<Vec<u8>>,
+    reader: JoinHandle<()>,
+    addr: SocketAddr,
+}
+
 /// What a metadata fetch found: the torrent and the peers that answered.
 pub struct Fetched {
     /// The torrent: the fetched info dictionary, with the link's trackers and web seeds.
@@ -105,10 +112,7 @@ pub async fn fetch_metadata(
         hashes,
         concat!("Shoal/", env!("CARGO_PKG_VERSION")).to_owned(),
     );
-    let mut writers: HashMap<
-        PeerKey,
-        (mpsc::UnboundedSender<Vec<u8>>, JoinHandle<()>, SocketAddr),
-    > = HashMap::new();
+    let mut writers: HashMap<PeerKey, Link> = HashMap::new();
     let mut reached: Vec<SocketAddr> = Vec::new();
     let mut next_key = 0u64;
     let epoch = Instant::now();
@@ -121,7 +125,7 @@ pub async fn fetch_metadata(
             _ = tick.tick() => fetch.handle_timeout(epoch.elapsed()),
             _ = redial.tick() => {
                 // Peers still starting up (checking their files) refuse or drop us: try again.
-                let connected: HashSet<SocketAddr> = writers.values().map(|(_, _, a)| *a).collect();
+                let connected: HashSet<SocketAddr> = writers.values().map(|l| l.addr).collect();
                 known.iter().filter(|a| !connected.contains(a)).for_each(|&a| dial(a));
             }
             event = events.recv() => {
@@ -135,7 +139,7 @@ pub async fn fetch_metadata(
                         let (writer, queue) = mpsc::unbounded_channel();
                         tokio::spawn(connection::write_frames(write_half, queue));
                         let reader = tokio::spawn(connection::read_frames(read_half, done.leftover, key, events_tx.clone()));
-                        writers.insert(key, (writer, reader, done.addr));
+                        writers.insert(key, Link { writer, reader, addr: done.addr });
                         reached.push(done.addr);
                         fetch.handle_connected(now, key, done.theirs.reserved);
                     }
@@ -152,8 +156,8 @@ pub async fn fetch_metadata(
                         }
                     }
                     Event::Closed { peer, .. } => {
-                        if let Some((_, reader, _)) = writers.remove(&peer) {
-                            reader.abort();
+                        if let Some(link) = writers.remove(&peer) {
+                            link.reader.abort();
                         }
                         fetch.handle_disconnected(now, peer);
                     }
@@ -164,15 +168,15 @@ pub async fn fetch_metadata(
         while let Some(command) = fetch.poll_command() {
             match command {
                 Command::Send { peer, frame } => {
-                    if let Some((writer, _, _)) = writers.get(&peer) {
-                        let _ = writer.send(frame);
+                    if let Some(link) = writers.get(&peer) {
+                        let _ = link.writer.send(frame);
                     }
                 }
                 Command::Disconnect { peer, reason } => {
-                    if let Some((_, reader, addr)) = writers.remove(&peer) {
-                        tracing::warn!(peer = %addr, ?reason, "dropped during metadata exchange");
-                        reader.abort();
-                        reached.retain(|a| *a != addr);
+                    if let Some(link) = writers.remove(&peer) {
+                        tracing::warn!(peer = %link.addr, ?reason, "dropped during metadata exchange");
+                        link.reader.abort();
+                        reached.retain(|a| *a != link.addr);
                     }
                     fetch.handle_disconnected(epoch.elapsed(), peer);
                 }
@@ -180,8 +184,8 @@ pub async fn fetch_metadata(
             }
         }
     }
-    for (_, (_, reader, _)) in writers.drain() {
-        reader.abort();
+    for (_, link) in writers.drain() {
+        link.reader.abort();
     }
     let _ = stop_tx.send(());
     if let Some(task) = announce {
