@@ -77,6 +77,8 @@ pub struct Summary {
     pub complete: bool,
     /// Pieces that failed the initial hash check.
     pub recheck_failed: u32,
+    /// Addresses banned for sending data that failed verification.
+    pub banned: Vec<IpAddr>,
 }
 
 /// What reaches the session's event loop.
@@ -266,6 +268,11 @@ pub async fn run(
 
     let epoch = Instant::now();
     let mut peers: HashMap<PeerKey, PeerHandle> = HashMap::new();
+    // Every key's address, kept after it disconnects: smart ban may blame a peer later.
+    let mut addresses: HashMap<PeerKey, SocketAddr> = HashMap::new();
+    // When each configured peer was last dialled, so a slow handshake is not doubled.
+    let mut last_dial: HashMap<SocketAddr, Instant> =
+        config.peers.iter().map(|&a| (a, Instant::now())).collect();
     let mut next_key = 0u64;
     let mut banned: HashSet<IpAddr> = HashSet::new();
     let mut finished = swarm.is_complete() && config.store.finish().is_ok();
@@ -301,7 +308,9 @@ pub async fn run(
             _ = redial.tick(), if wants_peers(&config, finished, seed_until) => {
                 let connected: HashSet<SocketAddr> = peers.values().map(|h| h.addr).collect();
                 for &addr in &config.peers {
-                    if !connected.contains(&addr) && !banned.contains(&addr.ip()) {
+                    let recently = last_dial.get(&addr).is_some_and(|at| at.elapsed() < connection::HANDSHAKE_TIMEOUT);
+                    if !connected.contains(&addr) && !banned.contains(&addr.ip()) && !recently {
+                        last_dial.insert(addr, Instant::now());
                         dial(addr);
                     }
                 }
@@ -321,6 +330,7 @@ pub async fn run(
                         tokio::spawn(connection::write_frames(write_half, queue));
                         let reader = tokio::spawn(connection::read_frames(read_half, done.leftover, key, events_tx.clone()));
                         peers.insert(key, PeerHandle { writer, reader, addr: done.addr });
+                        addresses.insert(key, done.addr);
                         swarm.handle_connected(now, key, done.theirs.reserved);
                     }
                     Event::Peers(found) => {
@@ -407,9 +417,9 @@ pub async fn run(
                     drop_peer(&mut peers, peer);
                 }
                 Command::Ban { peer } => {
-                    if let Some(handle) = peers.get(&peer) {
-                        tracing::warn!(peer = %handle.addr, "banned: sent data that failed verification");
-                        banned.insert(handle.addr.ip());
+                    if let Some(addr) = addresses.get(&peer) {
+                        tracing::warn!(peer = %addr, "banned: sent data that failed verification");
+                        banned.insert(addr.ip());
                     }
                     drop_peer(&mut peers, peer);
                 }
@@ -455,10 +465,13 @@ pub async fn run(
     if let Some(failure) = failure {
         return Err(failure);
     }
+    let mut banned: Vec<IpAddr> = banned.into_iter().collect();
+    banned.sort();
     Ok(Summary {
         stats: swarm.stats(),
         complete: finished,
         recheck_failed,
+        banned,
     })
 }
 

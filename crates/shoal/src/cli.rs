@@ -75,9 +75,9 @@ pub struct DownloadArgs {
     /// Keep seeding this long after the download completes (e.g. 30s, 10m, 2h).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub seed_for: Option<std::time::Duration>,
-    /// Accept peers on this TCP port too (default: outbound connections only).
-    #[arg(long, value_name = "PORT")]
-    pub listen: Option<u16>,
+    /// Accept peers on this TCP port (or ADDR:PORT) too (default: outbound connections only).
+    #[arg(long, value_name = "[ADDR:]PORT", value_parser = parse_listen)]
+    pub listen: Option<std::net::SocketAddr>,
     /// Print the final summary as JSON.
     #[arg(long)]
     pub json: bool,
@@ -91,9 +91,9 @@ pub struct SeedArgs {
     /// The data: the file of a single-file torrent, or the directory holding the torrent's files.
     #[arg(long, value_name = "PATH")]
     pub data: PathBuf,
-    /// The TCP port to accept peers on.
-    #[arg(long, value_name = "PORT", default_value_t = 6881)]
-    pub listen: u16,
+    /// The TCP port (or ADDR:PORT) to accept peers on.
+    #[arg(long, value_name = "[ADDR:]PORT", default_value = "6881", value_parser = parse_listen)]
+    pub listen: std::net::SocketAddr,
     /// A peer to connect to, HOST:PORT; repeat for more.
     #[arg(long = "peer", value_name = "HOST:PORT")]
     pub peers: Vec<String>,
@@ -171,6 +171,15 @@ pub struct ShowArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Parses `--listen`: a port (all interfaces) or an `ADDR:PORT`.
+fn parse_listen(s: &str) -> Result<std::net::SocketAddr, String> {
+    if let Ok(port) = s.parse::<u16>() {
+        return Ok(std::net::SocketAddr::from(([0, 0, 0, 0], port)));
+    }
+    s.parse()
+        .map_err(|_| format!("{s:?} is neither a port nor ADDR:PORT"))
 }
 
 #[cfg(test)]

@@ -75,12 +75,10 @@ pub fn download(args: DownloadArgs) -> anyhow::Result<()> {
         store: Arc::new(store),
         recheck,
         require_complete: false,
-        listen: args
-            .listen
-            .map(|port| SocketAddr::from(([0, 0, 0, 0], port))),
+        listen: args.listen,
         peers,
         trackers: torrent.trackers(),
-        swarm: swarm_config(args.listen),
+        swarm: swarm_config(args.listen.map(|a| a.port())),
         peer_id: shoal_driver::new_peer_id(),
         seed_for: args.seed_for,
         max_peers: 200,
@@ -113,7 +111,8 @@ pub fn download(args: DownloadArgs) -> anyhow::Result<()> {
             "uploaded": summary.stats.uploaded,
             "wasted": summary.stats.wasted,
             "pieces_failed": summary.stats.pieces_failed,
-            "peers_banned": summary.stats.peers_banned,
+            "peers_banned": summary.banned.len(),
+            "banned": summary.banned.iter().map(ToString::to_string).collect::<Vec<_>>(),
             "path": args.output.join(&name),
         }))?;
     } else {
@@ -136,10 +135,10 @@ pub fn seed(args: SeedArgs) -> anyhow::Result<()> {
         store: Arc::new(store) as Arc<dyn PieceStore>,
         recheck: true,
         require_complete: true,
-        listen: Some(SocketAddr::from(([0, 0, 0, 0], args.listen))),
+        listen: Some(args.listen),
         peers,
         trackers: torrent.trackers(),
-        swarm: swarm_config(Some(args.listen)),
+        swarm: swarm_config(Some(args.listen.port())),
         peer_id: shoal_driver::new_peer_id(),
         seed_for: Some(args.seed_for.unwrap_or(Duration::MAX)),
         max_peers: 500,
