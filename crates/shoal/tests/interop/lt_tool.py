@@ -49,10 +49,11 @@ def hashes(torrent):
     }))
 
 
-def session(port):
+def session(port, tuned=False):
     """A libtorrent session for loopback tests: TCP only (Shoal does not speak uTP), plaintext,
-    no DHT/LSD/UPnP, one interface."""
-    return lt.session({
+    no DHT/LSD/UPnP, one interface. `tuned` adds LAN settings for benchmarks: no upload slot
+    limit, deep request queues, large send buffers."""
+    settings = {
         "listen_interfaces": f"127.0.0.1:{port}",
         "enable_dht": False,
         "enable_lsd": False,
@@ -64,7 +65,21 @@ def session(port):
         "out_enc_policy": lt.enc_policy.disabled,
         "in_enc_policy": lt.enc_policy.enabled,
         "alert_mask": 0,
-    })
+    }
+    if tuned:
+        settings.update({
+            "unchoke_slots_limit": -1,
+            "max_out_request_queue": 1500,
+            "max_allowed_in_request_queue": 2000,
+            "request_queue_time": 3,
+            "send_buffer_watermark": 8 * 1024 * 1024,
+            "send_buffer_low_watermark": 1024 * 1024,
+            "send_buffer_watermark_factor": 150,
+            "max_queued_disk_bytes": 64 * 1024 * 1024,
+            "aio_threads": 4,
+            "hashing_threads": 2,
+        })
+    return lt.session(settings)
 
 
 def add(ses, torrent, save_dir):
@@ -74,9 +89,9 @@ def add(ses, torrent, save_dir):
     return ses.add_torrent(atp)
 
 
-def seed(torrent, save_dir, port, seconds):
+def seed(torrent, save_dir, port, seconds, tuned=False):
     import time
-    ses = session(port)
+    ses = session(port, tuned)
     handle = add(ses, torrent, save_dir)
     deadline = time.time() + seconds
     while time.time() < deadline:
@@ -87,10 +102,10 @@ def seed(torrent, save_dir, port, seconds):
         time.sleep(0.1)
 
 
-def download(torrent, save_dir, peer, seconds):
+def download(torrent, save_dir, peer, seconds, tuned=False):
     import time
     host, port = peer.rsplit(":", 1)
-    ses = session(0)
+    ses = session(0, tuned)
     handle = add(ses, torrent, save_dir)
     deadline = time.time() + seconds
     while time.time() < deadline:
@@ -127,9 +142,9 @@ if __name__ == "__main__":
     elif sys.argv[1] == "magnet":
         magnet(sys.argv[2])
     elif sys.argv[1] == "seed":
-        seed(sys.argv[2], sys.argv[3], int(sys.argv[4]), float(sys.argv[5]))
+        seed(sys.argv[2], sys.argv[3], int(sys.argv[4]), float(sys.argv[5]), "--tuned" in sys.argv)
     elif sys.argv[1] == "download":
-        download(sys.argv[2], sys.argv[3], sys.argv[4], float(sys.argv[5]))
+        download(sys.argv[2], sys.argv[3], sys.argv[4], float(sys.argv[5]), "--tuned" in sys.argv)
     elif sys.argv[1] == "parse-magnet":
         parse_magnet(sys.argv[2])
     else:
