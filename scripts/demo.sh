@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job, for now: build Shoal, make a sample artifact, create a hybrid torrent of it,
-# show what it holds, and check that libtorrent (if installed) reads the same info-hashes.
-# Later issues grow this into a local swarm of agents.
+# seed it and download it again over loopback with every piece verified, and leave the seed
+# running for the commands it prints. Later issues grow this into a local swarm of agents.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! command -v cargo >/dev/null && [ -x "$HOME/.cargo/bin/cargo" ]; then
@@ -25,17 +25,32 @@ printf '#!/bin/sh\necho hello from the artifact\n' > "$work/artifact/bin/run.sh"
 chmod +x "$work/artifact/bin/run.sh"
 echo "demo: created a 96 MiB sample artifact in $work/artifact"
 
-"$shoal" torrent create "$work/artifact" -o "$work/artifact.torrent" --force \
-  --tracker http://127.0.0.1:6969/announce --comment "Shoal demo"
+"$shoal" torrent create "$work/artifact" -o "$work/artifact.torrent" --force --comment "Shoal demo"
 echo
 if python3 -c 'import libtorrent' 2>/dev/null; then
   python3 crates/shoal/tests/interop/lt_tool.py hashes "$work/artifact.torrent" \
     | sed 's/^/demo: libtorrent reads the same torrent as: /'
 fi
+
+# A seed and a leecher on loopback: the leecher verifies every piece and exposes the files only
+# when all of them are verified.
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+"$shoal" torrent seed "$work/artifact.torrent" --data "$work/artifact" --listen "127.0.0.1:$port" \
+  --seed-for 10m >/dev/null 2>"$work/seed.log" &
+seed_pid=$!
+trap 'kill $seed_pid 2>/dev/null' EXIT
+for _ in $(seq 100); do
+  (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+  sleep 0.1
+done
+echo "demo: seeding on 127.0.0.1:$port (pid $seed_pid); downloading into $work/copy"
+"$shoal" torrent download "$work/artifact.torrent" -o "$work/copy" --peer "127.0.0.1:$port"
+diff -r "$work/artifact" "$work/copy/artifact" && echo "demo: the copy is byte-identical"
 cat <<NEXT
 
-Next, try:
-  $shoal torrent show $work/artifact.torrent --json
-  $shoal torrent show "\$($shoal torrent show $work/artifact.torrent --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["magnet"])')"
-  $shoal torrent create --help
+The seed keeps running for 10 minutes (pid $seed_pid; stop it with: kill $seed_pid). Next, try:
+  $shoal torrent show $work/artifact.torrent
+  $shoal torrent download "\$($shoal torrent show $work/artifact.torrent --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["magnet"].split("&tr=")[0])')" -o $work/from-magnet --peer 127.0.0.1:$port
+  $shoal torrent download --help
 NEXT
+trap - EXIT

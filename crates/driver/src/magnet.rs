@@ -97,6 +97,7 @@ pub async fn fetch_metadata(
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
     let announce = (!magnet.trackers.is_empty()).then(|| {
         let announcer = Announcer {
+            last_error: HashMap::new(),
             tiers: magnet.trackers.iter().map(|t| vec![t.clone()]).collect(),
             info_hash: our_hash,
             peer_id,

@@ -256,6 +256,7 @@ pub async fn run(
     let (stop_announcing, announce_stop) = tokio::sync::oneshot::channel();
     let announce_task = (!config.trackers.is_empty()).then(|| {
         let announcer = Announcer {
+            last_error: HashMap::new(),
             tiers: config.trackers.clone(),
             info_hash: our_hash,
             peer_id: config.peer_id,

@@ -45,6 +45,8 @@ pub(crate) enum AnnounceError {
 /// What every announce of this session carries.
 pub(crate) struct Announcer {
     pub tiers: Vec<Vec<String>>,
+    /// The last error seen per tracker: a repeat is logged at debug, a change at warn.
+    pub last_error: std::collections::HashMap<String, String>,
     pub info_hash: [u8; 20],
     pub peer_id: [u8; 20],
     pub port: u16,
@@ -64,16 +66,24 @@ impl Announcer {
         let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
         let mut event = Some(AnnounceEvent::Started);
         let mut completed_sent = progress.borrow().complete;
+        let mut failed_rounds = 0u32;
         loop {
             let snapshot = progress.borrow().clone();
             let interval = match self.announce_round(&client, &snapshot, event).await {
                 Some((interval, peers)) => {
+                    failed_rounds = 0;
                     if !peers.is_empty() && events.send(Event::Peers(peers)).await.is_err() {
                         return;
                     }
                     interval
                 }
-                None => RETRY_INTERVAL,
+                None => {
+                    // Back off: 15 s, 30 s, 1 min, ... up to an hour.
+                    failed_rounds = failed_rounds.saturating_add(1);
+                    RETRY_INTERVAL
+                        .saturating_mul(1 << failed_rounds.min(8).saturating_sub(1))
+                        .min(MAX_INTERVAL)
+                }
             };
             event = None;
             let next = tokio::time::sleep(interval);
@@ -137,6 +147,7 @@ impl Announcer {
                 match announce(client, &request.url(&url)).await {
                     Ok(reply) => {
                         tracing::debug!(tracker = %url, peers = reply.peers.len(), interval = reply.interval, "announced");
+                        self.last_error.remove(&url);
                         let tier = &mut self.tiers[t];
                         let winner = tier.remove(u);
                         tier.insert(0, winner);
@@ -144,7 +155,15 @@ impl Announcer {
                             .clamp(MIN_INTERVAL, MAX_INTERVAL);
                         return Some((interval, reply.peers));
                     }
-                    Err(e) => tracing::warn!(tracker = %url, error = %e, "announce failed"),
+                    Err(e) => {
+                        let text = e.to_string();
+                        if self.last_error.get(&url) == Some(&text) {
+                            tracing::debug!(tracker = %url, error = %text, "announce failed again");
+                        } else {
+                            tracing::warn!(tracker = %url, error = %text, "announce failed; retrying with back-off");
+                            self.last_error.insert(url.clone(), text);
+                        }
+                    }
                 }
             }
         }

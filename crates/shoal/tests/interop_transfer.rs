@@ -240,3 +240,50 @@ fn magnet_download_from_libtorrent() {
         same_tree(&input, &out_dir.join(input.file_name().unwrap()));
     }
 }
+
+/// Shoal to Shoal as separate processes, every version, single and multi-file (a multi-file
+/// hybrid has short pieces at file ends that v1 peers see padded and v2 peers see exact).
+#[test]
+fn shoal_seeds_to_shoal() {
+    for version in ["v1", "v2", "hybrid"] {
+        for multi in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let input = payload(dir.path(), multi);
+            let torrent = dir.path().join("t.torrent");
+            create(&input, &torrent, version);
+            let port = free_port();
+            let _seed = Running(
+                Command::new(SHOAL)
+                    .args(["torrent", "seed"])
+                    .arg(&torrent)
+                    .arg("--data")
+                    .arg(&input)
+                    .args([
+                        "--listen",
+                        &format!("127.0.0.1:{port}"),
+                        "--seed-for",
+                        "120s",
+                    ])
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .unwrap(),
+            );
+            wait_for_port(port, Duration::from_secs(30));
+            let out_dir = dir.path().join("copy");
+            let out = Command::new(SHOAL)
+                .args(["torrent", "download"])
+                .arg(&torrent)
+                .arg("-o")
+                .arg(&out_dir)
+                .args(["--peer", &format!("127.0.0.1:{port}")])
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{version} multi={multi}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            same_tree(&input, &out_dir.join(input.file_name().unwrap()));
+        }
+    }
+}

@@ -457,7 +457,13 @@ impl Swarm {
         };
         let fast = peer.reserved.fast();
         let choking = peer.am_choking;
-        let block = match self.request_geometry.block(piece, offset, len) {
+        // Exact data blocks (v2 peers, Shoal) and padded v1 blocks (v1 peers of a hybrid) are
+        // both valid requests.
+        let valid = self
+            .geometry
+            .block(piece, offset, len)
+            .or_else(|_| self.request_geometry.block(piece, offset, len));
+        let block = match valid {
             Ok(block) if self.picker.have().contains(piece) && !choking => block,
             Ok(_) | Err(_) => {
                 if fast {

@@ -1,5 +1,6 @@
 //! `shoal torrent download` and `shoal torrent seed`: the one-shot client, no daemon needed.
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -193,7 +194,12 @@ async fn run_with_progress(
     verb: &'static str,
 ) -> anyhow::Result<Summary> {
     let (tx, mut rx) = watch::channel(Progress::default());
-    let bar = ProgressBar::with_draw_target(Some(total_size), ProgressDrawTarget::stderr());
+    // A bar only on a terminal; logs and pipes get the final summary line alone.
+    let bar = if std::io::stderr().is_terminal() {
+        ProgressBar::with_draw_target(Some(total_size), ProgressDrawTarget::stderr())
+    } else {
+        ProgressBar::hidden()
+    };
     let style = ProgressStyle::with_template(
         "{msg:12} {bar:30} {bytes}/{total_bytes} {bytes_per_sec} {prefix}",
     )
