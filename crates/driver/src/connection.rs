@@ -1,6 +1,7 @@
 //! One peer connection: the handshake, then a reader task (framing) and a writer task.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use shoal_swarm::PeerKey;
@@ -9,6 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
 use crate::session::Event;
 
@@ -87,6 +89,67 @@ pub(crate) async fn handshake(
     tokio::time::timeout(HANDSHAKE_TIMEOUT, run)
         .await
         .map_err(|_| HandshakeError::Timeout)?
+}
+
+/// A live peer connection as the session sees it: the writer's queue, the reader task, and the
+/// address.
+pub(crate) struct Link {
+    pub writer: mpsc::UnboundedSender<Vec<u8>>,
+    pub reader: JoinHandle<()>,
+    pub addr: SocketAddr,
+}
+
+impl Link {
+    /// Starts the reader and writer tasks of a connection that completed its handshake; the
+    /// reader reports to `events` as `key`.
+    pub(crate) fn start(
+        done: Established,
+        key: PeerKey,
+        events: mpsc::Sender<Event>,
+    ) -> (Self, Handshake) {
+        let (read_half, write_half) = done.stream.into_split();
+        let (writer, queue) = mpsc::unbounded_channel();
+        tokio::spawn(write_frames(write_half, queue));
+        let reader = tokio::spawn(read_frames(read_half, done.leftover, key, events));
+        (
+            Self {
+                writer,
+                reader,
+                addr: done.addr,
+            },
+            done.theirs,
+        )
+    }
+
+    /// Stops reading; dropping the link drops the writer's queue, which ends the writer task and
+    /// shuts the socket down.
+    pub(crate) fn close(self) {
+        self.reader.abort();
+    }
+}
+
+/// Connects to `addr` and runs the handshake in the background, reporting success to `events`.
+/// The handle tells whether the attempt is still under way.
+pub(crate) fn dial(
+    addr: SocketAddr,
+    ours: Handshake,
+    accepted: Arc<Vec<[u8; 20]>>,
+    events: mpsc::Sender<Event>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let Ok(Ok(stream)) =
+            tokio::time::timeout(HANDSHAKE_TIMEOUT, TcpStream::connect(addr)).await
+        else {
+            return;
+        };
+        let _ = stream.set_nodelay(true);
+        match handshake(stream, addr, ours, &accepted, true).await {
+            Ok(done) => {
+                let _ = events.send(Event::Connected(done)).await;
+            }
+            Err(e) => tracing::debug!(peer = %addr, error = %e, "outbound handshake failed"),
+        }
+    })
 }
 
 /// Reads frames and hands each payload (the bytes after the length prefix) to the session.

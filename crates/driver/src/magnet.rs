@@ -9,25 +9,16 @@ use std::time::Duration;
 use shoal_metainfo::{Magnet, Torrent};
 use shoal_swarm::{Command, MetadataFetch, PeerKey};
 use shoal_wire::{Handshake, Message, Reserved};
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::connection;
+use crate::connection::{self, Link};
 use crate::error::DriverError;
 use crate::session::{Event, Progress};
 use crate::tracker::Announcer;
 
 /// How often known peers that are not connected are dialled again.
 const REDIAL_INTERVAL: Duration = Duration::from_secs(3);
-
-/// One connection during the metadata exchange.
-struct Link {
-    writer: mpsc::UnboundedSender<Vec<u8>>,
-    reader: JoinHandle<()>,
-    addr: SocketAddr,
-}
 
 /// What a metadata fetch found: the torrent and the peers that answered.
 pub struct Fetched {
@@ -66,23 +57,9 @@ pub async fn fetch_metadata(
     };
     let (events_tx, mut events) = mpsc::channel::<Event>(256);
 
-    let dial = |addr: SocketAddr| {
-        let events = events_tx.clone();
-        let accepted = accepted.clone();
-        tokio::spawn(async move {
-            let Ok(Ok(stream)) =
-                tokio::time::timeout(connection::HANDSHAKE_TIMEOUT, TcpStream::connect(addr)).await
-            else {
-                return;
-            };
-            match connection::handshake(stream, addr, handshake, &accepted, true).await {
-                Ok(done) => {
-                    let _ = events.send(Event::Connected(done)).await;
-                }
-                Err(e) => tracing::debug!(peer = %addr, error = %e, "handshake failed"),
-            }
-        });
-    };
+    let accepted = std::sync::Arc::new(accepted);
+    let dial =
+        |addr: SocketAddr| connection::dial(addr, handshake, accepted.clone(), events_tx.clone());
     let mut known: HashSet<SocketAddr> = HashSet::new();
     let from_link = magnet
         .peers
@@ -127,7 +104,9 @@ pub async fn fetch_metadata(
             _ = redial.tick() => {
                 // Peers still starting up (checking their files) refuse or drop us: try again.
                 let connected: HashSet<SocketAddr> = writers.values().map(|l| l.addr).collect();
-                known.iter().filter(|a| !connected.contains(a)).for_each(|&a| dial(a));
+                known.iter().filter(|a| !connected.contains(a)).for_each(|&a| {
+                    dial(a);
+                });
             }
             event = events.recv() => {
                 let Some(event) = event else { break };
@@ -136,13 +115,10 @@ pub async fn fetch_metadata(
                     Event::Connected(done) => {
                         let key = PeerKey(next_key);
                         next_key += 1;
-                        let (read_half, write_half) = done.stream.into_split();
-                        let (writer, queue) = mpsc::unbounded_channel();
-                        tokio::spawn(connection::write_frames(write_half, queue));
-                        let reader = tokio::spawn(connection::read_frames(read_half, done.leftover, key, events_tx.clone()));
-                        writers.insert(key, Link { writer, reader, addr: done.addr });
-                        reached.push(done.addr);
-                        fetch.handle_connected(now, key, done.theirs.reserved);
+                        let (link, theirs) = Link::start(done, key, events_tx.clone());
+                        reached.push(link.addr);
+                        writers.insert(key, link);
+                        fetch.handle_connected(now, key, theirs.reserved);
                     }
                     Event::Peers(found) => {
                         for addr in found {
@@ -158,7 +134,7 @@ pub async fn fetch_metadata(
                     }
                     Event::Closed { peer, .. } => {
                         if let Some(link) = writers.remove(&peer) {
-                            link.reader.abort();
+                            link.close();
                         }
                         fetch.handle_disconnected(now, peer);
                     }
@@ -176,8 +152,8 @@ pub async fn fetch_metadata(
                 Command::Disconnect { peer, reason } => {
                     if let Some(link) = writers.remove(&peer) {
                         tracing::warn!(peer = %link.addr, ?reason, "dropped during metadata exchange");
-                        link.reader.abort();
                         reached.retain(|a| *a != link.addr);
+                        link.close();
                     }
                     fetch.handle_disconnected(epoch.elapsed(), peer);
                 }
@@ -186,7 +162,7 @@ pub async fn fetch_metadata(
         }
     }
     for (_, link) in writers.drain() {
-        link.reader.abort();
+        link.close();
     }
     let _ = stop_tx.send(());
     if let Some(task) = announce {

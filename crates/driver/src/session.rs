@@ -10,12 +10,11 @@ use shoal_metainfo::{Geometry, MetaVersion, PieceIndex, PieceVerifier, Torrent};
 use shoal_storage::{PieceStore, StorageError};
 use shoal_swarm::{Command, PeerKey, Stats, Swarm, Verification};
 use shoal_wire::{Handshake, Message};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::connection::{self, Established};
+use crate::connection::{self, Established, Link};
 use crate::error::DriverError;
 use crate::storage_worker::{self, Op};
 use crate::tracker::Announcer;
@@ -104,12 +103,6 @@ pub(crate) enum Event {
         error: StorageError,
     },
     Finished(Result<(), StorageError>),
-}
-
-struct PeerHandle {
-    writer: mpsc::UnboundedSender<Vec<u8>>,
-    reader: JoinHandle<()>,
-    addr: SocketAddr,
 }
 
 /// Runs one torrent until it is complete (and has seeded for `seed_for`), or `shutdown`
@@ -228,26 +221,12 @@ pub async fn run(
             }
         })
     });
-    let dial = |addr: SocketAddr| {
-        let events = events_tx.clone();
-        let accepted = accepted.clone();
-        tokio::spawn(async move {
-            let Ok(Ok(stream)) =
-                tokio::time::timeout(connection::HANDSHAKE_TIMEOUT, TcpStream::connect(addr)).await
-            else {
-                return;
-            };
-            let _ = stream.set_nodelay(true);
-            match connection::handshake(stream, addr, handshake, &accepted, true).await {
-                Ok(done) => {
-                    let _ = events.send(Event::Connected(done)).await;
-                }
-                Err(e) => tracing::debug!(peer = %addr, error = %e, "outbound handshake failed"),
-            }
-        });
-    };
+    let dial =
+        |addr: SocketAddr| connection::dial(addr, handshake, accepted.clone(), events_tx.clone());
+    // The latest dial of each configured peer, so a slow handshake is not doubled.
+    let mut pending: HashMap<SocketAddr, tokio::task::JoinHandle<()>> = HashMap::new();
     for &addr in &config.peers {
-        dial(addr);
+        pending.insert(addr, dial(addr));
     }
     // Peers named in the configuration are dialled again while they are not connected (a seed
     // may still be checking its files, or restarting).
@@ -268,12 +247,9 @@ pub async fn run(
     });
 
     let epoch = Instant::now();
-    let mut peers: HashMap<PeerKey, PeerHandle> = HashMap::new();
+    let mut peers: HashMap<PeerKey, Link> = HashMap::new();
     // Every key's address, kept after it disconnects: smart ban may blame a peer later.
     let mut addresses: HashMap<PeerKey, SocketAddr> = HashMap::new();
-    // When each configured peer was last dialled, so a slow handshake is not doubled.
-    let mut last_dial: HashMap<SocketAddr, Instant> =
-        config.peers.iter().map(|&a| (a, Instant::now())).collect();
     let mut next_key = 0u64;
     let mut banned: HashSet<IpAddr> = HashSet::new();
     let mut finished = swarm.is_complete() && config.store.finish().is_ok();
@@ -309,10 +285,9 @@ pub async fn run(
             _ = redial.tick(), if wants_peers(&config, finished, seed_until) => {
                 let connected: HashSet<SocketAddr> = peers.values().map(|h| h.addr).collect();
                 for &addr in &config.peers {
-                    let recently = last_dial.get(&addr).is_some_and(|at| at.elapsed() < connection::HANDSHAKE_TIMEOUT);
-                    if !connected.contains(&addr) && !banned.contains(&addr.ip()) && !recently {
-                        last_dial.insert(addr, Instant::now());
-                        dial(addr);
+                    let dialling = pending.get(&addr).is_some_and(|d| !d.is_finished());
+                    if !connected.contains(&addr) && !banned.contains(&addr.ip()) && !dialling {
+                        pending.insert(addr, dial(addr));
                     }
                 }
             }
@@ -326,20 +301,19 @@ pub async fn run(
                         }
                         let key = PeerKey(next_key);
                         next_key += 1;
-                        let (read_half, write_half) = done.stream.into_split();
-                        let (writer, queue) = mpsc::unbounded_channel();
-                        tokio::spawn(connection::write_frames(write_half, queue));
-                        let reader = tokio::spawn(connection::read_frames(read_half, done.leftover, key, events_tx.clone()));
-                        peers.insert(key, PeerHandle { writer, reader, addr: done.addr });
-                        addresses.insert(key, done.addr);
-                        swarm.handle_connected(now, key, done.theirs.reserved);
+                        let (link, theirs) = Link::start(done, key, events_tx.clone());
+                        addresses.insert(key, link.addr);
+                        peers.insert(key, link);
+                        swarm.handle_connected(now, key, theirs.reserved);
                     }
                     Event::Peers(found) => {
                         let connected: HashSet<SocketAddr> = peers.values().map(|h| h.addr).collect();
                         let room = config.max_peers.saturating_sub(peers.len());
                         let fresh = found.into_iter().filter(|a| !connected.contains(a) && !banned.contains(&a.ip()) && !is_us(a, config.listen));
                         if !(finished && seed_until.is_none()) {
-                            fresh.take(room).for_each(dial);
+                            fresh.take(room).for_each(|addr| {
+                            dial(addr);
+                        });
                         }
                     }
                     Event::Frame { peer, frame } => match Message::decode(&frame) {
@@ -441,8 +415,8 @@ pub async fn run(
     }
 
     // Shut down: close peers, make what was verified durable, stop the storage thread.
-    for (_, handle) in peers.drain() {
-        handle.reader.abort();
+    for (_, link) in peers.drain() {
+        link.close();
     }
     if let Some(task) = accept_task {
         task.abort();
@@ -489,10 +463,9 @@ fn is_us(addr: &SocketAddr, listen: Option<SocketAddr>) -> bool {
     })
 }
 
-fn drop_peer(peers: &mut HashMap<PeerKey, PeerHandle>, peer: PeerKey) {
-    if let Some(handle) = peers.remove(&peer) {
-        handle.reader.abort();
-        // Dropping the writer's queue ends the writer task, which shuts the socket down.
+fn drop_peer(peers: &mut HashMap<PeerKey, Link>, peer: PeerKey) {
+    if let Some(link) = peers.remove(&peer) {
+        link.close();
     }
 }
 
