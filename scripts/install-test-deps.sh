@@ -4,10 +4,15 @@
 # what is missing. Needs root (or sudo) for apt-get.
 set -euo pipefail
 
-apt_packages=(mktorrent transmission-cli python3 python3-pip)
+apt_packages=(mktorrent transmission-cli transmission-daemon aria2 qbittorrent-nox opentracker python3 python3-pip)
 missing=()
 command -v mktorrent >/dev/null || missing+=(mktorrent)
 command -v transmission-create >/dev/null || missing+=(transmission-cli)
+# Real clients and a tracker for the transfer interop tests (crates/shoal/tests/interop_clients.rs).
+command -v transmission-daemon >/dev/null || missing+=(transmission-daemon)
+command -v aria2c >/dev/null || missing+=(aria2)
+command -v qbittorrent-nox >/dev/null || missing+=(qbittorrent-nox)
+command -v opentracker >/dev/null || missing+=(opentracker)
 command -v python3 >/dev/null || missing+=(python3 python3-pip)
 if [ "${#missing[@]}" -gt 0 ]; then
   sudo=""

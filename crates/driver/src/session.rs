@@ -166,12 +166,26 @@ pub async fn run(
         Some(torrent.info_bytes().to_vec()),
         v2,
     );
-    if info.version == MetaVersion::Hybrid {
-        // v1 peers see padded pieces; serve the padding as zeros.
-        let v1_length = info.files.iter().map(|f| f.length).sum();
-        if let Ok(v1) = Geometry::new(info.piece_length, [v1_length]) {
-            swarm = swarm.with_request_geometry(v1);
-        }
+    // Requests may run past the data: v1 peers of a hybrid ask for padded pieces, and
+    // libtorrent asks for whole 16 KiB blocks at the end of v2 files. Storage serves zeros.
+    let padded = match info.version {
+        MetaVersion::Hybrid => Geometry::new(
+            info.piece_length,
+            [info.files.iter().map(|f| f.length).sum()],
+        )
+        .ok(),
+        MetaVersion::V2 => Geometry::new(
+            info.piece_length,
+            info.data_files().map(|f| {
+                f.length
+                    .next_multiple_of(u64::from(shoal_metainfo::BLOCK_SIZE))
+            }),
+        )
+        .ok(),
+        MetaVersion::V1 => None,
+    };
+    if let Some(padded) = padded {
+        swarm = swarm.with_request_geometry(padded);
     }
     let handshake = Handshake {
         reserved: swarm.reserved(),

@@ -165,7 +165,16 @@ impl Layout {
                 // At most the piece length, so it fits a u32.
                 self.v1_end.saturating_sub(start).min(piece_len) as u32
             }
-            MetaVersion::V1 | MetaVersion::V2 => self.geometry.piece_len(index),
+            MetaVersion::V1 => self.geometry.piece_len(index),
+            // libtorrent asks for whole 16 KiB blocks at the end of a v2 file: the bytes past
+            // the file read as zeros, like padding.
+            MetaVersion::V2 => {
+                let block = shoal_metainfo::BLOCK_SIZE;
+                self.geometry
+                    .piece_len(index)
+                    .next_multiple_of(block)
+                    .min(piece_len as u32)
+            }
         })
     }
 
@@ -205,6 +214,10 @@ impl Layout {
                 break;
             }
             let (from, to) = (start.max(f.offset), end.min(f.offset + f.length));
+            if from >= to {
+                // A zero-length range touches no file.
+                continue;
+            }
             // Both differences are at most `len`, a usize.
             out.push(Segment {
                 file: i,

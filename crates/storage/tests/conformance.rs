@@ -221,15 +221,16 @@ fn out_of_range_requests_are_typed_errors(h: &dyn Harness) {
             check(store.read(last, offset, &mut big));
         }
         if fx.info.version == MetaVersion::V2 {
-            // The gap after a short piece is not addressable in v2.
-            let short = (0..count)
-                .find(|&p| fx.data_len(p) < fx.piece_length())
-                .unwrap();
-            let data = fx.data_len(short) as u32;
-            assert!(matches!(
-                store.write(short, data, &[1]),
-                Err(StorageError::RangeOutOfPiece { .. })
-            ));
+            // After a short piece, the rest of its last 16 KiB block reads as zeros (libtorrent
+            // asks for whole blocks); past that block nothing is addressable.
+            // (Fixtures whose pieces are one block long have no such gap.)
+            if let Some(short) = (0..count).find(|&p| fx.span(p) < fx.piece_length()) {
+                let span = fx.span(short) as u32;
+                assert!(matches!(
+                    store.write(short, span, &[1]),
+                    Err(StorageError::RangeOutOfPiece { .. })
+                ));
+            }
         }
         // Nothing was written or marked.
         assert_eq!(store.verified().count(), 0, "{name}");

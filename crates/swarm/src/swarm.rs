@@ -304,11 +304,8 @@ impl Swarm {
             Message::Have { piece } => self.on_have(now, key, piece),
             Message::Bitfield(bytes) => {
                 if !first {
-                    return self.disconnect(
-                        now,
-                        key,
-                        DisconnectReason::Protocol("bitfield after the first message".into()),
-                    );
+                    // BEP 3 wants it first; aria2 sends one later. Take it as the peer's state.
+                    self.violation(now, key, "bitfield after the first message");
                 }
                 match Bitfield::from_bytes(bytes, self.geometry.piece_count()) {
                     Ok(bits) => self.on_bitfield(now, key, bits),

@@ -4,7 +4,7 @@
 `libtorrent` client, which imports the PyPI binding through `lt_tool.py`.
 
   clients.py tracker PORT DIR HASH...                      run opentracker on 127.0.0.1:PORT
-  clients.py wait-seeders ANNOUNCE_URL HASH COUNT SECONDS  wait until the tracker lists COUNT seeds
+  clients.py wait-peers ANNOUNCE_URL HASH seeds|leechers COUNT SECONDS
   clients.py seed CLIENT TORRENT SAVE_DIR STATE_DIR PORT   seed until killed
   clients.py download CLIENT TORRENT SAVE_DIR STATE_DIR PORT SECONDS [PEER]
 
@@ -15,7 +15,10 @@ encryption (Shoal speaks neither uTP nor MSE). PORT is the client's peer port; i
 port (RPC, Web UI) is picked here. STATE_DIR holds the client's configuration and log.
 
 `seed` adds TORRENT with its data under SAVE_DIR (SAVE_DIR/<name>), has the client verify it,
-prints the line `seeding` once the client reports every piece verified, then runs until killed.
+prints the line `seeding` once the client reports every piece verified and answers a plain
+handshake for the torrent on PORT, then runs until killed.
+For the v1-only clients (transmission, aria2) it first writes a hybrid torrent's BEP 47 padding
+files as zeros under SAVE_DIR/<name>/.pad/, as those clients would have on disk.
 `download` adds TORRENT into the empty SAVE_DIR and exits 0 once the client reports every
 piece verified and has shut down cleanly (so every byte is on disk); PEER (HOST:PORT), if
 given, is handed to the client directly (qbittorrent and libtorrent only: Transmission 3.00
@@ -25,13 +28,15 @@ incoming connections). On timeout or a client error it exits 1 with the client's
 `tracker` writes the whitelist of HASH (40 hex digits each; Debian builds opentracker with a
 whitelist: any other info-hash is refused) into DIR, which must be world-readable
 (opentracker chroots to DIR and drops root for `nobody`), then execs opentracker listening on
-TCP and UDP PORT. `wait-seeders` scrapes until the tracker counts COUNT complete peers for HASH.
+TCP and UDP PORT. `wait-peers` scrapes until the tracker counts COUNT seeds (complete) or
+leechers (incomplete) for HASH (40 hex digits).
 
 Every client process is started with PR_SET_PDEATHSIG, so it dies with this script even when
 this script is killed with SIGKILL.
 """
 import base64
 import ctypes
+import hashlib
 import json
 import os
 import signal
@@ -68,12 +73,11 @@ def _die_with_parent():
         os._exit(1)
 
 
-def spawn(argv, log, cwd=None, env=None):
+def spawn(argv, log):
     """Starts a client with its output in `log`; it is killed if this script dies."""
     try:
-        return subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            cwd=cwd, env=env, preexec_fn=_die_with_parent)
+        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
+                                stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
     except FileNotFoundError:
         sys.exit(f"{argv[0]} not found: {HINT}")
 
@@ -98,7 +102,8 @@ def poll(what, seconds, check, proc=None, log=None, interval=0.1):
     last = None
     while time.time() < deadline:
         if proc is not None and proc.poll() is not None:
-            fail(f"{what}: the client exited with status {proc.returncode} (last state: {last})", log)
+            fail(f"{what}: the client exited with status {proc.returncode} "
+                 f"(last state: {last})", log)
         try:
             result = check()
         except (OSError, urllib.error.URLError, ConnectionError) as e:
@@ -117,7 +122,7 @@ def http(url, data=None, headers=None, timeout=10):
         return reply.read()
 
 
-# --- bencode, just enough to read a tracker's scrape reply ------------------------------------
+# --- bencode, just enough to read a scrape reply and a torrent's file list --------------------
 
 def bdecode(data, i=0):
     c = data[i:i + 1]
@@ -141,6 +146,68 @@ def bdecode(data, i=0):
     return data[colon + 1:colon + 1 + n], colon + 1 + n
 
 
+def info_hash(torrent):
+    """The 20 bytes peers put in the handshake: SHA-1 of the info dictionary's original bytes
+    when it has v1 metadata (v1 and hybrid), else its SHA-256 truncated (BEP 52)."""
+    with open(torrent, "rb") as f:
+        data = f.read()
+    i = 1
+    while data[i:i + 1] != b"e":
+        key, i = bdecode(data, i)
+        start = i
+        value, i = bdecode(data, i)
+        if key == b"info":
+            raw = data[start:i]
+            if b"pieces" in value:
+                return hashlib.sha1(raw).digest()
+            return hashlib.sha256(raw).digest()[:20]
+    sys.exit(f"{torrent}: no info dictionary")
+
+
+def wait_accepting(torrent, port, seconds, proc=None, log=None):
+    """Waits until the client on 127.0.0.1:PORT answers a BitTorrent handshake for TORRENT.
+
+    A client can report a torrent as seeding a moment before it accepts peers for it
+    (qBittorrent 4.5 drops the first connections to a hybrid torrent it has just checked), so
+    `seed` only says `seeding` once a plain handshake is answered with the same info-hash."""
+    want = info_hash(torrent)
+    peer_id = b"-SP0001-" + os.urandom(6).hex().encode()
+    hello = b"\x13BitTorrent protocol" + bytes(8) + want + peer_id
+
+    def check():
+        with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
+            s.sendall(hello)
+            got = b""
+            while len(got) < 48:
+                chunk = s.recv(68)
+                if not chunk:
+                    return "connection closed before a handshake"
+                got += chunk
+            return got[28:48] == want or f"handshake for {got[28:48].hex()}"
+
+    poll(f"client on port {port} answering handshakes", seconds, check, proc, log, interval=0.5)
+
+
+def write_padding(torrent, save_dir):
+    """Writes the BEP 47 padding files of a multi-file hybrid torrent as zeros under SAVE_DIR.
+
+    Transmission 3.00 and aria2 1.36 do not know BEP 47: to them a hybrid torrent's `.pad/N`
+    entries are ordinary files, which they create (as zeros) when they download and need on
+    disk to seed. A v1-only client that downloaded the torrent would have them; so give them
+    to the seed."""
+    with open(torrent, "rb") as f:
+        meta, _ = bdecode(f.read())
+    info = meta[b"info"]
+    for entry in info.get(b"files", []):
+        if b"p" not in entry.get(b"attr", b""):
+            continue
+        path = os.path.join(save_dir, info[b"name"].decode(), *(c.decode() for c in entry[b"path"]))
+        if not os.path.exists(path):
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "wb") as f:
+                f.truncate(entry[b"length"])
+
+
 # --- opentracker ------------------------------------------------------------------------------
 
 def tracker(port, directory, hashes):
@@ -158,21 +225,22 @@ def tracker(port, directory, hashes):
         sys.exit(f"opentracker not found: {HINT}")
 
 
-def wait_seeders(announce, info_hash, count, seconds):
+def wait_peers(announce, info_hash, kind, count, seconds):
     scrape = announce.replace("/announce", "/scrape")
     raw = bytes.fromhex(info_hash)
     url = f"{scrape}?info_hash={urllib.parse.quote_from_bytes(raw)}"
+    field = {"seeds": b"complete", "leechers": b"incomplete"}[kind]
 
     def check():
         reply, _ = bdecode(http(url))
         if b"failure reason" in reply:
             return f"tracker failure: {reply[b'failure reason'].decode()}"
         entry = reply.get(b"files", {}).get(raw)
-        if entry and entry.get(b"complete", 0) >= count:
+        if entry and entry.get(field, 0) >= count:
             return True
         return f"scrape: {entry}"
 
-    poll(f"tracker {announce}: {count} seed(s) announced for {info_hash}", seconds, check)
+    poll(f"tracker {announce}: {count} {kind} announced for {info_hash}", seconds, check)
 
 
 # --- Transmission (transmission-daemon 3.00, JSON RPC) ---------------------------------------
@@ -219,7 +287,7 @@ class Transmission:
             "transmission-daemon", "-f", "-g", config, "-p", str(self.rpc_port),
             "-r", "127.0.0.1", "-T", "-P", str(port), "-i", "127.0.0.1", "-w", save_dir,
             "--no-incomplete-dir", "-C", "-O", "-Y", "-M", "--no-utp", "-et", "-GSR",
-            "--log-info", "-e", self.log,
+            "--log-debug" if os.environ.get("CLIENTS_DEBUG") else "--log-info", "-e", self.log,
         ], open(os.path.join(state, "transmission.out"), "wb"))
         poll("transmission-daemon RPC", 30, lambda: self.call("session-get") is not None,
              self.proc, self.log)
@@ -227,7 +295,8 @@ class Transmission:
     def call(self, method, **arguments):
         body = json.dumps({"method": method, "arguments": arguments}).encode()
         for _ in range(3):
-            headers = {"X-Transmission-Session-Id": self.session, "Content-Type": "application/json"}
+            headers = {"X-Transmission-Session-Id": self.session,
+                       "Content-Type": "application/json"}
             try:
                 reply = json.loads(http(self.url, body, headers))
             except urllib.error.HTTPError as e:
@@ -265,8 +334,15 @@ class Transmission:
             return done or t
         poll("transmission verifying the data", 90, verified, self.proc, self.log)
         self.call("torrent-start", ids=[self.id])
-        poll("transmission seeding", 30, lambda: self.status()["status"] == self.SEED or self.status(),
-             self.proc, self.log)
+        poll("transmission seeding", 30,
+             lambda: self.status()["status"] == self.SEED or self.status(), self.proc, self.log)
+
+    def wait_no_peers(self):
+        """Transmission 3.00 keeps at most one peer per IP address and torrent (its peer atoms
+        are keyed by address alone) and silently drops a second connection from 127.0.0.1
+        while the first is listed; so after the readiness probe, wait until it is gone."""
+        poll("transmission dropping the probe connection", 30,
+             lambda: self.status()["peersConnected"] == 0 or self.status(), self.proc, self.log)
 
     def download(self, torrent, save_dir, seconds):
         self.add(torrent, save_dir, paused=False)
@@ -322,9 +398,14 @@ class Aria2:
             active = self.rpc("aria2.tellActive", ["status", "seeder", "completedLength",
                                                    "totalLength", "verifiedLength",
                                                    "verifyIntegrityPending"])
-            return (len(active) == 1 and active[0]["seeder"] == "true"
-                    and active[0]["completedLength"] == active[0]["totalLength"]
-                    and "verifiedLength" not in active[0]) or (active or "no active download")
+            if len(active) != 1:
+                return active or "no active download"
+            (d,) = active
+            checking = "verifiedLength" in d or "verifyIntegrityPending" in d
+            if not checking and d["seeder"] != "true":
+                fail(f"aria2 checked the data and is not a seed (pieces fail their hash): {d}",
+                     self.log)
+            return (not checking and d["completedLength"] == d["totalLength"]) or d
         poll("aria2 verifying and seeding", 90, seeding, self.proc, self.log)
 
     def download(self, torrent, save_dir, state, port, seconds):
@@ -450,11 +531,19 @@ Connection\\UPnP=false
         stop(self.proc)
 
 
-# --- libtorrent (PyPI), peers from the tracker only -------------------------------------------
+# --- libtorrent (PyPI), through lt_tool.py's loopback session ---------------------------------
+
+def import_lt_tool():
+    try:
+        import lt_tool
+    except ImportError as e:
+        sys.exit(f"python3 cannot import libtorrent ({e}): {HINT}")
+    return lt_tool
+
 
 def libtorrent_seed(torrent, save_dir, port):
-    import libtorrent as lt
-    import lt_tool
+    lt_tool = import_lt_tool()
+    lt = lt_tool.lt
     ses = lt_tool.session(port)
     handle = lt_tool.add(ses, torrent, save_dir)
     poll("libtorrent verifying and seeding", 90,
@@ -463,7 +552,7 @@ def libtorrent_seed(torrent, save_dir, port):
 
 
 def libtorrent_download(torrent, save_dir, port, seconds, peer):
-    import lt_tool
+    lt_tool = import_lt_tool()
     ses = lt_tool.session(port)
     handle = lt_tool.add(ses, torrent, save_dir)
     if peer:
@@ -480,6 +569,8 @@ def libtorrent_download(torrent, save_dir, port, seconds, peer):
 
 def seed(client, torrent, save_dir, state, port):
     os.makedirs(state, exist_ok=True)
+    if client in ("transmission", "aria2"):
+        write_padding(torrent, save_dir)
     if client == "transmission":
         c = Transmission(save_dir, state, port)
         c.seed(torrent, save_dir)
@@ -493,6 +584,9 @@ def seed(client, torrent, save_dir, state, port):
         c = libtorrent_seed(torrent, save_dir, port)
     else:
         sys.exit(f"unknown client {client!r}")
+    wait_accepting(torrent, port, 60, getattr(c, "proc", None), getattr(c, "log", None))
+    if client == "transmission":
+        c.wait_no_peers()
     print("seeding", flush=True)
     proc = getattr(c, "proc", None)
     while proc is None or proc.poll() is None:
@@ -523,8 +617,8 @@ def main(argv):
     cmd = argv[1] if len(argv) > 1 else ""
     if cmd == "tracker":
         tracker(int(argv[2]), argv[3], argv[4:])
-    elif cmd == "wait-seeders":
-        wait_seeders(argv[2], argv[3], int(argv[4]), float(argv[5]))
+    elif cmd == "wait-peers":
+        wait_peers(argv[2], argv[3], argv[4], int(argv[5]), float(argv[6]))
     elif cmd == "seed":
         seed(argv[2], argv[3], argv[4], argv[5], int(argv[6]))
     elif cmd == "download":

@@ -115,6 +115,15 @@ pub fn fixture_of(
         image.extend_from_slice(bytes);
         owners.extend((0..file.length).map(|o| (!file.attr.pad).then_some((index, o))));
     }
+    if version == MetaVersion::V2 {
+        // The last v2 piece is addressable to its 16 KiB block boundary (zeros).
+        let end = image
+            .len()
+            .next_multiple_of(BLOCK)
+            .min(image.len().div_ceil(piece) * piece);
+        image.resize(end, 0);
+        owners.resize(end, None);
+    }
     Fixture {
         info,
         contents,
@@ -139,11 +148,14 @@ impl Fixture {
     }
 
     /// The bytes a request may address in `piece`: v1 and hybrid pieces run to the next piece
-    /// (padding included), v2 pieces end with their data.
+    /// (padding included), v2 pieces end at the 16 KiB block boundary after their data.
     pub fn span(&self, piece: u32) -> usize {
         let start = piece as usize * self.piece_length();
         match self.info.version {
-            MetaVersion::V2 => self.data_len(piece),
+            MetaVersion::V2 => self
+                .data_len(piece)
+                .next_multiple_of(BLOCK)
+                .min(self.piece_length()),
             _ => (self.image.len() - start).min(self.piece_length()),
         }
     }
