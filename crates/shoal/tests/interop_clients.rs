@@ -41,6 +41,10 @@
     reason = "a note says which cases the installed client versions rule out"
 )]
 
+mod common;
+
+use common::payload;
+
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
@@ -167,28 +171,6 @@ fn wait_for_port(port: u16, within: Duration) -> Result<(), String> {
         std::thread::sleep(Duration::from_millis(50));
     }
     Ok(())
-}
-
-/// A payload: one file, or a directory with nested files and an empty one.
-fn payload(root: &Path, multi: bool) -> PathBuf {
-    let data = |len: usize, seed: u32| -> Vec<u8> {
-        (0..len as u32)
-            .map(|i| (i.wrapping_mul(2_654_435_761) ^ seed) as u8)
-            .collect()
-    };
-    if multi {
-        let dir = root.join("artifact");
-        std::fs::create_dir_all(dir.join("lib/deep")).unwrap();
-        std::fs::write(dir.join("lib/a.so"), data(3_000_123, 1)).unwrap();
-        std::fs::write(dir.join("lib/deep/b.bin"), data(1_048_576, 2)).unwrap();
-        std::fs::write(dir.join("README"), data(777, 3)).unwrap();
-        std::fs::write(dir.join("empty"), b"").unwrap();
-        dir
-    } else {
-        let file = root.join("image.bin");
-        std::fs::write(&file, data(6_500_001, 4)).unwrap();
-        file
-    }
 }
 
 /// A torrent made by `shoal torrent create`, with its info-hashes.

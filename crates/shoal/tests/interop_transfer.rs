@@ -10,67 +10,71 @@
     reason = "test code: a panic is the failure report"
 )]
 
-use std::net::TcpListener;
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
-const SHOAL: &str = env!("CARGO_BIN_EXE_shoal");
+mod common;
+
+use common::{Running, SHOAL, free_port, payload, wait_for_port};
+
+const LOOPBACK: Ipv4Addr = Ipv4Addr::LOCALHOST;
 
 fn lt_tool() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/lt_tool.py")
 }
 
-/// A free loopback port (bound then released; good enough for a test on one machine).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
+/// A Shoal seed of `data` on a free loopback port, listening once its data is checked.
+fn shoal_seed(torrent: &Path, data: &Path) -> (Running, u16) {
+    let port = free_port(LOOPBACK);
+    let child = Command::new(SHOAL)
+        .args(["torrent", "seed"])
+        .arg(torrent)
+        .arg("--data")
+        .arg(data)
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--seed-for",
+            "120s",
+        ])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let running = Running(child);
+    wait_for_port(LOOPBACK, port);
+    (running, port)
+}
+
+/// A libtorrent seed of the torrent's files under `dir` on a free loopback port.
+fn libtorrent_seed(torrent: &Path, dir: &Path) -> (Running, u16) {
+    let port = free_port(LOOPBACK);
+    let child = Command::new("python3")
+        .arg(lt_tool())
+        .arg("seed")
+        .arg(torrent)
+        .arg(dir)
+        .arg(port.to_string())
+        .arg("120")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("python3 with libtorrent (scripts/install-test-deps.sh)");
+    let running = Running(child);
+    wait_for_port(LOOPBACK, port);
+    (running, port)
+}
+
+/// `shoal torrent download` of `what` (a .torrent path or a magnet link) into `out` from the
+/// peer on `port`.
+fn shoal_download(what: &std::ffi::OsStr, out: &Path, port: u16) -> std::process::Output {
+    Command::new(SHOAL)
+        .args(["torrent", "download"])
+        .arg(what)
+        .arg("-o")
+        .arg(out)
+        .args(["--peer", &format!("127.0.0.1:{port}")])
+        .output()
         .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Kills the child when dropped, so a failing assertion leaves no process behind.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn wait_for_port(port: u16, within: Duration) {
-    let start = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            start.elapsed() < within,
-            "nothing listens on port {port} after {within:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// A payload: one file, or a directory with nested files and an empty one.
-fn payload(root: &Path, multi: bool) -> PathBuf {
-    let data = |len: usize, seed: u32| -> Vec<u8> {
-        (0..len as u32)
-            .map(|i| (i.wrapping_mul(2_654_435_761) ^ seed) as u8)
-            .collect()
-    };
-    if multi {
-        let dir = root.join("artifact");
-        std::fs::create_dir_all(dir.join("lib/deep")).unwrap();
-        std::fs::write(dir.join("lib/a.so"), data(3_000_123, 1)).unwrap();
-        std::fs::write(dir.join("lib/deep/b.bin"), data(1_048_576, 2)).unwrap();
-        std::fs::write(dir.join("README"), data(777, 3)).unwrap();
-        std::fs::write(dir.join("empty"), b"").unwrap();
-        dir
-    } else {
-        let file = root.join("image.bin");
-        std::fs::write(&file, data(6_500_001, 4)).unwrap();
-        file
-    }
 }
 
 fn create(input: &Path, torrent: &Path, version: &str) {
@@ -118,19 +122,7 @@ fn shoal_seeds_to_libtorrent() {
             let input = payload(dir.path(), multi);
             let torrent = dir.path().join("t.torrent");
             create(&input, &torrent, version);
-            let port = free_port();
-            let _seed = Running(
-                Command::new(SHOAL)
-                    .args(["torrent", "seed"])
-                    .arg(&torrent)
-                    .arg("--data")
-                    .arg(&input)
-                    .args(["--listen", &port.to_string(), "--seed-for", "120s"])
-                    .stderr(Stdio::null())
-                    .spawn()
-                    .unwrap(),
-            );
-            wait_for_port(port, Duration::from_secs(30));
+            let (_seed, port) = shoal_seed(&torrent, &input);
             let save = dir.path().join("lt");
             std::fs::create_dir(&save).unwrap();
             let out = Command::new("python3")
@@ -160,29 +152,9 @@ fn libtorrent_seeds_to_shoal() {
             let input = payload(dir.path(), multi);
             let torrent = dir.path().join("t.torrent");
             create(&input, &torrent, version);
-            let port = free_port();
-            let _seed = Running(
-                Command::new("python3")
-                    .arg(lt_tool())
-                    .arg("seed")
-                    .arg(&torrent)
-                    .arg(dir.path())
-                    .arg(port.to_string())
-                    .arg("120")
-                    .stdout(Stdio::null())
-                    .spawn()
-                    .expect("python3 with libtorrent (scripts/install-test-deps.sh)"),
-            );
-            wait_for_port(port, Duration::from_secs(30));
+            let (_seed, port) = libtorrent_seed(&torrent, dir.path());
             let out_dir = dir.path().join("shoal");
-            let out = Command::new(SHOAL)
-                .args(["torrent", "download"])
-                .arg(&torrent)
-                .arg("-o")
-                .arg(&out_dir)
-                .args(["--peer", &format!("127.0.0.1:{port}")])
-                .output()
-                .unwrap();
+            let out = shoal_download(torrent.as_os_str(), &out_dir, port);
             assert!(
                 out.status.success(),
                 "{version} multi={multi}: shoal did not complete: {}",
@@ -210,27 +182,9 @@ fn magnet_download_from_libtorrent() {
             .unwrap();
         let report: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
         let magnet = report["magnet"].as_str().unwrap().to_owned();
-        let port = free_port();
-        let _seed = Running(
-            Command::new("python3")
-                .arg(lt_tool())
-                .arg("seed")
-                .arg(&torrent)
-                .arg(dir.path())
-                .arg(port.to_string())
-                .arg("120")
-                .stdout(Stdio::null())
-                .spawn()
-                .expect("python3 with libtorrent (scripts/install-test-deps.sh)"),
-        );
-        wait_for_port(port, Duration::from_secs(30));
+        let (_seed, port) = libtorrent_seed(&torrent, dir.path());
         let out_dir = dir.path().join("shoal");
-        let out = Command::new(SHOAL)
-            .args(["torrent", "download", &magnet, "-o"])
-            .arg(&out_dir)
-            .args(["--peer", &format!("127.0.0.1:{port}")])
-            .output()
-            .unwrap();
+        let out = shoal_download(std::ffi::OsStr::new(&magnet), &out_dir, port);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(
             out.status.success(),
@@ -251,33 +205,9 @@ fn shoal_seeds_to_shoal() {
             let input = payload(dir.path(), multi);
             let torrent = dir.path().join("t.torrent");
             create(&input, &torrent, version);
-            let port = free_port();
-            let _seed = Running(
-                Command::new(SHOAL)
-                    .args(["torrent", "seed"])
-                    .arg(&torrent)
-                    .arg("--data")
-                    .arg(&input)
-                    .args([
-                        "--listen",
-                        &format!("127.0.0.1:{port}"),
-                        "--seed-for",
-                        "120s",
-                    ])
-                    .stderr(Stdio::null())
-                    .spawn()
-                    .unwrap(),
-            );
-            wait_for_port(port, Duration::from_secs(30));
+            let (_seed, port) = shoal_seed(&torrent, &input);
             let out_dir = dir.path().join("copy");
-            let out = Command::new(SHOAL)
-                .args(["torrent", "download"])
-                .arg(&torrent)
-                .arg("-o")
-                .arg(&out_dir)
-                .args(["--peer", &format!("127.0.0.1:{port}")])
-                .output()
-                .unwrap();
+            let out = shoal_download(torrent.as_os_str(), &out_dir, port);
             assert!(
                 out.status.success(),
                 "{version} multi={multi}: {}",

@@ -12,46 +12,18 @@
 )]
 
 use std::io::{BufRead, BufReader};
-use std::net::{Ipv4Addr, TcpListener};
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
-const SHOAL: &str = env!("CARGO_BIN_EXE_shoal");
+mod common;
 
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use common::{Running, SHOAL, free_port, wait_for_port};
 
 fn fake_peer() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/fake_peer.py")
-}
-
-/// A free port on `ip`.
-fn free_port(ip: Ipv4Addr) -> u16 {
-    TcpListener::bind((ip, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn wait_for(ip: Ipv4Addr, port: u16) {
-    let start = Instant::now();
-    while std::net::TcpStream::connect((ip, port)).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "nothing listens on {ip}:{port}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 struct Fixture {
@@ -114,7 +86,7 @@ fn shoal_seed(f: &Fixture, ip: Ipv4Addr) -> (Running, String) {
         .spawn()
         .unwrap();
     let running = Running(child);
-    wait_for(ip, port);
+    wait_for_port(ip, port);
     (running, format!("{ip}:{port}"))
 }
 
