@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::BytesMut;
 use shoal_swarm::PeerKey;
 use shoal_wire::{DEFAULT_MAX_FRAME, HANDSHAKE_LEN, Handshake, WireError, decode_frame};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -152,22 +153,26 @@ pub(crate) fn dial(
     })
 }
 
-/// Reads frames and hands each payload (the bytes after the length prefix) to the session.
-/// Ends on EOF, a socket error or a protocol error, reporting why.
+/// How much the reader asks the socket for at a time.
+const READ_CHUNK: usize = 256 * 1024;
+
+/// Reads frames and hands each payload (the bytes after the length prefix) to the session as a
+/// view of the read buffer, not a copy. Ends on EOF, a socket error or a protocol error,
+/// reporting why.
 pub(crate) async fn read_frames(
     mut reader: OwnedReadHalf,
-    mut buf: Vec<u8>,
+    leftover: Vec<u8>,
     peer: PeerKey,
     events: mpsc::Sender<Event>,
 ) {
+    let mut buf = BytesMut::from(&leftover[..]);
     let error = loop {
-        let mut at = 0;
         let mut failed = None;
         loop {
-            match decode_frame(&buf[at..], DEFAULT_MAX_FRAME) {
+            match decode_frame(&buf, DEFAULT_MAX_FRAME) {
                 Ok(Some((_, used))) => {
-                    let frame = buf[at + 4..at + used].to_vec();
-                    at += used;
+                    let mut frame = buf.split_to(used);
+                    let frame = frame.split_off(4).freeze();
                     if events.send(Event::Frame { peer, frame }).await.is_err() {
                         return;
                     }
@@ -182,8 +187,9 @@ pub(crate) async fn read_frames(
         if let Some(e) = failed {
             break Some(e);
         }
-        buf.drain(..at);
-        buf.reserve(64 * 1024);
+        // Frames still held elsewhere keep their part of the old allocation; the partial frame
+        // left here moves to a fresh one only when this one is full.
+        buf.reserve(READ_CHUNK);
         match reader.read_buf(&mut buf).await {
             Ok(0) => break None,
             Ok(_) => {}

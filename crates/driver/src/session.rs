@@ -6,10 +6,11 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use shoal_metainfo::{Geometry, MetaVersion, PieceIndex, PieceVerifier, Torrent};
 use shoal_storage::{PieceStore, StorageError};
 use shoal_swarm::{Command, PeerKey, Stats, Swarm, Verification};
-use shoal_wire::{Handshake, Message};
+use shoal_wire::Handshake;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
@@ -87,7 +88,7 @@ pub(crate) enum Event {
     Peers(Vec<SocketAddr>),
     Frame {
         peer: PeerKey,
-        frame: Vec<u8>,
+        frame: Bytes,
     },
     Closed {
         peer: PeerKey,
@@ -330,8 +331,8 @@ pub async fn run(
                         });
                         }
                     }
-                    Event::Frame { peer, frame } => match Message::decode(&frame) {
-                        Ok(message) => swarm.handle_message(now, peer, message),
+                    Event::Frame { peer, frame } => match swarm.handle_frame(now, peer, frame) {
+                        Ok(()) => {}
                         Err(e) => {
                             tracing::debug!(peer = ?peers.get(&peer).map(|h| h.addr), error = %e, "peer broke the protocol");
                             drop_peer(&mut peers, peer);

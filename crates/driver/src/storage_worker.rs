@@ -1,9 +1,16 @@
 //! The storage thread: writes, reads for uploads and hash checks, in the order the engine asked
 //! for them, off the async threads.
+//!
+//! Each written block is hashed right after it is written, while its bytes are still in the
+//! cache, so a finished piece is judged from those hashes without reading it back. A piece the
+//! hashes cannot judge (blocks written before a restart, overlapping rewrites) is read back and
+//! hashed whole, as before.
 
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use shoal_metainfo::{BlockRef, PieceIndex, PieceVerifier};
+use bytes::Bytes;
+use shoal_metainfo::{BlockRef, Fed, PieceHasher, PieceIndex, PieceVerifier};
 use shoal_storage::PieceStore;
 use shoal_swarm::{PeerKey, Verification};
 use shoal_wire::Message;
@@ -14,7 +21,7 @@ use crate::session::Event;
 /// Work for the storage thread.
 pub(crate) enum Op {
     /// Store a block.
-    Write { block: BlockRef, data: Vec<u8> },
+    Write { block: BlockRef, data: Bytes },
     /// Read a block and queue it, framed, on the peer's writer.
     Read {
         peer: PeerKey,
@@ -41,11 +48,15 @@ pub(crate) fn run(
     events: mpsc::Sender<Event>,
 ) {
     let mut piece_buf = Vec::new();
+    let mut hashing = Hashing::default();
     for op in ops {
         let event = match op {
             Op::Write { block, data } => {
                 match store.write(block.piece.get(), block.offset, &data) {
-                    Ok(()) => None,
+                    Ok(()) => {
+                        hashing.written(&verifier, block, data);
+                        None
+                    }
                     // A refused request (a late duplicate of a verified block) changes nothing.
                     Err(e) if e.is_bad_request() => {
                         tracing::debug!(error = %e, "block not stored");
@@ -82,13 +93,26 @@ pub(crate) fn run(
                 piece,
                 block_digests,
             } => {
-                let len = verifier.geometry().piece_len(piece) as usize;
-                piece_buf.resize(len, 0);
-                let outcome = store.read(piece.get(), 0, &mut piece_buf).map(|()| {
-                    let passed = verifier.verify(piece, &piece_buf);
-                    let digests = block_digests.then(|| PieceVerifier::block_digests(&piece_buf));
-                    (passed, digests)
-                });
+                let hashed = hashing
+                    .take(piece)
+                    .and_then(|hasher| verifier.finish(hasher))
+                    .filter(|hashed| !block_digests || hashed.block_digests.is_some());
+                let outcome = match hashed {
+                    Some(hashed) => Ok((
+                        hashed.passed,
+                        hashed.block_digests.filter(|_| block_digests),
+                    )),
+                    None => {
+                        let len = verifier.geometry().piece_len(piece) as usize;
+                        piece_buf.resize(len, 0);
+                        store.read(piece.get(), 0, &mut piece_buf).map(|()| {
+                            let passed = verifier.verify(piece, &piece_buf);
+                            let digests =
+                                block_digests.then(|| PieceVerifier::block_digests(&piece_buf));
+                            (passed, digests)
+                        })
+                    }
+                };
                 match outcome {
                     Ok((passed, block_digests)) => {
                         let recorded = if passed {
@@ -118,6 +142,44 @@ pub(crate) fn run(
         {
             return;
         }
+    }
+}
+
+/// The pieces being hashed as their blocks are written.
+#[derive(Default)]
+struct Hashing {
+    pieces: HashMap<PieceIndex, InFlight>,
+}
+
+/// One piece's hasher, and blocks that arrived before the bytes SHA-1 needs first (views of
+/// received frames, held without a copy until the gap fills).
+struct InFlight {
+    hasher: PieceHasher,
+    early: BTreeMap<u32, Bytes>,
+}
+
+impl Hashing {
+    /// `data` was stored at `block`: hash it now, or hold it until SHA-1 reaches its offset.
+    fn written(&mut self, verifier: &PieceVerifier, block: BlockRef, data: Bytes) {
+        let piece = self.pieces.entry(block.piece).or_insert_with(|| InFlight {
+            hasher: verifier.hasher(block.piece),
+            early: BTreeMap::new(),
+        });
+        if piece.hasher.update(block.offset, &data) == Fed::Later {
+            piece.early.insert(block.offset, data);
+            return;
+        }
+        while let Some(next) = piece.hasher.next_offset()
+            && let Some(data) = piece.early.remove(&next)
+        {
+            piece.hasher.update(next, &data);
+        }
+    }
+
+    /// The hasher of `piece`, which is being judged; its held blocks are dropped (a piece with
+    /// held blocks was not hashed to the end and is read back).
+    fn take(&mut self, piece: PieceIndex) -> Option<PieceHasher> {
+        self.pieces.remove(&piece).map(|p| p.hasher)
     }
 }
 

@@ -46,4 +46,4 @@ pub use info::{FileAttr, FileEntry, Info, MetaVersion};
 pub use magnet::Magnet;
 pub use path::{PathComponent, PathError, TorrentPath};
 pub use torrent::{MAX_TORRENT_SIZE, TORRENT_LIMITS, Torrent};
-pub use verify::{MissingPieceLayer, PieceVerifier};
+pub use verify::{Fed, HashedPiece, MissingPieceLayer, PieceHasher, PieceVerifier};

@@ -4,6 +4,10 @@
 //! Hybrid torrents are checked with v2: SHA-256 is the integrity anchor. A hybrid torrent
 //! without its piece layers (metadata fetched from a magnet link) falls back to its v1 SHA-1
 //! piece hashes, which cover each piece's data followed by its BEP 47 padding zeros.
+//!
+//! A downloader hashes blocks as they arrive with a [`PieceHasher`], so a finished piece is
+//! judged without reading it back: v2 leaves are order-independent; SHA-1 takes blocks in
+//! order and tells the caller to hold back one that comes early.
 
 use sha1::{Digest, Sha1};
 
@@ -127,13 +131,7 @@ impl PieceVerifier {
                     .v1_span
                     .get(piece.get() as usize)
                     .map_or(0, |&span| span as usize - data.len());
-                let zeros = [0u8; 4096];
-                let mut left = pad;
-                while left > 0 {
-                    let n = left.min(zeros.len());
-                    sha1.update(&zeros[..n]);
-                    left -= n;
-                }
+                update_zeros(&mut sha1, pad);
                 Sha1Hash(sha1.finalize().into()) == *hash
             }
             Some(Expected::Merkle { root, width }) => {
@@ -151,5 +149,154 @@ impl PieceVerifier {
     /// sent which bad block after a piece fails.
     pub fn block_digests(data: &[u8]) -> Vec<Sha256Hash> {
         merkle::leaves(data)
+    }
+
+    /// A hasher for `piece`, fed block by block as the blocks arrive.
+    pub fn hasher(&self, piece: PieceIndex) -> PieceHasher {
+        let len = self.geometry.piece_len(piece);
+        let state = match self.expected.get(piece.get() as usize) {
+            Some(Expected::Merkle { .. }) => HasherState::Merkle {
+                leaves: vec![None; len.div_ceil(BLOCK_SIZE) as usize],
+            },
+            Some(Expected::Sha1(_)) => HasherState::Sha1 {
+                sha1: Sha1::new(),
+                next: 0,
+            },
+            None => HasherState::Broken,
+        };
+        PieceHasher { piece, len, state }
+    }
+
+    /// Judges the piece `hasher` was fed: `None` when the hasher did not see every byte exactly
+    /// once in a usable order (the caller then reads the piece back and calls [`Self::verify`]).
+    pub fn finish(&self, hasher: PieceHasher) -> Option<HashedPiece> {
+        let piece = hasher.piece;
+        match (hasher.state, self.expected.get(piece.get() as usize)?) {
+            (HasherState::Merkle { leaves }, Expected::Merkle { root, width }) => {
+                let leaves: Vec<Sha256Hash> = leaves.into_iter().collect::<Option<_>>()?;
+                let passed = merkle::root(&leaves, *width as usize, Sha256Hash::default()) == *root;
+                Some(HashedPiece {
+                    passed,
+                    block_digests: Some(leaves),
+                })
+            }
+            (HasherState::Sha1 { mut sha1, next }, Expected::Sha1(hash)) => {
+                if next != hasher.len {
+                    return None;
+                }
+                let pad = self
+                    .v1_span
+                    .get(piece.get() as usize)
+                    .map_or(0, |&span| span.saturating_sub(hasher.len) as usize);
+                update_zeros(&mut sha1, pad);
+                Some(HashedPiece {
+                    passed: Sha1Hash(sha1.finalize().into()) == *hash,
+                    block_digests: None,
+                })
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Feeds `count` zero bytes to `sha1` (a hybrid piece's BEP 47 padding).
+fn update_zeros(sha1: &mut Sha1, count: usize) {
+    const ZEROS: [u8; 4096] = [0; 4096];
+    let mut left = count;
+    while left > 0 {
+        let n = left.min(ZEROS.len());
+        sha1.update(&ZEROS[..n]);
+        left -= n;
+    }
+}
+
+/// A piece judged from the blocks fed to its [`PieceHasher`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HashedPiece {
+    /// Whether the piece matches the torrent.
+    pub passed: bool,
+    /// The SHA-256 of each block, when the hash kept them (v2 leaves), for finding who sent a
+    /// bad block.
+    pub block_digests: Option<Vec<Sha256Hash>>,
+}
+
+/// What [`PieceHasher::update`] did with a block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fed {
+    /// The block is hashed (or was unusable, and the piece will be read back).
+    Taken,
+    /// SHA-1 needs the bytes before this block first: feed it again after those.
+    Later,
+}
+
+/// Hashes one piece incrementally from the blocks written for it.
+#[derive(Clone, Debug)]
+pub struct PieceHasher {
+    piece: PieceIndex,
+    len: u32,
+    state: HasherState,
+}
+
+#[derive(Clone, Debug)]
+enum HasherState {
+    /// One leaf per 16 KiB block, in any order; a rewritten block replaces its leaf.
+    Merkle { leaves: Vec<Option<Sha256Hash>> },
+    /// SHA-1 over the bytes so far; `next` is the offset it expects.
+    Sha1 { sha1: Sha1, next: u32 },
+    /// The blocks did not fit the piece (overlap, misalignment): read the piece back.
+    Broken,
+}
+
+impl PieceHasher {
+    /// The piece being hashed.
+    pub fn piece(&self) -> PieceIndex {
+        self.piece
+    }
+
+    /// The SHA-1 offset this hasher needs next, if it hashes in order.
+    pub fn next_offset(&self) -> Option<u32> {
+        match self.state {
+            HasherState::Sha1 { next, .. } => Some(next),
+            _ => None,
+        }
+    }
+
+    /// Feeds the block written at `offset`. Bytes past the piece's end (the padding a hybrid's
+    /// v1 geometry adds, or a v2 block rounded up) are not part of the piece and are skipped.
+    pub fn update(&mut self, offset: u32, data: &[u8]) -> Fed {
+        let end = u64::from(offset) + data.len() as u64;
+        let usable = (u64::from(self.len).min(end)).saturating_sub(u64::from(offset)) as usize;
+        let data = &data[..usable.min(data.len())];
+        if data.is_empty() {
+            // Entirely past the end: padding, nothing to hash.
+            return Fed::Taken;
+        }
+        match &mut self.state {
+            HasherState::Merkle { leaves } => {
+                let whole_block = data.len() == BLOCK_SIZE as usize
+                    || u64::from(offset) + data.len() as u64 == u64::from(self.len);
+                match leaves.get_mut((offset / BLOCK_SIZE) as usize) {
+                    Some(leaf) if offset.is_multiple_of(BLOCK_SIZE) && whole_block => {
+                        *leaf = Some(merkle::block_hash(data));
+                    }
+                    _ => self.state = HasherState::Broken,
+                }
+                Fed::Taken
+            }
+            HasherState::Sha1 { sha1, next } => {
+                if offset > *next {
+                    return Fed::Later;
+                }
+                if offset < *next {
+                    // Overlap: the store keeps the later bytes, the hash has the earlier.
+                    self.state = HasherState::Broken;
+                    return Fed::Taken;
+                }
+                sha1.update(data);
+                *next += data.len() as u32;
+                Fed::Taken
+            }
+            HasherState::Broken => Fed::Taken,
+        }
     }
 }

@@ -1,5 +1,6 @@
 //! What the engine asks its driver to do, and what the driver reports back.
 
+use bytes::Bytes;
 use shoal_metainfo::{BlockRef, PieceIndex, Sha256Hash};
 
 /// A peer connection, named by the driver. The engine never sees addresses.
@@ -43,8 +44,8 @@ pub enum Command {
         peer: PeerKey,
         /// Where it goes.
         block: BlockRef,
-        /// The bytes.
-        data: Vec<u8>,
+        /// The bytes (a view of the received frame, not a copy).
+        data: Bytes,
     },
     /// Hash the stored piece and report with [`crate::Swarm::handle_verified`]; include the
     /// SHA-256 of each block when `block_digests` is set (to find who sent bad blocks).

@@ -3,9 +3,11 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
+use bytes::Bytes;
+
 use shoal_metainfo::{BLOCK_SIZE, Bitfield, BlockRef, Geometry, PieceIndex, Sha256Hash};
 use shoal_wire::extension::METADATA_PIECE_SIZE;
-use shoal_wire::{ExtensionHandshake, Message, MetadataMessage, Reserved};
+use shoal_wire::{ExtensionHandshake, Message, MetadataMessage, Reserved, WireError};
 
 use crate::command::{Command, DisconnectReason, PeerKey, Verification};
 use crate::config::Config;
@@ -256,6 +258,39 @@ impl Swarm {
 
     /// A message from `key` arrived at `now`.
     pub fn handle_message(&mut self, now: Duration, key: PeerKey, message: Message<'_>) {
+        self.on_message(now, key, message, None);
+    }
+
+    /// A frame from `key` arrived at `now`: `frame` is the payload after the length prefix.
+    /// Decodes it and handles the message; a block's bytes are kept as a view of `frame`, so
+    /// they reach [`Command::Write`] without a copy.
+    ///
+    /// # Errors
+    /// The frame is not a valid message; the caller closes the connection.
+    pub fn handle_frame(
+        &mut self,
+        now: Duration,
+        key: PeerKey,
+        frame: Bytes,
+    ) -> Result<(), WireError> {
+        let message = Message::decode(&frame)?;
+        let block = match &message {
+            // id, piece, offset, then the block: the slice the decoder checked.
+            Message::Piece { data, .. } => Some(frame.slice(frame.len() - data.len()..)),
+            _ => None,
+        };
+        self.on_message(now, key, message, block);
+        Ok(())
+    }
+
+    /// `block` is the owned form of a `piece` message's data, when the caller has one.
+    fn on_message(
+        &mut self,
+        now: Duration,
+        key: PeerKey,
+        message: Message<'_>,
+        block: Option<Bytes>,
+    ) {
         let Some(peer) = self.peers.get_mut(&key) else {
             return;
         };
@@ -325,7 +360,10 @@ impl Swarm {
                 piece,
                 offset,
                 data,
-            } => self.on_block(now, key, piece, offset, data),
+            } => {
+                let data = block.unwrap_or_else(|| Bytes::copy_from_slice(data));
+                self.on_block(now, key, piece, offset, data)
+            }
             Message::Cancel { .. } => {}
             Message::Reject { piece, offset, len } => {
                 let at = peer
@@ -484,7 +522,7 @@ impl Swarm {
         self.commands.push_back(Command::Read { peer: key, block });
     }
 
-    fn on_block(&mut self, now: Duration, key: PeerKey, piece: u32, offset: u32, data: &[u8]) {
+    fn on_block(&mut self, now: Duration, key: PeerKey, piece: u32, offset: u32, data: Bytes) {
         let block = match self.geometry.block(piece, offset, data.len() as u32) {
             Ok(block) => block,
             Err(e) => {
@@ -520,7 +558,7 @@ impl Swarm {
                 self.commands.push_back(Command::Write {
                     peer: key,
                     block,
-                    data: data.to_vec(),
+                    data,
                 });
                 self.cancel_elsewhere(now, key, &block);
                 if outcome == Received::PieceComplete {
