@@ -4,7 +4,7 @@
 # what is missing. Needs root (or sudo) for apt-get.
 set -euo pipefail
 
-apt_packages=(mktorrent transmission-cli transmission-daemon aria2 qbittorrent-nox opentracker python3 python3-pip)
+apt_packages=(mktorrent transmission-cli transmission-daemon aria2 qbittorrent-nox opentracker nginx-light python3 python3-pip)
 missing=()
 command -v mktorrent >/dev/null || missing+=(mktorrent)
 command -v transmission-create >/dev/null || missing+=(transmission-cli)
@@ -13,6 +13,8 @@ command -v transmission-daemon >/dev/null || missing+=(transmission-daemon)
 command -v aria2c >/dev/null || missing+=(aria2)
 command -v qbittorrent-nox >/dev/null || missing+=(qbittorrent-nox)
 command -v opentracker >/dev/null || missing+=(opentracker)
+# A plain web server for the web seed tests (BEP 19).
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
 command -v python3 >/dev/null || missing+=(python3 python3-pip)
 if [ "${#missing[@]}" -gt 0 ]; then
   sudo=""

@@ -10,7 +10,9 @@
 //! - one **storage thread** carries out writes, reads for uploads (answering the peer's writer
 //!   directly) and hash checks, in the order the engine emitted them, off the async threads;
 //! - an **announce task** talks to the torrent's HTTP trackers (BEP 3, 12, 23) and hands the
-//!   peers they return to the session.
+//!   peers they return to the session;
+//! - each **web seed** (BEP 19) has a task that answers the engine's requests with ranged HTTP
+//!   GETs, so the engine treats it as one more peer.
 //!
 //! Entry point: [`run`] with a [`SessionConfig`] and a shutdown future; progress is published
 //! on a `watch` channel.
@@ -23,6 +25,7 @@ mod peer_id;
 mod session;
 mod storage_worker;
 mod tracker;
+mod web_seed;
 
 pub use error::DriverError;
 pub use magnet::{Fetched, fetch_metadata};

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use shoal_metainfo::{Geometry, MetaVersion, PieceIndex, PieceVerifier, Torrent};
 use shoal_storage::{PieceStore, StorageError};
 use shoal_swarm::{Command, PeerKey, Stats, Swarm, Verification};
-use shoal_wire::Handshake;
+use shoal_wire::{Handshake, Reserved};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
@@ -19,6 +19,7 @@ use crate::connection::{self, Established, Link};
 use crate::error::DriverError;
 use crate::storage_worker::{self, Op};
 use crate::tracker::Announcer;
+use crate::web_seed::{WebLink, WebSeed};
 
 /// How often peers named in the configuration are dialled again while not connected.
 const REDIAL_INTERVAL: Duration = Duration::from_secs(3);
@@ -40,6 +41,8 @@ pub struct SessionConfig {
     pub peers: Vec<SocketAddr>,
     /// Tracker tiers to announce to (BEP 12); usually `torrent.trackers()`.
     pub trackers: Vec<Vec<String>>,
+    /// Web seed URLs (BEP 19); usually `torrent.web_seeds`. Used while downloading.
+    pub web_seeds: Vec<String>,
     /// The engine's settings.
     pub swarm: shoal_swarm::Config,
     /// Our peer id.
@@ -79,6 +82,8 @@ pub struct Summary {
     pub recheck_failed: u32,
     /// Addresses banned for sending data that failed verification.
     pub banned: Vec<IpAddr>,
+    /// Web seeds banned for the same reason.
+    pub banned_web_seeds: Vec<String>,
 }
 
 /// What reaches the session's event loop.
@@ -277,6 +282,28 @@ pub async fn run(
             .seed_for
             .map(|d| Instant::now().checked_add(d).unwrap_or_else(far_future));
     }
+    // Web seeds join as peers that have everything, while there is something to download.
+    let mut web: HashMap<PeerKey, WebLink> = HashMap::new();
+    let mut banned_web: Vec<String> = Vec::new();
+    if !finished && !config.web_seeds.is_empty() {
+        match shoal_storage::Layout::new(info) {
+            Ok(layout) => {
+                let layout = Arc::new(layout);
+                for url in &config.web_seeds {
+                    match WebSeed::new(url, info, layout.clone()) {
+                        Ok(seed) => {
+                            let key = PeerKey(next_key);
+                            next_key += 1;
+                            web.insert(key, WebLink::start(seed, key, events_tx.clone()));
+                            swarm.handle_connected(epoch.elapsed(), key, Reserved::shoal(false));
+                        }
+                        Err(e) => tracing::warn!(web_seed = %url, error = %e, "web seed not used"),
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "web seeds not used"),
+        }
+    }
     let publish = |swarm: &Swarm, peers: usize, complete: bool| {
         progress.send_modify(|p| {
             p.have = swarm.have().count();
@@ -376,8 +403,12 @@ pub async fn run(
         while let Some(command) = swarm.poll_command() {
             match command {
                 Command::Send { peer, frame } => {
-                    if let Some(handle) = peers.get(&peer) {
-                        let _ = handle.writer.send(frame);
+                    let writer = peers
+                        .get(&peer)
+                        .map(|h| &h.writer)
+                        .or_else(|| web.get(&peer).map(|w| &w.writer));
+                    if let Some(writer) = writer {
+                        let _ = writer.send(frame);
                     }
                 }
                 Command::Read { peer, block } => {
@@ -405,6 +436,9 @@ pub async fn run(
                 Command::Disconnect { peer, reason } => {
                     tracing::debug!(peer = ?peers.get(&peer).map(|h| h.addr), ?reason, "disconnecting");
                     drop_peer(&mut peers, peer);
+                    if let Some(link) = web.remove(&peer) {
+                        link.close();
+                    }
                 }
                 Command::Ban { peer } => {
                     if let Some(addr) = addresses.get(&peer) {
@@ -412,6 +446,11 @@ pub async fn run(
                         banned.insert(addr.ip());
                     }
                     drop_peer(&mut peers, peer);
+                    if let Some(link) = web.remove(&peer) {
+                        tracing::warn!(web_seed = %link.url, "web seed banned: sent data that failed verification");
+                        banned_web.push(link.url.clone());
+                        link.close();
+                    }
                 }
                 Command::Completed => {
                     let _ = ops_tx.send(Op::Finish);
@@ -426,11 +465,14 @@ pub async fn run(
             verified_since_flush = 0;
             last_flush = Instant::now();
         }
-        publish(&swarm, peers.len(), finished);
+        publish(&swarm, peers.len() + web.len(), finished);
     }
 
     // Shut down: close peers, make what was verified durable, stop the storage thread.
     for (_, link) in peers.drain() {
+        link.close();
+    }
+    for (_, link) in web.drain() {
         link.close();
     }
     if let Some(task) = accept_task {
@@ -462,6 +504,7 @@ pub async fn run(
         complete: finished,
         recheck_failed,
         banned,
+        banned_web_seeds: banned_web,
     })
 }
 

@@ -37,6 +37,7 @@ pub mod merkle;
 pub mod path;
 mod torrent;
 pub mod verify;
+pub mod web_seed;
 
 pub use bitfield::{Bitfield, BitfieldError};
 pub use error::{CreateError, MagnetError, MetainfoError};

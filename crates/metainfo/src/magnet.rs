@@ -21,7 +21,7 @@ pub const MAX_MAGNET_LEN: usize = 64 * 1024;
 const SHA256_MULTIHASH: &str = "1220";
 
 /// Characters written as they are; everything else is percent-encoded (RFC 3986 unreserved).
-const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
+pub(crate) const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'-')
     .remove(b'.')
     .remove(b'_')

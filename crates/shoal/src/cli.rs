@@ -72,6 +72,11 @@ pub struct DownloadArgs {
     /// A peer to connect to, HOST:PORT; repeat for more.
     #[arg(long = "peer", value_name = "HOST:PORT")]
     pub peers: Vec<String>,
+    /// A web seed (BEP 19) to download from too, besides those the torrent names: an http://
+    /// URL of the file (single-file torrents) or of the directory holding the torrent's
+    /// directory. Repeat for more.
+    #[arg(long = "web-seed", value_name = "URL")]
+    pub web_seeds: Vec<String>,
     /// Keep seeding this long after the download completes (e.g. 30s, 10m, 2h).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub seed_for: Option<std::time::Duration>,

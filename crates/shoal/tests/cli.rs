@@ -161,3 +161,34 @@ fn a_bad_magnet_link_is_a_clear_error() {
         stderr(&out)
     );
 }
+
+#[test]
+fn download_with_nowhere_to_download_from_says_so_and_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data.bin");
+    std::fs::write(&data, vec![7u8; 100_000]).unwrap();
+    let torrent = dir.path().join("t.torrent");
+    let made = shoal(&[
+        "torrent",
+        "create",
+        data.to_str().unwrap(),
+        "-o",
+        torrent.to_str().unwrap(),
+    ]);
+    assert!(made.status.success(), "{}", stderr(&made));
+    let out_dir = dir.path().join("out");
+    let out = shoal(&[
+        "torrent",
+        "download",
+        torrent.to_str().unwrap(),
+        "-o",
+        out_dir.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("nothing to download from") && err.contains("--peer"),
+        "{err}"
+    );
+    assert!(!out_dir.exists(), "nothing is created");
+}

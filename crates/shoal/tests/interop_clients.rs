@@ -43,7 +43,7 @@
 
 mod common;
 
-use common::payload;
+use common::{Made, payload, same_tree};
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
@@ -173,13 +173,6 @@ fn wait_for_port(port: u16, within: Duration) -> Result<(), String> {
     Ok(())
 }
 
-/// A torrent made by `shoal torrent create`, with its info-hashes.
-struct Made {
-    torrent: PathBuf,
-    v1: Option<String>,
-    v2: Option<String>,
-}
-
 impl Made {
     /// The 20-byte hashes peers announce: the v1 info-hash, the v2 one truncated (BEP 52).
     fn announced(&self) -> Vec<String> {
@@ -195,61 +188,9 @@ impl Made {
 }
 
 fn create(input: &Path, torrent: &Path, version: &str, tracker: Option<&str>) -> Made {
-    let mut command = Command::new(SHOAL);
-    command
-        .args(["torrent", "create"])
-        .arg(input)
-        .arg("-o")
-        .arg(torrent)
-        .args([
-            &format!("--{version}"),
-            "--piece-length",
-            "64KiB",
-            "--no-date",
-            "--json",
-        ]);
-    if let Some(url) = tracker {
-        command.args(["--tracker", url]);
-    }
-    let out = command.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let hash = |key: &str| json[key].as_str().map(str::to_owned);
-    Made {
-        torrent: torrent.to_owned(),
-        v1: hash("info_hash_v1"),
-        v2: hash("info_hash_v2"),
-    }
-}
-
-/// Compares every file under `expected` with the same path under `actual`, byte for byte.
-/// Skips BEP 47 padding (`.pad/`, present in a v1-only client's seed directory). With
-/// `empty_may_be_missing`, a zero-length file may be absent from `actual`.
-fn same_tree(expected: &Path, actual: &Path, empty_may_be_missing: bool) {
-    if expected.is_file() {
-        let want = std::fs::read(expected).unwrap();
-        if want.is_empty() && empty_may_be_missing && !actual.exists() {
-            return;
-        }
-        let got = std::fs::read(actual)
-            .unwrap_or_else(|e| panic!("{}: cannot read: {e}", actual.display()));
-        assert!(want == got, "{} differs", actual.display());
-        return;
-    }
-    for entry in std::fs::read_dir(expected).unwrap() {
-        let entry = entry.unwrap();
-        if entry.file_name() == ".pad" {
-            continue;
-        }
-        same_tree(
-            &entry.path(),
-            &actual.join(entry.file_name()),
-            empty_may_be_missing,
-        );
+    match tracker {
+        Some(url) => common::create(input, torrent, version, &["--tracker", url]),
+        None => common::create(input, torrent, version, &[]),
     }
 }
 

@@ -78,40 +78,11 @@ fn shoal_download(what: &std::ffi::OsStr, out: &Path, port: u16) -> std::process
 }
 
 fn create(input: &Path, torrent: &Path, version: &str) {
-    let out = Command::new(SHOAL)
-        .args(["torrent", "create"])
-        .arg(input)
-        .arg("-o")
-        .arg(torrent)
-        .args([
-            &format!("--{version}"),
-            "--piece-length",
-            "64KiB",
-            "--no-date",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::create(input, torrent, version, &[]);
 }
 
-fn same_tree(a: &Path, b: &Path) {
-    if a.is_file() {
-        assert_eq!(
-            std::fs::read(a).unwrap(),
-            std::fs::read(b).unwrap(),
-            "{} differs",
-            b.display()
-        );
-        return;
-    }
-    for entry in std::fs::read_dir(a).unwrap() {
-        let entry = entry.unwrap();
-        same_tree(&entry.path(), &b.join(entry.file_name()));
-    }
+fn same_tree(expected: &Path, actual: &Path) {
+    common::same_tree(expected, actual, false);
 }
 
 #[test]

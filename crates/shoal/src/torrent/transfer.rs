@@ -52,6 +52,22 @@ pub fn download(args: DownloadArgs) -> anyhow::Result<()> {
         Arc::new(read_torrent(Path::new(&args.torrent))?)
     };
     let info = torrent.info();
+    let web_seeds: Vec<String> = torrent
+        .web_seeds
+        .iter()
+        .chain(&args.web_seeds)
+        .cloned()
+        .collect();
+    if peers.is_empty()
+        && torrent.trackers().is_empty()
+        && web_seeds.is_empty()
+        && args.listen.is_none()
+    {
+        anyhow::bail!(
+            "nothing to download from: the torrent names no tracker and no web seed; give a peer \
+             (--peer HOST:PORT), a web seed (--web-seed URL), or a port peers can reach (--listen PORT)"
+        );
+    }
     let id = torrent
         .info_hashes()
         .v2()
@@ -79,6 +95,7 @@ pub fn download(args: DownloadArgs) -> anyhow::Result<()> {
         listen: args.listen,
         peers,
         trackers: torrent.trackers(),
+        web_seeds,
         swarm: swarm_config(args.listen.map(|a| a.port())),
         peer_id: shoal_driver::new_peer_id(),
         seed_for: args.seed_for,
@@ -114,6 +131,7 @@ pub fn download(args: DownloadArgs) -> anyhow::Result<()> {
             "pieces_failed": summary.stats.pieces_failed,
             "peers_banned": summary.banned.len(),
             "banned": summary.banned.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "banned_web_seeds": summary.banned_web_seeds,
             "path": args.output.join(&name),
         }))?;
     } else {
@@ -139,6 +157,7 @@ pub fn seed(args: SeedArgs) -> anyhow::Result<()> {
         listen: Some(args.listen),
         peers,
         trackers: torrent.trackers(),
+        web_seeds: Vec::new(),
         swarm: swarm_config(Some(args.listen.port())),
         peer_id: shoal_driver::new_peer_id(),
         seed_for: Some(args.seed_for.unwrap_or(Duration::MAX)),
