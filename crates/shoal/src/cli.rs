@@ -105,6 +105,11 @@ pub struct SeedArgs {
     /// Stop after this long (default: until Ctrl-C).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub seed_for: Option<std::time::Duration>,
+    /// Super-seed (BEP 16): tell each peer of one piece at a time, so that this seed sends each
+    /// piece about once and the peers trade the rest. For a lone origin seed with many
+    /// downloaders at once; slower for a single downloader.
+    #[arg(long)]
+    pub super_seed: bool,
 }
 
 const CREATE_AFTER_HELP: &str = "\

@@ -249,3 +249,70 @@ fn killed_half_way_resumes_without_downloading_again() {
         "downloaded {again} bytes again of {SIZE}"
     );
 }
+
+#[test]
+fn a_super_seeding_origin_sends_each_piece_about_once_to_leechers_that_trade() {
+    let f = fixture(8 << 20, "256KiB");
+    let size = 8u64 << 20;
+    let origin_ip = ip(60);
+    let port = free_port(origin_ip);
+    let origin = Running(
+        Command::new(SHOAL)
+            .args(["torrent", "seed"])
+            .arg(&f.torrent)
+            .arg("--data")
+            .arg(&f.data)
+            .args(["--listen", &format!("{origin_ip}:{port}")])
+            .args(["--seed-for", "300s", "--super-seed"])
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for_port(origin_ip, port);
+    let origin_addr = format!("{origin_ip}:{port}");
+    // Three leechers, each listening on its own address and told of the origin and each other;
+    // each keeps seeding a little after it completes, so the others can finish from it.
+    let leechers: Vec<(Ipv4Addr, u16)> = (61..64).map(|n| (ip(n), free_port(ip(n)))).collect();
+    let children: Vec<std::process::Child> = leechers
+        .iter()
+        .enumerate()
+        .map(|(i, &(lip, lport))| {
+            let mut peers = vec![origin_addr.clone()];
+            peers.extend(
+                leechers
+                    .iter()
+                    .filter(|&&(other, _)| other != lip)
+                    .map(|(oip, oport)| format!("{oip}:{oport}")),
+            );
+            download(&f, &f.root.join(format!("out{i}")), &peers)
+                .args(["--listen", &format!("{lip}:{lport}"), "--seed-for", "10s"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut downloaded = 0;
+    let mut uploaded = 0;
+    for (i, child) in children.into_iter().enumerate() {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "leecher {i} failed");
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+        downloaded += report["downloaded"].as_u64().unwrap();
+        uploaded += report["uploaded"].as_u64().unwrap();
+        assert_eq!(
+            std::fs::read(f.root.join(format!("out{i}/payload.bin"))).unwrap(),
+            std::fs::read(&f.data).unwrap(),
+            "leecher {i}"
+        );
+    }
+    drop(origin);
+    // What the leechers got and did not get from each other came from the origin (plain
+    // seeding sends well over twice the file here).
+    let from_origin = downloaded - uploaded;
+    assert!(
+        from_origin <= size + size / 2,
+        "the origin sent {from_origin} bytes of an {size}-byte file to 3 leechers"
+    );
+    assert!(uploaded > 0, "the leechers traded among themselves");
+}

@@ -31,6 +31,11 @@ pub struct Config {
     pub client_name: String,
     /// Our listening port, advertised in the extension handshake. Default: none.
     pub listen_port: Option<u16>,
+    /// BEP 16 super-seeding, for an engine that starts with every piece (a lone origin seed):
+    /// peers are told of one piece at a time, the rarest, and of the next once that one has
+    /// spread, so the origin sends each piece about once. Slower for a single downloader;
+    /// saves the origin's upload when many download at once. Default: off.
+    pub super_seed: bool,
     /// Seed for the engine's random choices (piece tie-breaks). Default: 0; the driver should
     /// pass a random seed so that swarms do not all pick alike.
     pub seed: u64,
@@ -50,6 +55,7 @@ impl Default for Config {
             max_violations: 20,
             client_name: concat!("Shoal/", env!("CARGO_PKG_VERSION")).to_owned(),
             listen_port: None,
+            super_seed: false,
             seed: 0,
         }
     }

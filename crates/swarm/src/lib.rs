@@ -19,6 +19,8 @@
 //!   several is downloaded again and the blocks compared ("smart ban"): whoever sent a block
 //!   that differs from the verified one is banned.
 //! - **Timeouts**: snubbing of peers that stop delivering, idle disconnects, keep-alives.
+//! - **Super-seeding** (BEP 16, [`Config::super_seed`]): a lone origin seed offers each peer
+//!   one piece at a time so that each piece leaves it about once.
 #![forbid(unsafe_code)]
 
 mod command;
@@ -28,6 +30,7 @@ mod peer;
 pub mod picker;
 mod rate;
 mod rng;
+mod super_seed;
 mod swarm;
 
 pub use command::{Command, DisconnectReason, PeerKey, Verification};

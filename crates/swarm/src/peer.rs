@@ -1,5 +1,6 @@
 //! What the engine knows about one connected peer.
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use shoal_metainfo::{Bitfield, BlockRef};
@@ -50,6 +51,9 @@ pub struct Peer {
     pub ut_metadata: Option<u8>,
     /// Protocol violations so far.
     pub violations: u32,
+    /// Blocks we cancelled that may still arrive (a cancel crosses the data on the wire): such
+    /// a block is no violation. Oldest first, at most [`Peer::MAX_CANCELLED`].
+    pub cancelled: VecDeque<BlockRef>,
 }
 
 impl Peer {
@@ -76,6 +80,29 @@ impl Peer {
             max_requests,
             ut_metadata: None,
             violations: 0,
+            cancelled: VecDeque::new(),
+        }
+    }
+
+    /// How many cancelled blocks are remembered per peer.
+    pub const MAX_CANCELLED: usize = 1024;
+
+    /// Remembers that we cancelled our request for `block`.
+    pub fn cancelled(&mut self, block: BlockRef) {
+        if self.cancelled.len() == Self::MAX_CANCELLED {
+            self.cancelled.pop_front();
+        }
+        self.cancelled.push_back(block);
+    }
+
+    /// Returns true if and only if `block` answers a request we cancelled (and forgets it).
+    pub fn was_cancelled(&mut self, block: &BlockRef) -> bool {
+        match self.cancelled.iter().position(|b| b == block) {
+            Some(at) => {
+                self.cancelled.remove(at);
+                true
+            }
+            None => false,
         }
     }
 }

@@ -13,6 +13,7 @@ use crate::command::{Command, DisconnectReason, PeerKey, Verification};
 use crate::config::Config;
 use crate::peer::Peer;
 use crate::picker::{Picker, Received};
+use crate::super_seed::SuperSeed;
 
 /// Our extended-message id for `ut_metadata` (BEP 9), advertised in our extension handshake.
 pub const UT_METADATA_ID: u8 = 2;
@@ -54,6 +55,8 @@ pub struct Swarm {
     next_tick: Duration,
     completed: bool,
     stats: Stats,
+    /// Present while super-seeding (BEP 16).
+    super_seed: Option<SuperSeed>,
 }
 
 impl Swarm {
@@ -69,7 +72,10 @@ impl Swarm {
     ) -> Self {
         let picker = Picker::new(geometry.clone(), have, config.seed);
         let completed = picker.is_complete();
+        let super_seed = (config.super_seed && completed)
+            .then(|| SuperSeed::new(geometry.piece_count(), config.seed));
         Self {
+            super_seed,
             next_rotation: config.rotation_interval,
             config,
             request_geometry: geometry.clone(),
@@ -161,7 +167,12 @@ impl Swarm {
         self.peers.insert(key, peer);
         // BEP 3 and BEP 6: the piece announcement comes first.
         let have = self.picker.have();
-        if reserved.fast() && have.is_full() {
+        if self.super_seed.is_some() {
+            // BEP 16: we appear to have nothing; pieces are offered one by one below.
+            if reserved.fast() {
+                self.send(now, key, Message::HaveNone);
+            }
+        } else if reserved.fast() && have.is_full() {
             self.send(now, key, Message::HaveAll);
         } else if reserved.fast() && have.count() == 0 {
             self.send(now, key, Message::HaveNone);
@@ -176,7 +187,7 @@ impl Swarm {
                 client: Some(self.config.client_name.clone()),
                 request_queue: Some(self.config.max_requests),
                 metadata_size: self.metadata.as_ref().map(|m| m.len() as u64),
-                upload_only: self.picker.is_complete(),
+                upload_only: self.picker.is_complete() && self.super_seed.is_none(),
                 ..ExtensionHandshake::default()
             };
             self.send(
@@ -188,7 +199,20 @@ impl Swarm {
                 },
             );
         }
+        self.offer_next(now, key);
         self.next_tick = self.next_tick.min(now + TICK);
+    }
+
+    /// While super-seeding: tells `key` of the next piece to fetch from us.
+    fn offer_next(&mut self, now: Duration, key: PeerKey) {
+        let (Some(super_seed), Some(peer)) = (self.super_seed.as_mut(), self.peers.get(&key))
+        else {
+            return;
+        };
+        let picker = &self.picker;
+        if let Some(piece) = super_seed.offer(key, &peer.has, |p| picker.availability(p)) {
+            self.send(now, key, Message::Have { piece });
+        }
     }
 
     /// The connection to `key` is gone (closed by either side, or after our `Disconnect`).
@@ -200,6 +224,9 @@ impl Swarm {
         let Some(peer) = self.peers.remove(&key) else {
             return;
         };
+        if let Some(super_seed) = self.super_seed.as_mut() {
+            super_seed.forget(key);
+        }
         for block in &peer.requests {
             self.picker.release(block);
         }
@@ -312,8 +339,12 @@ impl Swarm {
             Message::Choke => {
                 peer.peer_choking = true;
                 if !peer.reserved.fast() {
-                    // Without the fast extension a choke silently drops every request.
+                    // Without the fast extension a choke silently drops every request (blocks
+                    // already on the wire may still come).
                     let requests = std::mem::take(&mut peer.requests);
+                    for block in &requests {
+                        peer.cancelled(*block);
+                    }
                     for block in &requests {
                         self.picker.release(block);
                     }
@@ -433,6 +464,17 @@ impl Swarm {
         } else {
             self.picker.add_availability(piece);
         }
+        if let Some(super_seed) = &self.super_seed {
+            // The peer finished its offer: give it the next. Others offered this piece can now
+            // get it from this peer: give them theirs too.
+            let mut next = super_seed.offered_to_others(piece, key);
+            if super_seed.offered(key) == Some(piece) {
+                next.push(key);
+            }
+            for other in next {
+                self.offer_next(now, other);
+            }
+        }
         self.update_interest(now, key);
     }
 
@@ -455,6 +497,11 @@ impl Swarm {
         peer.has = bits;
         if peer.is_seed && self.picker.is_complete() {
             return self.disconnect(now, key, DisconnectReason::BothSeeds);
+        }
+        // The piece offered on connect may be one the peer turns out to have.
+        let offered = self.super_seed.as_ref().and_then(|s| s.offered(key));
+        if offered.is_some_and(|piece| peer.has.contains(piece)) {
+            self.offer_next(now, key);
         }
         self.update_interest(now, key);
     }
@@ -546,9 +593,10 @@ impl Swarm {
         peer.download.add(now, u64::from(block.len));
         peer.last_block = now;
         peer.snubbed = false;
-        if !requested {
-            // Unrequested data (a late answer to a cancelled request) is still welcome if needed;
-            // it is verified like any other.
+        // A late answer to a request we cancelled is normal (the cancel crossed it on the wire)
+        // and still welcome if needed; it is verified like any other. A block never asked for
+        // at all is a violation, though it too is kept if needed.
+        if !requested && !peer.was_cancelled(&block) {
             self.violation(now, key, "block never requested");
         }
         match self.picker.receive(&block, key) {
@@ -590,6 +638,7 @@ impl Swarm {
             .filter_map(|(k, p)| {
                 let at = p.requests.iter().position(|b| b == block)?;
                 p.requests.remove(at);
+                p.cancelled(*block);
                 Some(*k)
             })
             .collect();
@@ -852,6 +901,9 @@ impl Swarm {
             {
                 peer.snubbed = true;
                 let requests = std::mem::take(&mut peer.requests);
+                for block in &requests {
+                    peer.cancelled(*block);
+                }
                 for block in &requests {
                     self.picker.release(block);
                     let cancel = Message::Cancel {

@@ -158,7 +158,10 @@ pub fn seed(args: SeedArgs) -> anyhow::Result<()> {
         peers,
         trackers: torrent.trackers(),
         web_seeds: Vec::new(),
-        swarm: swarm_config(Some(args.listen.port())),
+        swarm: shoal_swarm::Config {
+            super_seed: args.super_seed,
+            ..swarm_config(Some(args.listen.port()))
+        },
         peer_id: shoal_driver::new_peer_id(),
         seed_for: Some(args.seed_for.unwrap_or(Duration::MAX)),
         max_peers: 500,

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use shoal_metainfo::create::{CreateOptions, InputFile, Plan};
 use shoal_metainfo::{Bitfield, MetaVersion, PathComponent, PieceVerifier, Torrent, TorrentPath};
-use shoal_swarm::{Command, Config, PeerKey, Swarm, Verification};
+use shoal_swarm::{Command, Config, DisconnectReason, PeerKey, Swarm, Verification};
 use shoal_wire::{DEFAULT_MAX_FRAME, Message, Reserved, decode_frame};
 
 /// A torrent over one synthetic file, and the file's bytes.
@@ -65,6 +65,8 @@ pub struct Node {
     pub completed_at: Option<Duration>,
     pub banned: Vec<PeerKey>,
     pub sent_messages: Vec<(PeerKey, String)>,
+    /// Every connection this node closed, and why.
+    pub disconnects: Vec<(PeerKey, DisconnectReason)>,
 }
 
 /// The network. Node `i` knows node `j` as `PeerKey(j)`.
@@ -111,6 +113,7 @@ impl Net {
             completed_at: None,
             banned: Vec::new(),
             sent_messages: Vec::new(),
+            disconnects: Vec::new(),
         });
         self.nodes.len() - 1
     }
@@ -266,7 +269,10 @@ impl Net {
             Command::Verified { .. } => {}
             Command::Completed => self.nodes[i].completed_at = Some(now),
             Command::Ban { peer } => self.nodes[i].banned.push(peer),
-            Command::Disconnect { peer, .. } => self.disconnect(i, peer.0 as usize),
+            Command::Disconnect { peer, reason } => {
+                self.nodes[i].disconnects.push((peer, reason));
+                self.disconnect(i, peer.0 as usize);
+            }
         }
     }
 
