@@ -29,9 +29,15 @@ fuzz_target!(|data: &[u8]| {
     if shape & 0x40 != 0 {
         have.insert(0);
     }
+    // A complete origin that super-seeds (BEP 16).
+    let super_seed = shape & 0x20 != 0;
+    if super_seed {
+        have = Bitfield::full(geometry.piece_count());
+    }
     let mut swarm = Swarm::new(
         Config {
             upload_slots: 2,
+            super_seed,
             ..Config::default()
         },
         geometry,
