@@ -47,6 +47,9 @@ struct Partial {
     /// Who sent each received block.
     senders: Vec<Option<PeerKey>>,
     open: u32,
+    /// No block below this index is open: where the search for open blocks starts, so taking
+    /// blocks one at a time from a large piece is not quadratic.
+    first_open: u32,
     received: u32,
 }
 
@@ -200,6 +203,7 @@ impl Picker {
                 blocks: vec![BlockState::Open; blocks as usize],
                 senders: vec![None; blocks as usize],
                 open: blocks,
+                first_open: 0,
                 received: 0,
             },
         );
@@ -280,21 +284,31 @@ impl Picker {
     }
 
     fn take_open(&mut self, piece: u32, max: usize, start_len: usize, out: &mut Vec<BlockRef>) {
-        let Some(partial) = self.partials.get(&piece) else {
+        let mut want = max.saturating_sub(out.len() - start_len);
+        let Some(partial) = self.partials.get_mut(&piece) else {
             return;
         };
-        let open: Vec<u32> = (0..partial.blocks.len() as u32)
-            .filter(|&i| partial.blocks[i as usize] == BlockState::Open)
-            .take(max.saturating_sub(out.len() - start_len))
-            .collect();
-        for index in open {
-            let block = self.block_ref(piece, index);
-            if let Some(partial) = self.partials.get_mut(&piece) {
-                partial.blocks[index as usize] = BlockState::Requested(1);
+        if partial.open == 0 || want == 0 {
+            return;
+        }
+        let mut taken = Vec::with_capacity(want.min(partial.open as usize));
+        let mut index = partial.first_open as usize;
+        while index < partial.blocks.len() {
+            if partial.blocks[index] == BlockState::Open {
+                if want == 0 {
+                    break;
+                }
+                partial.blocks[index] = BlockState::Requested(1);
                 partial.open -= 1;
-                self.open_in_partials -= 1;
+                taken.push(index as u32);
+                want -= 1;
             }
-            out.push(block);
+            index += 1;
+        }
+        partial.first_open = index as u32;
+        self.open_in_partials -= taken.len() as u64;
+        for index in taken {
+            out.push(self.block_ref(piece, index));
         }
     }
 
@@ -310,6 +324,7 @@ impl Picker {
                 partial.blocks[index] = BlockState::Requested(n - 1);
             } else {
                 partial.blocks[index] = BlockState::Open;
+                partial.first_open = partial.first_open.min(index as u32);
                 partial.open += 1;
                 self.open_in_partials += 1;
             }
@@ -447,6 +462,13 @@ impl Picker {
                 .count() as u32;
             if counted != partial.open || received != partial.received {
                 return Err(format!("piece {piece}: block counters are off"));
+            }
+            if partial.blocks[..(partial.first_open as usize).min(partial.blocks.len())]
+                .contains(&BlockState::Open)
+            {
+                return Err(format!(
+                    "piece {piece}: an open block below the search start"
+                ));
             }
             let complete = received as usize == partial.blocks.len();
             if complete != (self.state[*piece as usize] == PieceState::Verifying) {
