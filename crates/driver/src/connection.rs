@@ -4,7 +4,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
 use shoal_swarm::PeerKey;
 use shoal_wire::{DEFAULT_MAX_FRAME, HANDSHAKE_LEN, Handshake, WireError, decode_frame};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -13,6 +12,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::read_buffers;
 use crate::session::Event;
 
 /// How long a peer may take to complete the handshake.
@@ -153,43 +153,56 @@ pub(crate) fn dial(
     })
 }
 
-/// How much the reader asks the socket for at a time.
-const READ_CHUNK: usize = 256 * 1024;
-
 /// Reads frames and hands each payload (the bytes after the length prefix) to the session as a
-/// view of the read buffer, not a copy. Ends on EOF, a socket error or a protocol error,
-/// reporting why.
+/// view of the buffer it was read into, not a copy. A buffer is frozen once it holds a whole
+/// frame; a partial frame at its end starts the next buffer. Ends on EOF, a socket error or a
+/// protocol error, reporting why.
 pub(crate) async fn read_frames(
     mut reader: OwnedReadHalf,
     leftover: Vec<u8>,
     peer: PeerKey,
     events: mpsc::Sender<Event>,
 ) {
-    let mut buf = BytesMut::from(&leftover[..]);
+    let mut buf = read_buffers::take();
+    buf.extend_from_slice(&leftover);
     let error = loop {
-        let mut failed = None;
-        loop {
-            match decode_frame(&buf, DEFAULT_MAX_FRAME) {
-                Ok(Some((_, used))) => {
-                    let mut frame = buf.split_to(used);
-                    let frame = frame.split_off(4).freeze();
-                    if events.send(Event::Frame { peer, frame }).await.is_err() {
-                        return;
+        match decode_frame(&buf, DEFAULT_MAX_FRAME) {
+            // At least one whole frame: hand out every whole frame as a view.
+            Ok(Some(_)) => {
+                let chunk = read_buffers::freeze(std::mem::replace(&mut buf, read_buffers::take()));
+                let mut at = 0;
+                let mut failed = None;
+                loop {
+                    match decode_frame(&chunk[at..], DEFAULT_MAX_FRAME) {
+                        Ok(Some((_, used))) => {
+                            let frame = chunk.slice(at + 4..at + used);
+                            at += used;
+                            if events.send(Event::Frame { peer, frame }).await.is_err() {
+                                return;
+                            }
+                        }
+                        Ok(None) => break,
+                        Err(e) => {
+                            failed = Some(e.to_string());
+                            break;
+                        }
                     }
                 }
-                Ok(None) => break,
-                Err(e) => {
-                    failed = Some(e.to_string());
-                    break;
+                if let Some(e) = failed {
+                    break Some(e);
                 }
+                buf.extend_from_slice(&chunk[at..]);
             }
+            Ok(None) => {}
+            Err(e) => break Some(e.to_string()),
         }
-        if let Some(e) = failed {
-            break Some(e);
-        }
-        // Frames still held elsewhere keep their part of the old allocation; the partial frame
-        // left here moves to a fresh one only when this one is full.
-        buf.reserve(READ_CHUNK);
+        // Room for the frame under way (checked against the limit above) or a chunk's worth.
+        let wanted = match buf.get(..4) {
+            Some(prefix) => prefix_len(prefix) + 4,
+            None => 0,
+        };
+        let room = wanted.max(buf.len() + 1).max(read_buffers::CHUNK);
+        buf.reserve(room - buf.len());
         match reader.read_buf(&mut buf).await {
             Ok(0) => break None,
             Ok(_) => {}
@@ -197,6 +210,13 @@ pub(crate) async fn read_frames(
         }
     };
     let _ = events.send(Event::Closed { peer, error }).await;
+}
+
+/// The length a frame's 4-byte prefix announces.
+fn prefix_len(prefix: &[u8]) -> usize {
+    let mut len = [0u8; 4];
+    len.copy_from_slice(prefix);
+    u32::from_be_bytes(len) as usize
 }
 
 /// Writes queued frames, coalescing whatever is already waiting into one write.

@@ -22,6 +22,7 @@ mod connection;
 mod error;
 mod magnet;
 mod peer_id;
+mod read_buffers;
 mod session;
 mod storage_worker;
 mod tracker;
