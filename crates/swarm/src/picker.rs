@@ -11,7 +11,7 @@
 //! rarest and stops at the first pieces the peer has: no sorting, no rescan of pieces already
 //! started or done.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use shoal_metainfo::{BLOCK_SIZE, Bitfield, BlockRef, Geometry, PieceIndex};
 
@@ -79,6 +79,8 @@ pub struct Picker {
     partials: BTreeMap<u32, Partial>,
     /// Open blocks across all partial pieces.
     open_in_partials: u64,
+    /// The started pieces that still have open blocks (those a pick looks at first).
+    with_open: BTreeSet<u32>,
     have: Bitfield,
     wanted_remaining: u32,
     rng: Rng,
@@ -95,6 +97,7 @@ impl Picker {
             slot: vec![NO_SLOT; n as usize],
             partials: BTreeMap::new(),
             open_in_partials: 0,
+            with_open: BTreeSet::new(),
             wanted_remaining: 0,
             indexes: geometry.pieces().collect(),
             have: Bitfield::new(n),
@@ -197,6 +200,9 @@ impl Picker {
         self.state[piece as usize] = PieceState::InFlight;
         let blocks = self.geometry.blocks_in(self.indexes[piece as usize]);
         self.open_in_partials += u64::from(blocks);
+        if blocks > 0 {
+            self.with_open.insert(piece);
+        }
         self.partials.insert(
             piece,
             Partial {
@@ -231,7 +237,7 @@ impl Picker {
         let start_len = out.len();
         let full = |out: &Vec<BlockRef>| out.len() - start_len >= max;
         // 1. Open blocks of pieces already started.
-        let started: Vec<u32> = self.partials.keys().copied().filter(|&p| has(p)).collect();
+        let started: Vec<u32> = self.with_open.iter().copied().filter(|&p| has(p)).collect();
         for piece in &started {
             self.take_open(*piece, max, start_len, out);
             if full(out) {
@@ -306,6 +312,9 @@ impl Picker {
             index += 1;
         }
         partial.first_open = index as u32;
+        if partial.open == 0 {
+            self.with_open.remove(&piece);
+        }
         self.open_in_partials -= taken.len() as u64;
         for index in taken {
             out.push(self.block_ref(piece, index));
@@ -327,6 +336,7 @@ impl Picker {
                 partial.first_open = partial.first_open.min(index as u32);
                 partial.open += 1;
                 self.open_in_partials += 1;
+                self.with_open.insert(block.piece.get());
             }
         }
     }
@@ -344,6 +354,9 @@ impl Picker {
                 if state == BlockState::Open {
                     partial.open -= 1;
                     self.open_in_partials -= 1;
+                    if partial.open == 0 {
+                        self.with_open.remove(&piece);
+                    }
                 }
                 partial.blocks[index] = BlockState::Received;
                 partial.senders[index] = Some(from);
@@ -365,6 +378,7 @@ impl Picker {
             return None;
         }
         let partial = self.partials.remove(&piece)?;
+        self.with_open.remove(&piece);
         if passed {
             self.state[piece as usize] = PieceState::Have;
             self.have.insert(piece);
@@ -478,6 +492,15 @@ impl Picker {
                 ));
             }
             open += u64::from(counted);
+        }
+        let with_open: BTreeSet<u32> = self
+            .partials
+            .iter()
+            .filter(|(_, p)| p.open > 0)
+            .map(|(&piece, _)| piece)
+            .collect();
+        if with_open != self.with_open {
+            return Err("the set of pieces with open blocks is off".to_owned());
         }
         if open != self.open_in_partials {
             return Err(format!(
