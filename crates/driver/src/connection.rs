@@ -14,6 +14,7 @@ use tokio::task::JoinHandle;
 
 use crate::read_buffers;
 use crate::session::Event;
+use crate::write_budget::{WriteBudget, block_bytes};
 
 /// How long a peer may take to complete the handshake.
 pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -107,11 +108,12 @@ impl Link {
         done: Established,
         key: PeerKey,
         events: mpsc::Sender<Event>,
+        budget: WriteBudget,
     ) -> (Self, Handshake) {
         let (read_half, write_half) = done.stream.into_split();
         let (writer, queue) = mpsc::unbounded_channel();
         tokio::spawn(write_frames(write_half, queue));
-        let reader = tokio::spawn(read_frames(read_half, done.leftover, key, events));
+        let reader = tokio::spawn(read_frames(read_half, done.leftover, key, events, budget));
         (
             Self {
                 writer,
@@ -162,6 +164,7 @@ pub(crate) async fn read_frames(
     leftover: Vec<u8>,
     peer: PeerKey,
     events: mpsc::Sender<Event>,
+    budget: WriteBudget,
 ) {
     let mut buf = read_buffers::take();
     buf.extend_from_slice(&leftover);
@@ -177,6 +180,8 @@ pub(crate) async fn read_frames(
                         Ok(Some((_, used))) => {
                             let frame = chunk.slice(at + 4..at + used);
                             at += used;
+                            // Blocks wait here while the disk is behind.
+                            budget.take(block_bytes(&frame)).await;
                             if events.send(Event::Frame { peer, frame }).await.is_err() {
                                 return;
                             }

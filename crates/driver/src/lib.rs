@@ -27,6 +27,7 @@ mod session;
 mod storage_worker;
 mod tracker;
 mod web_seed;
+mod write_budget;
 
 pub use error::DriverError;
 pub use magnet::{Fetched, fetch_metadata};

@@ -16,6 +16,7 @@ use crate::connection::{self, Link};
 use crate::error::DriverError;
 use crate::session::{Event, Progress};
 use crate::tracker::Announcer;
+use crate::write_budget::{WRITE_BUDGET, WriteBudget};
 
 /// How often known peers that are not connected are dialled again.
 const REDIAL_INTERVAL: Duration = Duration::from_secs(3);
@@ -56,6 +57,8 @@ pub async fn fetch_metadata(
         peer_id,
     };
     let (events_tx, mut events) = mpsc::channel::<Event>(256);
+    // Peers send no blocks while we fetch metadata; a budget bounds any that come anyway.
+    let budget = WriteBudget::new(WRITE_BUDGET);
 
     let accepted = std::sync::Arc::new(accepted);
     let dial =
@@ -115,7 +118,7 @@ pub async fn fetch_metadata(
                     Event::Connected(done) => {
                         let key = PeerKey(next_key);
                         next_key += 1;
-                        let (link, theirs) = Link::start(done, key, events_tx.clone());
+                        let (link, theirs) = Link::start(done, key, events_tx.clone(), budget.clone());
                         reached.push(link.addr);
                         writers.insert(key, link);
                         fetch.handle_connected(now, key, theirs.reserved);

@@ -20,6 +20,7 @@ use crate::error::DriverError;
 use crate::storage_worker::{self, Op};
 use crate::tracker::Announcer;
 use crate::web_seed::{WebLink, WebSeed};
+use crate::write_budget::{WRITE_BUDGET, WriteBudget, block_bytes};
 
 /// How often peers named in the configuration are dialled again while not connected.
 const REDIAL_INTERVAL: Duration = Duration::from_secs(3);
@@ -201,13 +202,16 @@ pub async fn run(
 
     let (events_tx, mut events) = mpsc::channel::<Event>(1024);
     let (ops_tx, ops_rx) = std::sync::mpsc::channel::<Op>();
+    // Received block bytes not yet on disk: readers wait when it runs out.
+    let write_budget = WriteBudget::new(WRITE_BUDGET);
     let storage_thread = {
+        let budget = write_budget.clone();
         let store = config.store.clone();
         let verifier = verifier.clone();
         let events = events_tx.clone();
         std::thread::Builder::new()
             .name("shoal-storage".into())
-            .spawn(move || storage_worker::run(store, verifier, ops_rx, events))
+            .spawn(move || storage_worker::run(store, verifier, ops_rx, events, budget))
             .map_err(|_| DriverError::StorageThread)?
     };
 
@@ -276,6 +280,8 @@ pub async fn run(
     let mut seed_until: Option<Instant> = None;
     let mut failure: Option<DriverError> = None;
     let mut verified_since_flush = 0u32;
+    // Write budget taken by the readers for the blocks handled in this turn of the loop.
+    let mut budget_taken = 0usize;
     let mut last_flush = Instant::now();
     if finished {
         seed_until = config
@@ -294,7 +300,10 @@ pub async fn run(
                         Ok(seed) => {
                             let key = PeerKey(next_key);
                             next_key += 1;
-                            web.insert(key, WebLink::start(seed, key, events_tx.clone()));
+                            web.insert(
+                                key,
+                                WebLink::start(seed, key, events_tx.clone(), write_budget.clone()),
+                            );
                             swarm.handle_connected(epoch.elapsed(), key, Reserved::shoal(false));
                         }
                         Err(e) => tracing::warn!(web_seed = %url, error = %e, "web seed not used"),
@@ -343,7 +352,7 @@ pub async fn run(
                         }
                         let key = PeerKey(next_key);
                         next_key += 1;
-                        let (link, theirs) = Link::start(done, key, events_tx.clone());
+                        let (link, theirs) = Link::start(done, key, events_tx.clone(), write_budget.clone());
                         addresses.insert(key, link.addr);
                         peers.insert(key, link);
                         swarm.handle_connected(now, key, theirs.reserved);
@@ -358,7 +367,10 @@ pub async fn run(
                         });
                         }
                     }
-                    Event::Frame { peer, frame } => match swarm.handle_frame(now, peer, frame) {
+                    Event::Frame { peer, frame } => match {
+                        budget_taken += block_bytes(&frame);
+                        swarm.handle_frame(now, peer, frame)
+                    } {
                         Ok(()) => {}
                         Err(e) => {
                             tracing::debug!(peer = ?peers.get(&peer).map(|h| h.addr), error = %e, "peer broke the protocol");
@@ -421,6 +433,8 @@ pub async fn run(
                     }
                 }
                 Command::Write { block, data, .. } => {
+                    // The storage thread gives this block's budget back once it is written.
+                    budget_taken = budget_taken.saturating_sub(data.len());
                     let _ = ops_tx.send(Op::Write { block, data });
                 }
                 Command::Verify {
@@ -457,6 +471,8 @@ pub async fn run(
                 }
             }
         }
+        // Budget taken for a block the engine did not keep (unwanted, refused) comes back now.
+        write_budget.give_back(std::mem::take(&mut budget_taken));
         // Durability in batches: the resume data names every piece verified up to here.
         if verified_since_flush > 0
             && (verified_since_flush >= 64 || last_flush.elapsed() >= Duration::from_secs(2))

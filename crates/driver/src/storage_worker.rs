@@ -17,6 +17,7 @@ use shoal_wire::Message;
 use tokio::sync::mpsc;
 
 use crate::session::Event;
+use crate::write_budget::WriteBudget;
 
 /// Work for the storage thread.
 pub(crate) enum Op {
@@ -46,13 +47,16 @@ pub(crate) fn run(
     verifier: Arc<PieceVerifier>,
     ops: std::sync::mpsc::Receiver<Op>,
     events: mpsc::Sender<Event>,
+    budget: WriteBudget,
 ) {
     let mut piece_buf = Vec::new();
     let mut hashing = Hashing::default();
     for op in ops {
         let event = match op {
             Op::Write { block, data } => {
-                match store.write(block.piece.get(), block.offset, &data) {
+                let written = store.write(block.piece.get(), block.offset, &data);
+                budget.give_back(data.len());
+                match written {
                     Ok(()) => {
                         hashing.written(&verifier, block, data);
                         None

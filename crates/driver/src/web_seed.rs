@@ -30,6 +30,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::session::Event;
+use crate::write_budget::WriteBudget;
 
 /// The most bytes one GET asks for: small enough that cancels take effect soon.
 const MAX_RUN: u32 = 1 << 20;
@@ -115,10 +116,15 @@ pub(crate) struct WebLink {
 
 impl WebLink {
     /// Starts the web seed's task, reporting to `events` as `key`.
-    pub(crate) fn start(seed: WebSeed, key: PeerKey, events: mpsc::Sender<Event>) -> Self {
+    pub(crate) fn start(
+        seed: WebSeed,
+        key: PeerKey,
+        events: mpsc::Sender<Event>,
+        budget: WriteBudget,
+    ) -> Self {
         let (writer, queue) = mpsc::unbounded_channel();
         let url = seed.url.clone();
-        let task = tokio::spawn(serve(seed, key, queue, events));
+        let task = tokio::spawn(serve(seed, key, queue, events, budget));
         Self { writer, task, url }
     }
 
@@ -196,6 +202,7 @@ async fn serve(
     key: PeerKey,
     mut queue: mpsc::UnboundedReceiver<Vec<u8>>,
     events: mpsc::Sender<Event>,
+    budget: WriteBudget,
 ) {
     let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
     let send = |message: Message<'_>| {
@@ -253,6 +260,8 @@ async fn serve(
                     if asked.cancelled.contains(block) {
                         continue;
                     }
+                    // Like a peer's reader: wait while the disk is behind.
+                    budget.take(data.len()).await;
                     let piece = Message::Piece {
                         piece: block.piece,
                         offset: block.offset,

@@ -260,31 +260,32 @@ impl Picker {
         if full(out) || !self.in_endgame() {
             return;
         }
-        let pieces: Vec<u32> = self.partials.keys().copied().filter(|&p| has(p)).collect();
-        for piece in pieces {
-            let Some(partial) = self.partials.get(&piece) else {
+        // Pieces whose blocks all arrived (waiting for their hash check) have nothing to ask
+        // for; when storage lags they are most of the partials.
+        let candidates: Vec<(u32, u32)> = self
+            .partials
+            .iter()
+            .filter(|(p, partial)| partial.received < partial.blocks.len() as u32 && has(**p))
+            .flat_map(|(&piece, partial)| {
+                (0..partial.blocks.len() as u32)
+                    .filter(|&i| matches!(partial.blocks[i as usize], BlockState::Requested(n) if n < 2))
+                    .map(move |i| (piece, i))
+            })
+            .collect();
+        for (piece, index) in candidates {
+            let block = self.block_ref(piece, index);
+            // Skip blocks this peer was asked for before, or just now in this very call.
+            if already(&block) || out[start_len..].contains(&block) {
                 continue;
-            };
-            let candidates: Vec<u32> = (0..partial.blocks.len() as u32)
-                .filter(
-                    |&i| matches!(partial.blocks[i as usize], BlockState::Requested(n) if n < 2),
-                )
-                .collect();
-            for index in candidates {
-                let block = self.block_ref(piece, index);
-                // Skip blocks this peer was asked for before, or just now in this very call.
-                if already(&block) || out[start_len..].contains(&block) {
-                    continue;
-                }
-                if let Some(partial) = self.partials.get_mut(&piece)
-                    && let BlockState::Requested(n) = partial.blocks[index as usize]
-                {
-                    partial.blocks[index as usize] = BlockState::Requested(n + 1);
-                }
-                out.push(block);
-                if full(out) {
-                    return;
-                }
+            }
+            if let Some(partial) = self.partials.get_mut(&piece)
+                && let BlockState::Requested(n) = partial.blocks[index as usize]
+            {
+                partial.blocks[index as usize] = BlockState::Requested(n + 1);
+            }
+            out.push(block);
+            if full(out) {
+                return;
             }
         }
     }

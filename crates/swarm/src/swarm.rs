@@ -715,7 +715,19 @@ impl Swarm {
         }
         let mut picked = Vec::with_capacity(need);
         let has = |p: u32| peer.is_seed || peer.has.contains(p);
-        let already = |b: &BlockRef| peer.requests.contains(b);
+        // Asked only in endgame, for every block in flight: a set, built on first use, keeps
+        // that linear in the blocks rather than quadratic.
+        let asked = std::cell::OnceCell::new();
+        let already = |b: &BlockRef| {
+            asked
+                .get_or_init(|| {
+                    peer.requests
+                        .iter()
+                        .copied()
+                        .collect::<BTreeSet<BlockRef>>()
+                })
+                .contains(b)
+        };
         self.picker.pick(&has, &already, need, &mut picked);
         if picked.is_empty() {
             return;
