@@ -367,17 +367,14 @@ pub async fn run(
                         });
                         }
                     }
-                    Event::Frame { peer, frame } => match {
+                    Event::Frame { peer, frame } => {
                         budget_taken += block_bytes(&frame);
-                        swarm.handle_frame(now, peer, frame)
-                    } {
-                        Ok(()) => {}
-                        Err(e) => {
+                        if let Err(e) = swarm.handle_frame(now, peer, frame) {
                             tracing::debug!(peer = ?peers.get(&peer).map(|h| h.addr), error = %e, "peer broke the protocol");
                             drop_peer(&mut peers, peer);
                             swarm.handle_disconnected(now, peer);
                         }
-                    },
+                    }
                     Event::Closed { peer, error } => {
                         tracing::debug!(peer = ?peers.get(&peer).map(|h| h.addr), error = error.as_deref().unwrap_or("closed"), "peer gone");
                         drop_peer(&mut peers, peer);
