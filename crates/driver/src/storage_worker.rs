@@ -99,18 +99,22 @@ pub(crate) fn run(
             } => {
                 let hashed = hashing
                     .take(piece)
-                    .and_then(|hasher| verifier.finish(hasher))
-                    .filter(|hashed| !block_digests || hashed.block_digests.is_some());
+                    .and_then(|hasher| verifier.finish(hasher));
                 let outcome = match hashed {
-                    Some(hashed) => Ok((
+                    Some(hashed) if !block_digests || hashed.block_digests.is_some() => Ok((
                         hashed.passed,
                         hashed.block_digests.filter(|_| block_digests),
                     )),
-                    None => {
+                    // Read back: the hashes could not judge the piece, or the engine wants
+                    // block digests a SHA-1 hash does not keep (the verdict is not redone).
+                    judged => {
                         let len = verifier.geometry().piece_len(piece) as usize;
                         piece_buf.resize(len, 0);
                         store.read(piece.get(), 0, &mut piece_buf).map(|()| {
-                            let passed = verifier.verify(piece, &piece_buf);
+                            let passed = judged.map_or_else(
+                                || verifier.verify(piece, &piece_buf),
+                                |hashed| hashed.passed,
+                            );
                             let digests =
                                 block_digests.then(|| PieceVerifier::block_digests(&piece_buf));
                             (passed, digests)

@@ -214,6 +214,13 @@ async fn serve(
             events.send(Event::Frame { peer: key, frame }).await.is_ok()
         }
     };
+    let reject = |w: Wanted| {
+        send(Message::Reject {
+            piece: w.piece,
+            offset: w.offset,
+            len: w.len,
+        })
+    };
     if !(send(Message::HaveAll).await && send(Message::Unchoke).await) {
         return;
     }
@@ -284,12 +291,7 @@ async fn serve(
                 let rejected: Vec<Wanted> =
                     run.into_iter().chain(asked.waiting.drain(..)).collect();
                 for w in rejected {
-                    let reject = Message::Reject {
-                        piece: w.piece,
-                        offset: w.offset,
-                        len: w.len,
-                    };
-                    if !send(reject).await {
+                    if !reject(w).await {
                         return;
                     }
                 }
@@ -310,12 +312,7 @@ async fn serve(
                 }
                 backoff = (backoff * 2).min(MAX_BACKOFF);
                 for w in std::mem::take(&mut asked.waiting) {
-                    let reject = Message::Reject {
-                        piece: w.piece,
-                        offset: w.offset,
-                        len: w.len,
-                    };
-                    if !send(reject).await {
+                    if !reject(w).await {
                         return;
                     }
                 }

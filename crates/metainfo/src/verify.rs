@@ -248,11 +248,6 @@ enum HasherState {
 }
 
 impl PieceHasher {
-    /// The piece being hashed.
-    pub fn piece(&self) -> PieceIndex {
-        self.piece
-    }
-
     /// The SHA-1 offset this hasher needs next, if it hashes in order.
     pub fn next_offset(&self) -> Option<u32> {
         match self.state {
