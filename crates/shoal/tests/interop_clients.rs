@@ -46,7 +46,6 @@ mod common;
 use common::{Made, payload, same_tree};
 
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -62,13 +61,9 @@ fn clients_py() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/clients.py")
 }
 
-/// A free loopback port (bound then released; good enough for a test on one machine).
+/// A free loopback port (see `common::free_port`).
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    common::free_port(std::net::Ipv4Addr::LOCALHOST)
 }
 
 /// A child in its own process group, killed with the whole group when dropped, so a failing

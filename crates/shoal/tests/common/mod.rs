@@ -10,6 +10,7 @@
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 /// The `shoal` binary under test.
@@ -28,12 +29,25 @@ impl Drop for Running {
     }
 }
 
-/// A free port on `ip` (bound then released: good enough for tests on one machine).
+/// A free port on `ip` for a process to listen on. Ports come from below the kernel's
+/// ephemeral range (32768-60999 by default), so no outgoing connection or `bind(0)` elsewhere
+/// can take one between this check and its use (a port from `bind(0)` could be, and a client
+/// then failed with "address already in use"); each test process starts at its own offset, so
+/// tests running in parallel (one process each under nextest) stay apart.
 pub fn free_port(ip: Ipv4Addr) -> u16 {
-    TcpListener::bind((ip, 0))
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    const LOW: u32 = 20_000;
+    // 30000-31999 is for the ports `interop/clients.py` picks.
+    const SPAN: u32 = 10_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let start = std::process::id().wrapping_mul(2_654_435_761) % SPAN;
+    for _ in 0..SPAN {
+        let offset = (start + NEXT.fetch_add(1, Ordering::Relaxed)) % SPAN;
+        let port = (LOW + offset) as u16;
+        if TcpListener::bind((ip, port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port on {ip} in {LOW}..{}", LOW + SPAN)
 }
 
 /// Waits until something accepts connections on `ip:port`, failing the test after

@@ -60,10 +60,23 @@ def fail(message, log=None):
     sys.exit(message)
 
 
+_next_port = (os.getpid() * 7919) % 2000
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free loopback port in 30000-31999: below the kernel's ephemeral range, so no outgoing
+    connection can take it before the client binds it (the Rust tests use 20000-29999)."""
+    global _next_port
+    for _ in range(2000):
+        port = 30000 + _next_port % 2000
+        _next_port += 1
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+                return port
+            except OSError:
+                continue
+    fail("no free port in 30000-31999")
 
 
 def _die_with_parent():
