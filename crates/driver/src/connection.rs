@@ -52,13 +52,24 @@ pub(crate) async fn handshake(
     accepted: &[[u8; 20]],
     outbound: bool,
 ) -> Result<Established, HandshakeError> {
+    if outbound {
+        let mut out = Vec::with_capacity(HANDSHAKE_LEN);
+        ours.encode(&mut out);
+        stream.write_all(&out).await?;
+    }
+    let (stream, theirs, leftover) = receive_handshake(stream).await?;
+    if !accepted.contains(&theirs.info_hash) {
+        return Err(HandshakeError::WrongTorrent);
+    }
+    complete(stream, addr, ours, theirs, leftover, !outbound).await
+}
+
+/// Reads the peer's handshake (within [`HANDSHAKE_TIMEOUT`]); returns it and whatever bytes
+/// followed it.
+pub(crate) async fn receive_handshake(
+    mut stream: TcpStream,
+) -> Result<(TcpStream, Handshake, Vec<u8>), HandshakeError> {
     let run = async {
-        let mut ours = ours;
-        if outbound {
-            let mut out = Vec::with_capacity(HANDSHAKE_LEN);
-            ours.encode(&mut out);
-            stream.write_all(&out).await?;
-        }
         let mut buf = Vec::with_capacity(1024);
         let theirs = loop {
             if let Some(theirs) = Handshake::decode(&buf)? {
@@ -68,29 +79,41 @@ pub(crate) async fn handshake(
                 return Err(HandshakeError::Io(std::io::ErrorKind::UnexpectedEof.into()));
             }
         };
-        if !accepted.contains(&theirs.info_hash) {
-            return Err(HandshakeError::WrongTorrent);
-        }
-        if theirs.peer_id == ours.peer_id {
-            return Err(HandshakeError::Ourselves);
-        }
-        if !outbound {
-            ours.info_hash = theirs.info_hash;
-            let mut out = Vec::with_capacity(HANDSHAKE_LEN);
-            ours.encode(&mut out);
-            stream.write_all(&out).await?;
-        }
         let leftover = buf.split_off(HANDSHAKE_LEN);
-        Ok(Established {
-            stream,
-            addr,
-            theirs,
-            leftover,
-        })
+        Ok((stream, theirs, leftover))
     };
     tokio::time::timeout(HANDSHAKE_TIMEOUT, run)
         .await
         .map_err(|_| HandshakeError::Timeout)?
+}
+
+/// Finishes a handshake whose info-hash was accepted: refuses ourselves, and when `answer`,
+/// sends our handshake with the info-hash the peer asked for.
+pub(crate) async fn complete(
+    mut stream: TcpStream,
+    addr: SocketAddr,
+    mut ours: Handshake,
+    theirs: Handshake,
+    leftover: Vec<u8>,
+    answer: bool,
+) -> Result<Established, HandshakeError> {
+    if theirs.peer_id == ours.peer_id {
+        return Err(HandshakeError::Ourselves);
+    }
+    if answer {
+        ours.info_hash = theirs.info_hash;
+        let mut out = Vec::with_capacity(HANDSHAKE_LEN);
+        ours.encode(&mut out);
+        tokio::time::timeout(HANDSHAKE_TIMEOUT, stream.write_all(&out))
+            .await
+            .map_err(|_| HandshakeError::Timeout)??;
+    }
+    Ok(Established {
+        stream,
+        addr,
+        theirs,
+        leftover,
+    })
 }
 
 /// A live peer connection as the session sees it: the writer's queue, the reader task, and the

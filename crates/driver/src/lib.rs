@@ -14,12 +14,16 @@
 //! - each **web seed** (BEP 19) has a task that answers the engine's requests with ranged HTTP
 //!   GETs, so the engine treats it as one more peer.
 //!
+//! A process with many torrents shares one listening socket: [`PeerListener`] reads each
+//! peer's handshake and routes the connection to the session of the info-hash it names.
+//!
 //! Entry point: [`run`] with a [`SessionConfig`] and a shutdown future; progress is published
 //! on a `watch` channel.
 #![forbid(unsafe_code)]
 
 mod connection;
 mod error;
+mod listener;
 mod magnet;
 mod peer_id;
 mod read_buffers;
@@ -30,6 +34,7 @@ mod web_seed;
 mod write_budget;
 
 pub use error::DriverError;
+pub use listener::{Inbound, PeerListener};
 pub use magnet::{Fetched, fetch_metadata};
 pub use peer_id::new_peer_id;
 pub use session::{Progress, SessionConfig, Summary, run};

@@ -36,8 +36,12 @@ pub struct SessionConfig {
     pub recheck: bool,
     /// Fail with [`DriverError::DataMismatch`] unless every piece passes that check (seeding).
     pub require_complete: bool,
-    /// Where to accept peers; `None` for outbound connections only.
+    /// Where to accept peers; `None` for outbound connections only. With `inbound` set, the
+    /// address is only advertised (to trackers); the shared listener accepts.
     pub listen: Option<SocketAddr>,
+    /// Connections from a [`PeerListener`](crate::PeerListener) shared with other sessions,
+    /// instead of a socket of our own.
+    pub inbound: Option<crate::Inbound>,
     /// Peers to connect to.
     pub peers: Vec<SocketAddr>,
     /// Tracker tiers to announce to (BEP 12); usually `torrent.trackers()`.
@@ -216,7 +220,10 @@ pub async fn run(
     };
 
     let accepted = Arc::new(accepted);
+    let mut config = config;
+    let shared = config.inbound.take();
     let listener = match config.listen {
+        Some(_) if shared.is_some() => None,
         Some(addr) => Some(
             TcpListener::bind(addr)
                 .await
@@ -234,6 +241,34 @@ pub async fn run(
                 let accepted = accepted.clone();
                 tokio::spawn(async move {
                     match connection::handshake(stream, addr, handshake, &accepted, false).await {
+                        Ok(done) => {
+                            let _ = events.send(Event::Connected(done)).await;
+                        }
+                        Err(e) => {
+                            tracing::debug!(peer = %addr, error = %e, "inbound handshake failed")
+                        }
+                    }
+                });
+            }
+        })
+    });
+    let shared_task = shared.map(|mut inbound| {
+        let events = events_tx.clone();
+        tokio::spawn(async move {
+            while let Some(arrival) = inbound.receiver.recv().await {
+                let events = events.clone();
+                tokio::spawn(async move {
+                    let addr = arrival.addr;
+                    match connection::complete(
+                        arrival.stream,
+                        addr,
+                        handshake,
+                        arrival.theirs,
+                        arrival.leftover,
+                        true,
+                    )
+                    .await
+                    {
                         Ok(done) => {
                             let _ = events.send(Event::Connected(done)).await;
                         }
@@ -489,6 +524,9 @@ pub async fn run(
         link.close();
     }
     if let Some(task) = accept_task {
+        task.abort();
+    }
+    if let Some(task) = shared_task {
         task.abort();
     }
     // Tell the trackers we are leaving, briefly: a dead tracker must not hold up the exit.
