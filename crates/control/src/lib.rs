@@ -1,0 +1,47 @@
+//! The control plane's pure logic, sans-IO: everything the Shoal server decides, with time,
+//! randomness and bytes as arguments, so the server and agent crates only move bytes.
+//!
+//! - [`name_tag`]: artifact names, `NAME:TAG` ([`NameTag`]).
+//! - [`artifact_ref`]: what a user may type to name an artifact ([`ArtifactRef`]): a
+//!   `NAME:TAG`, a content id or a prefix of one ([`ContentIdPrefix`]), a magnet link, a
+//!   torrent URL or a `.torrent` path.
+//! - [`artifact`]: the record of a published artifact ([`ArtifactRecord`]), built from a
+//!   torrent, stored as canonical bencode, turned back into a `.torrent`; and the bind rule
+//!   that keeps tags immutable ([`decide_bind`]).
+//! - [`page_token`]: signed, opaque pagination tokens ([`PageToken`]) and the page-size rule
+//!   ([`page_size`]).
+//! - [`tracker`]: the tracker's swarm table ([`Tracker`]): announces and scrapes in,
+//!   [`shoal_tracker_proto`] replies out.
+//! - [`nodes`]: the node registry ([`NodeRegistry`]) with node ids ([`NodeId`]) and labels
+//!   ([`Labels`]).
+//!
+//! Stored records ([`ArtifactRecord::encode`], [`NodeRecord::encode`]) are canonical bencode
+//! dictionaries with a `format` number; reading one back checks every field and names the bad
+//! one ([`RecordError`]).
+//!
+//! Times are `now_ms: u64`, Unix milliseconds read by the caller. Random choices take a seed
+//! from the caller. Nothing here does I/O.
+#![forbid(unsafe_code)]
+
+pub mod artifact;
+pub mod artifact_ref;
+mod hmac;
+pub mod name_tag;
+pub mod nodes;
+pub mod page_token;
+mod record;
+mod rng;
+pub mod tracker;
+
+pub use artifact::{
+    ArtifactError, ArtifactFile, ArtifactRecord, BindError, BindOutcome, decide_bind,
+};
+pub use artifact_ref::{ArtifactRef, ArtifactRefError, ContentIdError, ContentIdPrefix};
+pub use name_tag::{NameTag, NameTagError};
+pub use nodes::{
+    LabelError, Labels, NodeConfig, NodeError, NodeId, NodeIdError, NodeRecord, NodeRegistry,
+    NodeView, Registration,
+};
+pub use page_token::{PageToken, PageTokenError, page_size};
+pub use record::RecordError;
+pub use tracker::{TrackedPeer, Tracker, TrackerConfig, TrackerStats};

@@ -1,0 +1,231 @@
+//! The catalog's durable store: redb tables of artifact records by `name:tag`, an index by
+//! content id, the registered nodes, and the server's own settings (the page-token secret).
+//!
+//! Every bind is one write transaction: read what the tag holds, apply the bind rule
+//! ([`shoal_control::decide_bind`]), insert, commit. redb commits durably (fsync) before
+//! `commit` returns, so an acknowledged bind survives a crash.
+
+use std::path::Path;
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use shoal_control::{
+    ArtifactRecord, BindOutcome, ContentIdPrefix, NameTag, NodeRecord, decide_bind,
+};
+
+use crate::error::ServerError;
+
+/// `name:tag` -> the record's stored form.
+const ARTIFACTS: TableDefinition<&str, &[u8]> = TableDefinition::new("artifacts");
+/// content id (32 bytes) followed by `name:tag` -> nothing: every name bound to a content.
+const BY_CONTENT: TableDefinition<&[u8], ()> = TableDefinition::new("by_content");
+/// node id -> the node's stored form.
+const NODES: TableDefinition<&str, &[u8]> = TableDefinition::new("nodes");
+/// Server settings.
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+
+/// The catalog database.
+pub struct Catalog {
+    db: Database,
+}
+
+impl Catalog {
+    /// Opens (or creates) the database at `path`.
+    ///
+    /// # Errors
+    /// [`ServerError::Store`] when the file cannot be opened (held by another process,
+    /// corrupt, no permission).
+    pub fn open(path: &Path) -> Result<Self, ServerError> {
+        let db = Database::create(path).map_err(|e| ServerError::store(path, e))?;
+        let txn = db.begin_write().map_err(|e| ServerError::store(path, e))?;
+        {
+            txn.open_table(ARTIFACTS).map_err(|e| ServerError::store(path, e))?;
+            txn.open_table(BY_CONTENT).map_err(|e| ServerError::store(path, e))?;
+            txn.open_table(NODES).map_err(|e| ServerError::store(path, e))?;
+            txn.open_table(META).map_err(|e| ServerError::store(path, e))?;
+        }
+        txn.commit().map_err(|e| ServerError::store(path, e))?;
+        Ok(Self { db })
+    }
+
+    /// Binds `record.name_tag` to `record`'s content, or finds it already bound to the same
+    /// content (and returns the stored record, unchanged).
+    ///
+    /// # Errors
+    /// [`ServerError::Bind`] when the tag holds other content; [`ServerError::Db`] when the
+    /// store fails.
+    pub fn bind(&self, record: ArtifactRecord) -> Result<(ArtifactRecord, bool), ServerError> {
+        let txn = self.db.begin_write()?;
+        let result = {
+            let mut artifacts = txn.open_table(ARTIFACTS)?;
+            let key = record.name_tag.to_string();
+            let existing = match artifacts.get(key.as_str())? {
+                Some(bytes) => Some(ArtifactRecord::decode(bytes.value())?),
+                None => None,
+            };
+            match decide_bind(existing.as_ref(), &record)? {
+                BindOutcome::AlreadyBound => {
+                    let Some(existing) = existing else {
+                        return Err(ServerError::Internal("already bound, but no record"));
+                    };
+                    (existing, true)
+                }
+                BindOutcome::Bound => {
+                    artifacts.insert(key.as_str(), record.encode().as_slice())?;
+                    let mut index = txn.open_table(BY_CONTENT)?;
+                    index.insert(content_key(&record.content_id, &key).as_slice(), ())?;
+                    (record, false)
+                }
+            }
+        };
+        txn.commit()?;
+        Ok(result)
+    }
+
+    /// The record bound to `name_tag`.
+    ///
+    /// # Errors
+    /// [`ServerError::Db`] when the store fails.
+    pub fn get(&self, name_tag: &NameTag) -> Result<Option<ArtifactRecord>, ServerError> {
+        let txn = self.db.begin_read()?;
+        let artifacts = txn.open_table(ARTIFACTS)?;
+        match artifacts.get(name_tag.to_string().as_str())? {
+            Some(bytes) => Ok(Some(ArtifactRecord::decode(bytes.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The records whose content id starts with `prefix` (at most `limit`; one content may be
+    /// bound under several names). Callers decide what several distinct contents mean.
+    ///
+    /// # Errors
+    /// [`ServerError::Db`] when the store fails.
+    pub fn by_content(
+        &self,
+        prefix: &ContentIdPrefix,
+        limit: usize,
+    ) -> Result<Vec<ArtifactRecord>, ServerError> {
+        let txn = self.db.begin_read()?;
+        let index = txn.open_table(BY_CONTENT)?;
+        let artifacts = txn.open_table(ARTIFACTS)?;
+        let start = prefix.lower_bound();
+        let mut out = Vec::new();
+        for entry in index.range(start.as_slice()..)? {
+            let (key, _) = entry?;
+            let key = key.value();
+            let Some((content, name)) = key.split_first_chunk::<32>() else {
+                continue;
+            };
+            if !prefix.matches(content) || out.len() >= limit {
+                break;
+            }
+            let name = std::str::from_utf8(name).map_err(|_| ServerError::Internal("index key"))?;
+            if let Some(bytes) = artifacts.get(name)? {
+                out.push(ArtifactRecord::decode(bytes.value())?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Up to `limit` records whose `name:tag` starts with `prefix`, strictly after `after`,
+    /// in `name:tag` order; and whether more follow.
+    ///
+    /// # Errors
+    /// [`ServerError::Db`] when the store fails.
+    pub fn list(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<ArtifactRecord>, bool), ServerError> {
+        let txn = self.db.begin_read()?;
+        let artifacts = txn.open_table(ARTIFACTS)?;
+        let start = match after {
+            Some(after) if after >= prefix => after,
+            _ => prefix,
+        };
+        let mut out = Vec::new();
+        for entry in artifacts.range(start..)? {
+            let (key, value) = entry?;
+            let key = key.value();
+            if Some(key) == after {
+                continue;
+            }
+            if !key.starts_with(prefix) {
+                break;
+            }
+            if out.len() == limit {
+                return Ok((out, true));
+            }
+            out.push(ArtifactRecord::decode(value.value())?);
+        }
+        Ok((out, false))
+    }
+
+    /// Every record (for the tracker's allow-list at start).
+    ///
+    /// # Errors
+    /// [`ServerError::Db`] when the store fails.
+    pub fn all_info_hashes(&self) -> Result<Vec<[u8; 20]>, ServerError> {
+        let (records, _) = self.list("", None, usize::MAX)?;
+        Ok(records
+            .iter()
+            .flat_map(ArtifactRecord::announce_info_hashes)
+            .collect())
+    }
+
+    /// Stores a node's registration.
+    ///
+    /// # Errors
+    /// [`ServerError::Db`] when the store fails.
+    pub fn put_node(&self, node: &NodeRecord) -> Result<(), ServerError> {
+        let txn = self.db.begin_write()?;
+        txn.open_table(NODES)?
+            .insert(node.id.as_str(), node.encode().as_slice())?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Every stored node.
+    ///
+    /// # Errors
+    /// [`ServerError::Db`] when the store fails.
+    pub fn nodes(&self) -> Result<Vec<NodeRecord>, ServerError> {
+        let txn = self.db.begin_read()?;
+        let nodes = txn.open_table(NODES)?;
+        let mut out = Vec::new();
+        for entry in nodes.iter()? {
+            let (_, value) = entry?;
+            out.push(NodeRecord::decode(value.value())?);
+        }
+        Ok(out)
+    }
+
+    /// The setting `key`, created with `make` the first time it is asked for.
+    ///
+    /// # Errors
+    /// [`ServerError::Db`] when the store fails.
+    pub fn setting(&self, key: &str, make: impl FnOnce() -> Vec<u8>) -> Result<Vec<u8>, ServerError> {
+        let txn = self.db.begin_write()?;
+        let value = {
+            let mut meta = txn.open_table(META)?;
+            let existing = meta.get(key)?.map(|v| v.value().to_vec());
+            match existing {
+                Some(v) => v,
+                None => {
+                    let v = make();
+                    meta.insert(key, v.as_slice())?;
+                    v
+                }
+            }
+        };
+        txn.commit()?;
+        Ok(value)
+    }
+}
+
+fn content_key(content_id: &[u8; 32], name_tag: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(32 + name_tag.len());
+    key.extend_from_slice(content_id);
+    key.extend_from_slice(name_tag.as_bytes());
+    key
+}

@@ -1,0 +1,384 @@
+//! The control plane: the catalog, the node registry and the tracker behind one value, and the
+//! gRPC services over them (`shoal.v1.CatalogService`, `shoal.v1.NodeService`). The REST
+//! routes call these same implementations.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use shoal_api::router::Principal;
+use shoal_api::v1::catalog_service_server::CatalogService;
+use shoal_api::v1::node_service_server::NodeService;
+use shoal_api::{ApiError, ErrorCode, v1};
+use shoal_control::{
+    ArtifactRecord, ArtifactRef, Labels, NameTag, NodeConfig, NodeId, NodeRegistry, PageToken,
+    Tracker, TrackerConfig, page_size,
+};
+use shoal_metainfo::Torrent;
+use tonic::{Request, Response, Status};
+
+use crate::catalog::Catalog;
+use crate::convert;
+use crate::error::ServerError;
+
+/// The longest `prefix` a list accepts, in bytes.
+const MAX_PREFIX: usize = 512;
+
+/// How a control plane is set up.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Where the catalog database lives (`catalog.redb`).
+    pub data_dir: PathBuf,
+    /// The tracker's announce URL as agents and standard clients reach it, e.g.
+    /// `http://10.0.0.1:6969/announce`. Put in every `.torrent` and magnet link served.
+    pub announce_url: String,
+    /// The tracker's settings.
+    pub tracker: TrackerConfig,
+    /// The registry's settings (heartbeat timeout).
+    pub nodes: NodeConfig,
+}
+
+/// The single-node control plane.
+pub struct ControlPlane {
+    catalog: Catalog,
+    nodes: Mutex<NodeRegistry>,
+    tracker: Mutex<Tracker>,
+    secret: Vec<u8>,
+    announce_url: String,
+    seed: AtomicU64,
+}
+
+impl ControlPlane {
+    /// Opens the catalog under `config.data_dir` (creating it) and restores the registry and
+    /// the tracker's allow-list from it.
+    ///
+    /// # Errors
+    /// When the directory or the database cannot be opened.
+    pub fn open(config: ServerConfig) -> Result<Arc<Self>, ServerError> {
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|e| ServerError::store(&config.data_dir, e))?;
+        let catalog = Catalog::open(&config.data_dir.join("catalog.redb"))?;
+        let secret = catalog.setting("page_token_secret", random_secret)?;
+        let mut nodes = NodeRegistry::new(config.nodes);
+        for record in catalog.nodes()? {
+            nodes.restore(record);
+        }
+        let mut tracker = Tracker::new(config.tracker);
+        let allowed: BTreeSet<[u8; 20]> = catalog.all_info_hashes()?.into_iter().collect();
+        tracker.set_allowed(Some(allowed));
+        Ok(Arc::new(Self {
+            catalog,
+            nodes: Mutex::new(nodes),
+            tracker: Mutex::new(tracker),
+            secret,
+            announce_url: config.announce_url,
+            seed: AtomicU64::new(now_ms()),
+        }))
+    }
+
+    /// The tracker's announce URL.
+    pub fn announce_url(&self) -> &str {
+        &self.announce_url
+    }
+
+    /// Answers an HTTP announce (the raw query string) from `source`.
+    pub fn announce(&self, query: &str, source: std::net::IpAddr) -> Vec<u8> {
+        let seed = self.seed.fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed);
+        lock(&self.tracker).announce_query(now_ms(), query, source, seed)
+    }
+
+    /// Answers an HTTP scrape (the raw query string).
+    pub fn scrape(&self, query: &str) -> Vec<u8> {
+        lock(&self.tracker).scrape_query(query)
+    }
+
+    /// Drops peers that stopped announcing; returns how many.
+    pub fn expire_peers(&self) -> usize {
+        lock(&self.tracker).expire(now_ms())
+    }
+
+    /// The peers the tracker knows for an info-hash (v1, or v2 truncated).
+    pub fn swarm(&self, info_hash: &[u8; 20]) -> Vec<shoal_control::TrackedPeer> {
+        lock(&self.tracker).swarm_peers(info_hash)
+    }
+
+    /// Finds the catalog record a reference names.
+    ///
+    /// # Errors
+    /// `INVALID_REF` for a reference the catalog cannot answer (magnets, torrents),
+    /// `ARTIFACT_NOT_FOUND`, `AMBIGUOUS_CONTENT_ID`.
+    pub fn resolve(&self, reference: &ArtifactRef) -> Result<ArtifactRecord, ApiError> {
+        match reference {
+            ArtifactRef::NameTag(name_tag) => self.catalog.get(name_tag)?.ok_or_else(|| {
+                ApiError::new(
+                    ErrorCode::ArtifactNotFound,
+                    format!("{name_tag} is not in the catalog; `shoal ls` lists what is"),
+                )
+                .with("name_tag", name_tag.to_string())
+            }),
+            ArtifactRef::ContentId(prefix) => {
+                let found = self.catalog.by_content(prefix, 64)?;
+                let Some(first) = found.first() else {
+                    return Err(ApiError::new(
+                        ErrorCode::ArtifactNotFound,
+                        format!("no artifact in the catalog has a content id starting with {}", prefix.as_str()),
+                    ));
+                };
+                if found.iter().any(|r| r.content_id != first.content_id) {
+                    return Err(ApiError::new(
+                        ErrorCode::AmbiguousContentId,
+                        format!("{} is the start of more than one content id; give more digits", prefix.as_str()),
+                    ));
+                }
+                Ok(first.clone())
+            }
+            _ => Err(ApiError::new(
+                ErrorCode::InvalidRef,
+                "the catalog looks artifacts up by name:tag or content id",
+            )),
+        }
+    }
+
+    fn bind(&self, name_tag: &str, torrent: &Torrent, by: &str) -> Result<(ArtifactRecord, bool), ApiError> {
+        let name_tag: NameTag = name_tag.parse().map_err(|e: shoal_control::NameTagError| {
+            ApiError::new(ErrorCode::InvalidNameTag, e.to_string())
+        })?;
+        let record = ArtifactRecord::from_torrent(name_tag, torrent, by, now_ms())
+            .map_err(|e| ApiError::new(ErrorCode::InvalidTorrent, e.to_string()))?;
+        let (record, already) = self.catalog.bind(record)?;
+        if !already {
+            let mut tracker = lock(&self.tracker);
+            for hash in record.announce_info_hashes() {
+                tracker.allow(hash);
+            }
+            tracing::info!(name_tag = %record.name_tag, content_id = %record.content_id_hex(), by, "bound");
+        }
+        Ok((record, already))
+    }
+}
+
+/// Parses the `ArtifactRef` message into the grammar's type.
+///
+/// # Errors
+/// `INVALID_REF` when it is missing or does not parse.
+pub fn parse_ref(reference: Option<&v1::ArtifactRef>) -> Result<ArtifactRef, ApiError> {
+    use v1::artifact_ref::Kind;
+    let invalid = |m: String| ApiError::new(ErrorCode::InvalidRef, m);
+    match reference.and_then(|r| r.kind.as_ref()) {
+        None => Err(invalid("the request names no artifact (ref is empty)".into())),
+        Some(Kind::NameTag(s)) => s
+            .parse::<NameTag>()
+            .map(ArtifactRef::NameTag)
+            .map_err(|e| ApiError::new(ErrorCode::InvalidNameTag, e.to_string())),
+        Some(Kind::ContentId(s)) => s
+            .parse::<shoal_control::ContentIdPrefix>()
+            .map(ArtifactRef::ContentId)
+            .map_err(|e| invalid(e.to_string())),
+        Some(Kind::Magnet(s)) => match s.parse::<ArtifactRef>() {
+            Ok(r @ ArtifactRef::Magnet(_)) => Ok(r),
+            Ok(_) => Err(invalid(format!("{s:?} is not a magnet link"))),
+            Err(e) => Err(invalid(e.to_string())),
+        },
+        Some(Kind::TorrentUrl(s)) => match s.parse::<ArtifactRef>() {
+            Ok(r @ ArtifactRef::TorrentUrl(_)) => Ok(r),
+            _ => Err(invalid(format!("{s:?} is not an http(s) URL"))),
+        },
+        Some(Kind::Torrent(_)) => Err(invalid(
+            "a .torrent file's bytes are answered by the agent, not the catalog".into(),
+        )),
+    }
+}
+
+#[tonic::async_trait]
+impl CatalogService for ControlPlane {
+    async fn bind_artifact(
+        &self,
+        request: Request<v1::BindArtifactRequest>,
+    ) -> Result<Response<v1::BindArtifactResponse>, Status> {
+        let by = Principal::of(&request);
+        let req = request.into_inner();
+        let torrent = torrent_from_parts(&req.info, &req.piece_layers)?;
+        let (record, already_bound) = self.bind(&req.name_tag, &torrent, &by)?;
+        Ok(Response::new(v1::BindArtifactResponse {
+            artifact: Some(convert::artifact(&record, &self.announce_url, false)),
+            already_bound,
+        }))
+    }
+
+    async fn list_artifacts(
+        &self,
+        request: Request<v1::ListArtifactsRequest>,
+    ) -> Result<Response<v1::ListArtifactsResponse>, Status> {
+        let req = request.into_inner();
+        if req.prefix.len() > MAX_PREFIX {
+            return Err(ApiError::new(
+                ErrorCode::InvalidArgument,
+                format!("prefix is over {MAX_PREFIX} bytes"),
+            )
+            .into());
+        }
+        let after = if req.page_token.is_empty() {
+            None
+        } else {
+            Some(PageToken::open(&req.page_token, &self.secret).map_err(|e| {
+                ApiError::new(
+                    ErrorCode::InvalidPageToken,
+                    format!("{e}; start again without a page token"),
+                )
+            })?)
+        };
+        let (records, more) =
+            self.catalog
+                .list(&req.prefix, after.as_deref(), page_size(req.page_size))?;
+        let next_page_token = match records.last() {
+            Some(last) if more => PageToken::seal(&last.name_tag.to_string(), &self.secret),
+            _ => String::new(),
+        };
+        Ok(Response::new(v1::ListArtifactsResponse {
+            artifacts: records
+                .iter()
+                .map(|r| convert::artifact(r, &self.announce_url, false))
+                .collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn get_artifact(
+        &self,
+        request: Request<v1::GetArtifactRequest>,
+    ) -> Result<Response<v1::Artifact>, Status> {
+        let req = request.into_inner();
+        let reference = parse_ref(req.r#ref.as_ref())?;
+        let record = self.resolve(&reference)?;
+        Ok(Response::new(convert::artifact(
+            &record,
+            &self.announce_url,
+            req.include_torrent,
+        )))
+    }
+}
+
+#[tonic::async_trait]
+impl NodeService for ControlPlane {
+    async fn list_nodes(
+        &self,
+        request: Request<v1::ListNodesRequest>,
+    ) -> Result<Response<v1::ListNodesResponse>, Status> {
+        let req = request.into_inner();
+        let after = if req.page_token.is_empty() {
+            None
+        } else {
+            Some(PageToken::open(&req.page_token, &self.secret).map_err(|e| {
+                ApiError::new(ErrorCode::InvalidPageToken, format!("{e}; start again without a page token"))
+            })?)
+        };
+        let size = page_size(req.page_size);
+        let views = lock(&self.nodes).list(now_ms());
+        let mut page: Vec<_> = views
+            .iter()
+            .filter(|v| after.as_deref().is_none_or(|a| v.id.as_str() > a))
+            .take(size + 1)
+            .collect();
+        let more = page.len() > size;
+        page.truncate(size);
+        let next_page_token = match page.last() {
+            Some(last) if more => PageToken::seal(last.id.as_str(), &self.secret),
+            _ => String::new(),
+        };
+        Ok(Response::new(v1::ListNodesResponse {
+            nodes: page.into_iter().map(convert::node).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn heartbeat(
+        &self,
+        request: Request<v1::HeartbeatRequest>,
+    ) -> Result<Response<v1::HeartbeatResponse>, Status> {
+        let req = request.into_inner();
+        let invalid = |m: String| ApiError::new(ErrorCode::InvalidArgument, m);
+        let id: NodeId = req
+            .node_id
+            .parse()
+            .map_err(|e: shoal_control::NodeIdError| invalid(format!("node_id: {e}")))?;
+        let items: Vec<String> = req.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let labels = Labels::parse(items.iter().map(String::as_str))
+            .map_err(|e| invalid(format!("labels: {e}")))?;
+        let peer_addr: SocketAddr = req.peer_address.parse().map_err(|_| {
+            invalid(format!(
+                "peer_address {:?} is not HOST:PORT with a numeric address",
+                req.peer_address
+            ))
+        })?;
+        let agent_api = (!req.agent_api.is_empty()).then_some(req.agent_api);
+        let record = {
+            let mut nodes = lock(&self.nodes);
+            let before = nodes.get(&id).cloned();
+            nodes
+                .register(now_ms(), id.clone(), labels, peer_addr, agent_api)
+                .map_err(|e| ApiError::new(ErrorCode::InvalidArgument, e.to_string()))?;
+            let after = nodes.get(&id).cloned();
+            // Persist registrations and changes, not every heartbeat.
+            match (before, after) {
+                (Some(b), Some(a))
+                    if b.labels == a.labels && b.peer_addr == a.peer_addr && b.agent_api == a.agent_api =>
+                {
+                    None
+                }
+                (_, a) => a,
+            }
+        };
+        if let Some(record) = record {
+            tracing::info!(node = %record.id.as_str(), peer = %record.peer_addr, labels = %record.labels, "node registered");
+            self.catalog.put_node(&record)?;
+        }
+        let interval = lock(&self.nodes).config().ttl_ms / 3 / 1000;
+        Ok(Response::new(v1::HeartbeatResponse {
+            interval_seconds: u32::try_from(interval.max(1)).unwrap_or(10),
+            announce_url: self.announce_url.clone(),
+        }))
+    }
+}
+
+/// Rebuilds a torrent from an info dictionary and its piece layers.
+fn torrent_from_parts(info: &[u8], piece_layers: &[u8]) -> Result<Torrent, ApiError> {
+    let mut bytes = Vec::with_capacity(info.len() + piece_layers.len() + 32);
+    bytes.extend_from_slice(b"d4:info");
+    bytes.extend_from_slice(info);
+    if !piece_layers.is_empty() {
+        bytes.extend_from_slice(b"12:piece layers");
+        bytes.extend_from_slice(piece_layers);
+    }
+    bytes.push(b'e');
+    Torrent::from_bytes(&bytes).map_err(|e| {
+        ApiError::new(ErrorCode::InvalidTorrent, format!("the torrent is not valid: {e}"))
+    })
+}
+
+/// The time now, in Unix milliseconds.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // The guarded tables stay consistent at every await-free step; a panic elsewhere leaves
+    // them usable.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn random_secret() -> Vec<u8> {
+    use std::io::Read;
+    let mut secret = vec![0u8; 32];
+    let filled = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut secret));
+    if filled.is_err() {
+        // Unforgeable tokens are a nicety, not a security boundary: fall back to the clock.
+        let t = now_ms().to_le_bytes();
+        secret[..8].copy_from_slice(&t);
+    }
+    secret
+}

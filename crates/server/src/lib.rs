@@ -1,0 +1,54 @@
+//! The Shoal control plane, single node: the catalog (`name:tag` -> content, immutable once
+//! bound) in an embedded transactional store (redb), the HTTP tracker, and the registry of
+//! agents with their labels and heartbeats.
+//!
+//! [`ControlPlane`] holds the state and implements the `shoal.v1` `CatalogService` and
+//! `NodeService`; [`api_router`] serves them over gRPC and REST on one port;
+//! [`tracker_http::router`] serves the tracker. The decisions themselves (the bind rule,
+//! the swarm table, label grammar) are in the sans-IO `shoal-control` crate.
+//!
+//! An agent with no control plane configured runs one of these in-process (the embedded
+//! default) and opens the same listeners, so other agents cannot tell the difference.
+#![forbid(unsafe_code)]
+
+mod catalog;
+mod control_plane;
+pub mod convert;
+mod error;
+pub mod tracker_http;
+
+use std::sync::Arc;
+
+pub use control_plane::{ControlPlane, ServerConfig, now_ms, parse_ref};
+pub use error::ServerError;
+
+use shoal_api::v1::catalog_service_server::CatalogServiceServer;
+use shoal_api::v1::node_service_server::NodeServiceServer;
+
+/// The largest gRPC message the catalog accepts: 64 MiB (a bind carries a whole info
+/// dictionary and its piece layers).
+pub const MAX_BIND_BYTES: usize = 64 << 20;
+
+/// The control plane's gRPC services, to add to a router.
+pub fn grpc_routes(control: &Arc<ControlPlane>) -> tonic::service::Routes {
+    tonic::service::Routes::new(
+        CatalogServiceServer::from_arc(control.clone()).max_decoding_message_size(MAX_BIND_BYTES),
+    )
+    .add_service(NodeServiceServer::from_arc(control.clone()))
+}
+
+/// The control plane's REST routes (generated from the proto annotations).
+pub fn rest_routes(control: &Arc<ControlPlane>) -> axum::Router {
+    shoal_api::rest::catalog_service(control.clone()).merge(shoal_api::rest::node_service(control.clone()))
+}
+
+/// The control plane's API router: gRPC and REST, reflection, OpenAPI, health.
+///
+/// # Errors
+/// When the reflection service cannot be built (a build problem).
+pub fn api_router(
+    control: &Arc<ControlPlane>,
+    access: shoal_api::router::Access,
+) -> Result<axum::Router, shoal_api::ApiError> {
+    shoal_api::router::build(grpc_routes(control), rest_routes(control), access)
+}
