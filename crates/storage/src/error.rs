@@ -152,7 +152,7 @@ impl StorageError {
 
     /// Wraps an I/O error on `path`, turning "no space" and "quota exceeded" into
     /// [`StorageError::DiskFull`].
-    pub(crate) fn io(action: &'static str, path: &Path, source: io::Error) -> Self {
+    pub fn io(action: &'static str, path: &Path, source: io::Error) -> Self {
         match source.kind() {
             io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => Self::DiskFull {
                 path: path.to_owned(),

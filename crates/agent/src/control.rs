@@ -1,0 +1,156 @@
+//! The agent's link to the control plane: the in-process one (embedded default) or a remote
+//! one over gRPC. Both answer with the same `shoal.v1` messages and errors.
+
+use std::sync::Arc;
+
+use shoal_api::v1::catalog_service_client::CatalogServiceClient;
+use shoal_api::v1::catalog_service_server::CatalogService;
+use shoal_api::v1::node_service_client::NodeServiceClient;
+use shoal_api::v1::node_service_server::NodeService;
+use shoal_api::{ApiError, ErrorCode, v1};
+use shoal_server::ControlPlane;
+use tonic::transport::{Channel, Endpoint};
+
+/// Where the catalog, the registry and the tracker are.
+#[derive(Clone)]
+pub enum Control {
+    /// In this process.
+    Embedded(Arc<ControlPlane>),
+    /// Over gRPC.
+    Remote {
+        /// The URL, for messages.
+        endpoint: String,
+        /// The channel (connects lazily, reconnects by itself).
+        channel: Channel,
+    },
+}
+
+impl Control {
+    /// A remote control plane at `url` (`http://host:7421`).
+    ///
+    /// # Errors
+    /// `INVALID_ARGUMENT` when the URL does not parse.
+    pub fn remote(url: &str) -> Result<Self, ApiError> {
+        let endpoint = Endpoint::from_shared(url.to_owned())
+            .map_err(|e| {
+                ApiError::new(
+                    ErrorCode::InvalidArgument,
+                    format!("control plane URL {url:?}: {e}"),
+                )
+            })?
+            .connect_timeout(std::time::Duration::from_secs(5))
+            .timeout(std::time::Duration::from_secs(30));
+        Ok(Self::Remote {
+            endpoint: url.to_owned(),
+            channel: endpoint.connect_lazy(),
+        })
+    }
+
+    /// Where it is, for status displays.
+    pub fn endpoint(&self) -> String {
+        match self {
+            Self::Embedded(_) => "embedded".to_owned(),
+            Self::Remote { endpoint, .. } => endpoint.clone(),
+        }
+    }
+
+    /// Binds a name to content.
+    ///
+    /// # Errors
+    /// The control plane's error, or `CONTROL_PLANE_UNAVAILABLE`.
+    pub async fn bind(
+        &self,
+        request: v1::BindArtifactRequest,
+        principal: &str,
+    ) -> Result<v1::BindArtifactResponse, ApiError> {
+        let mut request = tonic::Request::new(request);
+        request.extensions_mut().insert(shoal_api::router::Principal {
+            name: principal.to_owned(),
+        });
+        let result = match self {
+            Self::Embedded(cp) => cp.bind_artifact(request).await,
+            Self::Remote { channel, .. } => {
+                CatalogServiceClient::new(channel.clone())
+                    .max_decoding_message_size(shoal_server::MAX_BIND_BYTES)
+                    .max_encoding_message_size(shoal_server::MAX_BIND_BYTES)
+                    .bind_artifact(request)
+                    .await
+            }
+        };
+        self.answer(result)
+    }
+
+    /// Looks an artifact up.
+    ///
+    /// # Errors
+    /// The control plane's error, or `CONTROL_PLANE_UNAVAILABLE`.
+    pub async fn get(&self, request: v1::GetArtifactRequest) -> Result<v1::Artifact, ApiError> {
+        let request = tonic::Request::new(request);
+        let result = match self {
+            Self::Embedded(cp) => cp.get_artifact(request).await,
+            Self::Remote { channel, .. } => {
+                CatalogServiceClient::new(channel.clone())
+                    .max_decoding_message_size(shoal_server::MAX_BIND_BYTES)
+                    .get_artifact(request)
+                    .await
+            }
+        };
+        self.answer(result)
+    }
+
+    /// Lists catalog entries.
+    ///
+    /// # Errors
+    /// The control plane's error, or `CONTROL_PLANE_UNAVAILABLE`.
+    pub async fn list(
+        &self,
+        request: v1::ListArtifactsRequest,
+    ) -> Result<v1::ListArtifactsResponse, ApiError> {
+        let request = tonic::Request::new(request);
+        let result = match self {
+            Self::Embedded(cp) => CatalogService::list_artifacts(&**cp, request).await,
+            Self::Remote { channel, .. } => {
+                CatalogServiceClient::new(channel.clone())
+                    .list_artifacts(request)
+                    .await
+            }
+        };
+        self.answer(result)
+    }
+
+    /// Registers this agent or refreshes its registration.
+    ///
+    /// # Errors
+    /// The control plane's error, or `CONTROL_PLANE_UNAVAILABLE`.
+    pub async fn heartbeat(
+        &self,
+        request: v1::HeartbeatRequest,
+    ) -> Result<v1::HeartbeatResponse, ApiError> {
+        let request = tonic::Request::new(request);
+        let result = match self {
+            Self::Embedded(cp) => cp.heartbeat(request).await,
+            Self::Remote { channel, .. } => {
+                NodeServiceClient::new(channel.clone()).heartbeat(request).await
+            }
+        };
+        self.answer(result)
+    }
+
+    fn answer<T>(&self, result: Result<tonic::Response<T>, tonic::Status>) -> Result<T, ApiError> {
+        result.map(tonic::Response::into_inner).map_err(|status| {
+            let mut e = ApiError::from_status(&status);
+            // A transport failure carries no Shoal reason: say which control plane is down.
+            if e.code == ErrorCode::ControlPlaneUnavailable || status.code() == tonic::Code::Unknown {
+                e = ApiError::new(
+                    ErrorCode::ControlPlaneUnavailable,
+                    format!(
+                        "the control plane at {} cannot be reached ({}); check that it runs and that this host can reach it",
+                        self.endpoint(),
+                        status.message()
+                    ),
+                );
+            }
+            e
+        })
+    }
+}

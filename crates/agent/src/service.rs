@@ -1,0 +1,502 @@
+//! The agent's public services, `shoal.v1.ArtifactService` and `shoal.v1.AgentService`,
+//! implemented once for gRPC and REST alike.
+
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::Stream;
+use shoal_api::router::Principal;
+use shoal_api::v1::agent_service_server::AgentService;
+use shoal_api::v1::artifact_service_server::ArtifactService;
+use shoal_api::v1::retrieve_progress::Phase;
+use shoal_api::{ApiError, ErrorCode, v1};
+use shoal_control::{ArtifactRecord, ArtifactRef, NameTag};
+use shoal_metainfo::create::CreateOptions;
+use shoal_metainfo::{MetaVersion, Torrent};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use crate::Agent;
+use crate::store::copy_tree;
+use crate::torrents::{RunState, content_id};
+
+/// The largest `.torrent` fetched from a URL: 64 MiB.
+const MAX_TORRENT_BYTES: usize = 64 << 20;
+
+type ProgressStream = Pin<Box<dyn Stream<Item = Result<v1::RetrieveProgress, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl ArtifactService for Agent {
+    async fn publish(
+        &self,
+        request: Request<v1::PublishRequest>,
+    ) -> Result<Response<v1::PublishResponse>, Status> {
+        let principal = Principal::of(&request);
+        let req = request.into_inner();
+        let name_tag: NameTag = req
+            .name_tag
+            .parse()
+            .map_err(|e: shoal_control::NameTagError| ApiError::new(ErrorCode::InvalidNameTag, e.to_string()))?;
+        let source = self.allowed_path(&req.path, "publish")?;
+        if !source.exists() {
+            return Err(ApiError::new(
+                ErrorCode::PathNotFound,
+                format!("{} does not exist on the agent's host", source.display()),
+            )
+            .into());
+        }
+        let options = req.options.unwrap_or_default();
+        let announce = self.announce_url();
+        let data = self.torrents.data().clone();
+        // Copy first, then hash the copy: what is seeded is exactly what was hashed, whatever
+        // happens to the source afterwards.
+        let made = tokio::task::spawn_blocking(move || -> Result<(Torrent, PathBuf), ApiError> {
+            let name = source
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .ok_or_else(|| ApiError::new(ErrorCode::InvalidArgument, "publish needs a file or directory, not /"))?;
+            let work = data.staging().join(format!("publish-{}", std::process::id() as u64 * 1_000_003 + shoal_server::now_ms()));
+            let copy = work.join(&name);
+            copy_tree(&source, &copy).map_err(|e| io_error("copying the artifact into the store", &source, &e))?;
+            let scanned = shoal_create::scan(&copy).map_err(|e| ApiError::new(ErrorCode::InvalidArgument, format!("cannot publish {}: {e}", source.display())))?;
+            let create = CreateOptions {
+                version: MetaVersion::Hybrid,
+                piece_length: (options.piece_length != 0).then_some(u64::from(options.piece_length)),
+                private: true,
+                trackers: vec![vec![announce]],
+                web_seeds: options.web_seeds,
+                comment: None,
+                created_by: Some(concat!("shoal/", env!("CARGO_PKG_VERSION")).to_owned()),
+                creation_date: None,
+            };
+            let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let torrent = shoal_create::create(&scanned, create, None, threads, &|_| {})
+                .map_err(|e| ApiError::new(ErrorCode::InvalidArgument, format!("cannot publish {}: {e}", source.display())))?;
+            Ok((torrent, work))
+        })
+        .await
+        .map_err(|_| ApiError::new(ErrorCode::Internal, "the publishing task failed"))??;
+        let (torrent, work) = made;
+        let record = ArtifactRecord::from_torrent(name_tag.clone(), &torrent, &principal, shoal_server::now_ms())
+            .map_err(|e| ApiError::new(ErrorCode::InvalidTorrent, e.to_string()));
+        let bound = match record {
+            Ok(record) => {
+                self.control
+                    .bind(
+                        v1::BindArtifactRequest {
+                            name_tag: name_tag.to_string(),
+                            info: record.info,
+                            piece_layers: record.piece_layers,
+                        },
+                        &principal,
+                    )
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        let bound = match bound {
+            Ok(bound) => bound,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&work);
+                return Err(e.into());
+            }
+        };
+        // Move the hashed copy into the store, unless the store has this content already.
+        let id = content_id(&torrent);
+        let data = self.torrents.data().clone();
+        let info_torrent = torrent.clone();
+        let id_move = id.clone();
+        tokio::task::spawn_blocking(move || -> Result<(), ApiError> {
+            let info = info_torrent.info();
+            if !data.is_complete(&id_move, info) {
+                let target = data.data_path(&id_move, info);
+                let _ = std::fs::remove_dir_all(data.store_dir(&id_move));
+                std::fs::create_dir_all(data.store_dir(&id_move))
+                    .map_err(|e| io_error("creating the store", &target, &e))?;
+                std::fs::rename(work.join(info.name.as_str()), &target)
+                    .map_err(|e| io_error("moving the artifact into the store", &target, &e))?;
+                data.mark_complete(&id_move, info)
+                    .map_err(|e| io_error("recording the artifact", &target, &e))?;
+            }
+            let _ = std::fs::remove_dir_all(&work);
+            Ok(())
+        })
+        .await
+        .map_err(|_| ApiError::new(ErrorCode::Internal, "the publishing task failed"))??;
+        self.torrents
+            .start(Arc::new(torrent), Some(name_tag.to_string()))
+            .map_err(|e| storage_error(&e))?;
+        tracing::info!(name_tag = %name_tag, content_id = %id, already_bound = bound.already_bound, "published");
+        Ok(Response::new(v1::PublishResponse {
+            artifact: bound.artifact,
+            already_bound: bound.already_bound,
+        }))
+    }
+
+    async fn list_artifacts(
+        &self,
+        request: Request<v1::ListArtifactsRequest>,
+    ) -> Result<Response<v1::ListArtifactsResponse>, Status> {
+        Ok(Response::new(self.control.list(request.into_inner()).await?))
+    }
+
+    async fn get_artifact(
+        &self,
+        request: Request<v1::GetArtifactRequest>,
+    ) -> Result<Response<v1::Artifact>, Status> {
+        let req = request.into_inner();
+        let (torrent, name_tag) = self.resolve(req.r#ref.as_ref()).await?;
+        let id = content_id(&torrent);
+        // The catalog's answer when it knows the content; the torrent's own description
+        // otherwise.
+        if torrent.info_hashes().v2().is_some() {
+            let lookup = v1::GetArtifactRequest {
+                r#ref: Some(v1::ArtifactRef {
+                    kind: Some(match &name_tag {
+                        Some(n) => v1::artifact_ref::Kind::NameTag(n.clone()),
+                        None => v1::artifact_ref::Kind::ContentId(id.clone()),
+                    }),
+                }),
+                include_torrent: req.include_torrent,
+            };
+            match self.control.get(lookup).await {
+                Ok(artifact) => return Ok(Response::new(artifact)),
+                Err(e) if e.code == ErrorCode::ArtifactNotFound => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(Response::new(describe(&torrent, req.include_torrent)))
+    }
+
+    type RetrieveStream = ProgressStream;
+
+    async fn retrieve(
+        &self,
+        request: Request<v1::RetrieveRequest>,
+    ) -> Result<Response<Self::RetrieveStream>, Status> {
+        let req = request.into_inner();
+        let destination = self.allowed_path(&req.destination, "retrieve")?;
+        if destination.exists() && !req.overwrite {
+            return Err(ApiError::new(
+                ErrorCode::DestinationExists,
+                format!(
+                    "{} exists; choose another destination or ask to overwrite it",
+                    destination.display()
+                ),
+            )
+            .with("destination", destination.display().to_string())
+            .into());
+        }
+        let (torrent, name_tag) = self.resolve(req.r#ref.as_ref()).await?;
+        let id = self
+            .torrents
+            .start(Arc::new(torrent), name_tag)
+            .map_err(|e| storage_error(&e))?;
+        let Some(view) = self.torrents.get(&id) else {
+            return Err(ApiError::new(ErrorCode::Internal, "the torrent vanished as it started").into());
+        };
+        let (tx, rx) = mpsc::channel(16);
+        let torrents = self.torrents.clone();
+        tokio::spawn(async move {
+            let result = follow(view, &tx, &torrents).await;
+            let result = match result {
+                Ok((total, source)) => {
+                    let _ = tx
+                        .send(Ok(progress(Phase::Materializing, &id, total, total, 0, 0, "")))
+                        .await;
+                    let dest = destination.clone();
+                    let copied = tokio::task::spawn_blocking(move || {
+                        if dest.exists() {
+                            let removed = if dest.is_dir() {
+                                std::fs::remove_dir_all(&dest)
+                            } else {
+                                std::fs::remove_file(&dest)
+                            };
+                            removed.map_err(|e| io_error("replacing the destination", &dest, &e))?;
+                        }
+                        copy_tree(&source, &dest).map_err(|e| io_error("copying to the destination", &dest, &e))
+                    })
+                    .await;
+                    match copied {
+                        Ok(Ok(())) => Ok(progress(
+                            Phase::Done,
+                            &id,
+                            total,
+                            total,
+                            0,
+                            0,
+                            &destination.display().to_string(),
+                        )),
+                        Ok(Err(e)) => Err(e),
+                        Err(_) => Err(ApiError::new(ErrorCode::Internal, "the copy task failed")),
+                    }
+                }
+                Err(e) => Err(e),
+            };
+            let _ = tx.send(result.map_err(Status::from)).await;
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn remove_local(
+        &self,
+        request: Request<v1::RemoveLocalRequest>,
+    ) -> Result<Response<v1::RemoveLocalResponse>, Status> {
+        let req = request.into_inner();
+        let reference = shoal_server::parse_ref(req.r#ref.as_ref())?;
+        let id = match &reference {
+            ArtifactRef::ContentId(prefix) => {
+                let held: Vec<String> = self
+                    .torrents
+                    .list()
+                    .into_iter()
+                    .map(|v| v.id)
+                    .filter(|id| id.starts_with(prefix.as_str()))
+                    .collect();
+                match held.as_slice() {
+                    [one] => one.clone(),
+                    [] => String::new(),
+                    _ => {
+                        return Err(ApiError::new(
+                            ErrorCode::AmbiguousContentId,
+                            format!("{} starts more than one content id held here; give more digits", prefix.as_str()),
+                        )
+                        .into());
+                    }
+                }
+            }
+            _ => {
+                let (torrent, _) = self.resolve(req.r#ref.as_ref()).await?;
+                content_id(&torrent)
+            }
+        };
+        match self.torrents.remove(&id).await {
+            Some(bytes_freed) => {
+                tracing::info!(content_id = %id, bytes_freed, "local copy removed");
+                Ok(Response::new(v1::RemoveLocalResponse { bytes_freed }))
+            }
+            None => Err(ApiError::new(
+                ErrorCode::ArtifactNotFound,
+                "this agent holds no copy of that artifact; `shoal status` lists what it holds",
+            )
+            .into()),
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl AgentService for Agent {
+    async fn get_status(
+        &self,
+        _request: Request<v1::GetStatusRequest>,
+    ) -> Result<Response<v1::AgentStatus>, Status> {
+        Ok(Response::new(self.status().await))
+    }
+}
+
+impl Agent {
+    /// Checks that `path` is absolute and inside an allowed root.
+    fn allowed_path(&self, path: &str, what: &str) -> Result<PathBuf, ApiError> {
+        let path = Path::new(path);
+        if !path.is_absolute() {
+            return Err(ApiError::new(
+                ErrorCode::InvalidArgument,
+                format!("{what} needs an absolute path on the agent's host, not {}", path.display()),
+            ));
+        }
+        if path.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+            return Err(ApiError::new(
+                ErrorCode::PathNotAllowed,
+                format!("{} contains '..'; give the path without it", path.display()),
+            ));
+        }
+        let roots = &self.config.allowed_roots;
+        if !roots.is_empty() && !roots.iter().any(|r| path.starts_with(r)) {
+            return Err(ApiError::new(
+                ErrorCode::PathNotAllowed,
+                format!(
+                    "{} is outside the agent's allowed roots ({}); use a path under one of them or add a root to allowed_roots",
+                    path.display(),
+                    roots.iter().map(|r| r.display().to_string()).collect::<Vec<_>>().join(", ")
+                ),
+            )
+            .with("path", path.display().to_string()));
+        }
+        Ok(path.to_owned())
+    }
+
+    /// Finds the torrent a reference names, and its catalog name when it has one.
+    async fn resolve(&self, reference: Option<&v1::ArtifactRef>) -> Result<(Torrent, Option<String>), ApiError> {
+        let invalid = |m: String| ApiError::new(ErrorCode::InvalidTorrent, m);
+        if let Some(v1::artifact_ref::Kind::Torrent(bytes)) = reference.and_then(|r| r.kind.as_ref()) {
+            let torrent = Torrent::from_bytes(bytes).map_err(|e| invalid(format!("the .torrent is not valid: {e}")))?;
+            return Ok((torrent, None));
+        }
+        let parsed = shoal_server::parse_ref(reference)?;
+        let by_catalog = |kind: v1::artifact_ref::Kind| v1::GetArtifactRequest {
+            r#ref: Some(v1::ArtifactRef { kind: Some(kind) }),
+            include_torrent: true,
+        };
+        let request = match &parsed {
+            ArtifactRef::NameTag(n) => by_catalog(v1::artifact_ref::Kind::NameTag(n.to_string())),
+            ArtifactRef::ContentId(p) => by_catalog(v1::artifact_ref::Kind::ContentId(p.as_str().to_owned())),
+            ArtifactRef::Magnet(link) => {
+                let magnet = shoal_metainfo::Magnet::parse(link)
+                    .map_err(|e| ApiError::new(ErrorCode::InvalidRef, format!("the magnet link is not valid: {e}")))?;
+                let Some(v2) = magnet.info_hashes.v2() else {
+                    return Err(ApiError::new(
+                        ErrorCode::InvalidRef,
+                        "the agent fetches magnet links with a v2 (btmh) hash of a cataloged artifact; this one has only a v1 hash — use its .torrent file instead",
+                    ));
+                };
+                by_catalog(v1::artifact_ref::Kind::ContentId(v2.to_hex()))
+            }
+            ArtifactRef::TorrentUrl(url) => {
+                let bytes = fetch(url).await?;
+                let torrent = Torrent::from_bytes(&bytes).map_err(|e| invalid(format!("{url} is not a valid .torrent: {e}")))?;
+                return Ok((torrent, None));
+            }
+            ArtifactRef::TorrentPath(path) => {
+                return Err(ApiError::new(
+                    ErrorCode::InvalidRef,
+                    format!("{path} is a path: send the .torrent file's bytes (the CLI does this for you)"),
+                ));
+            }
+        };
+        let artifact = self.control.get(request).await?;
+        let torrent = Torrent::from_bytes(&artifact.torrent)
+            .map_err(|e| ApiError::new(ErrorCode::Internal, format!("the catalog's torrent is not valid: {e}")))?;
+        Ok((torrent, (!artifact.name_tag.is_empty()).then_some(artifact.name_tag)))
+    }
+}
+
+/// Follows a download until it is complete (returns its size and data path) or fails.
+async fn follow(
+    view: crate::torrents::TorrentView,
+    tx: &mpsc::Sender<Result<v1::RetrieveProgress, Status>>,
+    torrents: &crate::torrents::Torrents,
+) -> Result<(u64, PathBuf), ApiError> {
+    let info = view.torrent.info();
+    let total = info.total_size();
+    let piece = info.piece_length.bytes();
+    let progress = view.progress.clone();
+    let mut state = view.state.clone();
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        let p = progress.borrow().clone();
+        let s = state.borrow_and_update().clone();
+        if let RunState::Failed(why) = s {
+            return Err(ApiError::new(
+                ErrorCode::TransferFailed,
+                format!("the download stopped: {why}"),
+            ));
+        }
+        if p.complete {
+            return Ok((total, torrents.data().data_path(&view.id, info)));
+        }
+        let verified = (u64::from(p.have) * piece).min(total);
+        let rates = torrents.get(&view.id).map(|v| v.rates).unwrap_or_default();
+        let phase = Phase::Downloading;
+        let peers = u32::try_from(p.peers).unwrap_or(u32::MAX);
+        if tx
+            .send(Ok(progress_msg(phase, &view.id, verified, total, rates.download, peers)))
+            .await
+            .is_err()
+        {
+            // The caller went away; the download goes on.
+            return Err(ApiError::new(ErrorCode::Internal, "the caller went away"));
+        }
+        // Reports twice a second, and at once when the state changes.
+        tokio::select! {
+            _ = state.changed() => {}
+            _ = tick.tick() => {}
+        }
+    }
+}
+
+fn progress_msg(phase: Phase, id: &str, verified: u64, total: u64, rate: u64, peers: u32) -> v1::RetrieveProgress {
+    progress(phase, id, verified, total, rate, peers, "")
+}
+
+fn progress(phase: Phase, id: &str, verified: u64, total: u64, rate: u64, peers: u32, path: &str) -> v1::RetrieveProgress {
+    v1::RetrieveProgress {
+        phase: phase as i32,
+        content_id: id.to_owned(),
+        bytes_verified: verified,
+        bytes_total: total,
+        download_rate: rate,
+        peers,
+        path: path.to_owned(),
+    }
+}
+
+/// An artifact described from its torrent alone (content outside the catalog).
+fn describe(torrent: &Torrent, include_torrent: bool) -> v1::Artifact {
+    let info = torrent.info();
+    let hashes = torrent.info_hashes();
+    v1::Artifact {
+        name_tag: String::new(),
+        content_id: content_id(torrent),
+        info_hash_v1: hashes.v1().map(|h| h.to_hex()).unwrap_or_default(),
+        size: info.total_size(),
+        piece_length: u32::try_from(info.piece_length.bytes()).unwrap_or(u32::MAX),
+        files: info
+            .data_files()
+            .map(|f| v1::FileEntry {
+                path: f.path.to_string(),
+                size: f.length,
+                pieces_root: f.pieces_root.map(|r| r.to_hex()).unwrap_or_default(),
+            })
+            .collect(),
+        created_at: None,
+        created_by: String::new(),
+        magnet: torrent.magnet().to_string(),
+        torrent: if include_torrent { torrent.to_bytes() } else { Vec::new() },
+    }
+}
+
+/// Fetches a `.torrent` over plain HTTP.
+async fn fetch(url: &str) -> Result<Vec<u8>, ApiError> {
+    use http_body_util::{BodyExt, Empty, Limited};
+    let bad = |m: String| ApiError::new(ErrorCode::InvalidRef, m);
+    if url.starts_with("https://") {
+        return Err(bad(format!("{url}: https is not supported yet; download the .torrent and pass its path")));
+    }
+    let uri: http::Uri = url.parse().map_err(|e| bad(format!("{url} is not a valid URL: {e}")))?;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<Empty<bytes_compat::Bytes>>();
+    let response = tokio::time::timeout(Duration::from_secs(30), client.get(uri))
+        .await
+        .map_err(|_| bad(format!("{url} did not answer within 30 s")))?
+        .map_err(|e| bad(format!("cannot fetch {url}: {e}")))?;
+    if !response.status().is_success() {
+        return Err(bad(format!("{url} answered {}", response.status())));
+    }
+    let body = Limited::new(response.into_body(), MAX_TORRENT_BYTES)
+        .collect()
+        .await
+        .map_err(|e| bad(format!("cannot read {url}: {e}")))?;
+    Ok(body.to_bytes().to_vec())
+}
+
+mod bytes_compat {
+    pub use axum::body::Bytes;
+}
+
+fn io_error(action: &str, path: &Path, e: &std::io::Error) -> ApiError {
+    let code = if e.raw_os_error() == Some(28) {
+        ErrorCode::DiskFull
+    } else {
+        ErrorCode::Internal
+    };
+    ApiError::new(code, format!("{action} ({}) failed: {e}", path.display()))
+}
+
+fn storage_error(e: &shoal_storage::StorageError) -> ApiError {
+    let text = e.to_string();
+    let code = if text.contains("No space left") { ErrorCode::DiskFull } else { ErrorCode::Internal };
+    ApiError::new(code, format!("the agent's store failed: {text}"))
+}

@@ -1,0 +1,424 @@
+//! The torrents an agent holds: one driver session each, all behind one peer listener.
+//!
+//! A torrent starts in one of three ways, decided by what the data directory holds:
+//! - complete and recorded ([`DataDir::is_complete`]): seeded at once, no hashing;
+//! - data present but not recorded (a crash between finishing and recording): hash-checked,
+//!   then seeded;
+//! - otherwise downloaded into staging, resuming from the resume file (pieces written after
+//!   its last flush are hash-checked, not fetched again), then moved into the store.
+//!
+//! Each session has a monitor task that records completion and keeps smoothed rates.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use shoal_driver::{PeerListener, Progress, SessionConfig};
+use shoal_metainfo::Torrent;
+use shoal_storage::{FileStore, PieceStore, ResumeState, StorageError};
+use tokio::sync::{oneshot, watch};
+
+use crate::store::DataDir;
+
+/// What the agent is doing with a torrent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RunState {
+    /// Hash-checking data found on disk.
+    Checking,
+    /// Downloading.
+    Downloading,
+    /// Complete and sharing.
+    Seeding,
+    /// Stopped by an error.
+    Failed(String),
+}
+
+/// Rates in bytes per second, averaged over about five seconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Rates {
+    /// Sent.
+    pub upload: u64,
+    /// Received.
+    pub download: u64,
+}
+
+/// A view of one torrent.
+#[derive(Clone)]
+pub struct TorrentView {
+    /// Its content id (v2 info-hash, hex).
+    pub id: String,
+    /// The torrent.
+    pub torrent: Arc<Torrent>,
+    /// Its catalog name, when known.
+    pub name_tag: Option<String>,
+    /// Progress from the driver.
+    pub progress: watch::Receiver<Progress>,
+    /// What it is doing.
+    pub state: watch::Receiver<RunState>,
+    /// Smoothed rates.
+    pub rates: Rates,
+}
+
+struct Entry {
+    torrent: Arc<Torrent>,
+    name_tag: Option<String>,
+    progress: watch::Receiver<Progress>,
+    state: watch::Receiver<RunState>,
+    rates: Arc<Mutex<Rates>>,
+    stop: Option<oneshot::Sender<()>>,
+    session: tokio::task::JoinHandle<()>,
+}
+
+/// Counters of torrents that are gone, so totals never go backwards.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Retired {
+    /// Bytes sent.
+    pub uploaded: u64,
+    /// Bytes received.
+    pub downloaded: u64,
+    /// Pieces that failed verification.
+    pub pieces_failed: u64,
+    /// Peers banned.
+    pub peers_banned: u64,
+}
+
+/// Every torrent of the agent.
+pub struct Torrents {
+    data: DataDir,
+    listener: PeerListener,
+    advertise: SocketAddr,
+    peer_id: [u8; 20],
+    announce: Mutex<Vec<String>>,
+    entries: Mutex<HashMap<String, Entry>>,
+    retired: Mutex<Retired>,
+}
+
+impl Torrents {
+    /// A manager over `data`, accepting peers on `listener` and telling trackers `advertise`.
+    pub fn new(data: DataDir, listener: PeerListener, advertise: SocketAddr) -> Self {
+        Self {
+            data,
+            listener,
+            advertise,
+            peer_id: shoal_driver::new_peer_id(),
+            announce: Mutex::new(Vec::new()),
+            entries: Mutex::new(HashMap::new()),
+            retired: Mutex::new(Retired::default()),
+        }
+    }
+
+    /// The data directory.
+    pub fn data(&self) -> &DataDir {
+        &self.data
+    }
+
+    /// The address peers reach this agent at.
+    pub fn advertise(&self) -> SocketAddr {
+        self.advertise
+    }
+
+    /// Sets the tracker URLs every torrent announces to (the control plane's tracker).
+    pub fn set_announce(&self, urls: Vec<String>) {
+        *lock(&self.announce) = urls;
+    }
+
+    /// The counters of torrents removed since start.
+    pub fn retired(&self) -> Retired {
+        *lock(&self.retired)
+    }
+
+    /// Starts `torrent` (seeding or downloading, as the data directory decides) unless it
+    /// runs already; records it so a restart resumes it. Returns its content id.
+    ///
+    /// # Errors
+    /// When its store cannot be opened or its record written.
+    pub fn start(&self, torrent: Arc<Torrent>, name_tag: Option<String>) -> Result<String, StorageError> {
+        let id = content_id(&torrent);
+        let mut entries = lock(&self.entries);
+        if let Some(entry) = entries.get_mut(&id) {
+            let failed = matches!(*entry.state.borrow(), RunState::Failed(_));
+            if name_tag.is_some() && entry.name_tag.is_none() {
+                entry.name_tag.clone_from(&name_tag);
+                let _ = self.data.save_torrent(&id, &entry.torrent, name_tag.as_deref());
+            }
+            if !failed {
+                return Ok(id);
+            }
+            // A failed session (disk full, say) is started again.
+            entries.remove(&id);
+        }
+        self.data
+            .save_torrent(&id, &torrent, name_tag.as_deref())
+            .map_err(|e| StorageError::io("recording the torrent", self.data.root(), e))?;
+        let entry = self.spawn(&id, torrent, name_tag)?;
+        entries.insert(id.clone(), entry);
+        Ok(id)
+    }
+
+    fn spawn(&self, id: &str, torrent: Arc<Torrent>, name_tag: Option<String>) -> Result<Entry, StorageError> {
+        let info = torrent.info();
+        let (store, recheck, seeding): (Arc<dyn PieceStore>, bool, bool) =
+            if self.data.is_complete(id, info) {
+                let store = FileStore::seed_verified(info, &self.data.data_path(id, info))?;
+                (Arc::new(store), false, true)
+            } else if self.data.has_data(id, info) {
+                let store = FileStore::seed_in_place(info, &self.data.data_path(id, info))?;
+                (Arc::new(store), true, true)
+            } else {
+                let store_dir = self.data.store_dir(id);
+                std::fs::create_dir_all(&store_dir)
+                    .map_err(|e| StorageError::io("creating the store", &store_dir, e))?;
+                let store = FileStore::open(info, id, &self.data.staging(), &store_dir)?;
+                let recheck = !matches!(store.resume_state(), ResumeState::Fresh);
+                if let ResumeState::Restored { verified, .. } = store.resume_state() {
+                    tracing::info!(content_id = %id, verified, "resuming a download");
+                }
+                (Arc::new(store), recheck, false)
+            };
+        let hashes = announce_hashes(&torrent);
+        let mut trackers: Vec<Vec<String>> = lock(&self.announce).iter().map(|u| vec![u.clone()]).collect();
+        for tier in torrent.trackers() {
+            if !trackers.contains(&tier) {
+                trackers.push(tier);
+            }
+        }
+        let mut seed = [0u8; 8];
+        seed.copy_from_slice(&shoal_driver::new_peer_id()[8..16]);
+        let config = SessionConfig {
+            torrent: torrent.clone(),
+            store,
+            recheck,
+            require_complete: false,
+            listen: Some(self.advertise),
+            inbound: Some(self.listener.register(&hashes)),
+            peers: Vec::new(),
+            trackers,
+            web_seeds: torrent.web_seeds.clone(),
+            swarm: shoal_swarm::Config {
+                listen_port: Some(self.advertise.port()),
+                seed: u64::from_le_bytes(seed),
+                ..shoal_swarm::Config::default()
+            },
+            peer_id: self.peer_id,
+            seed_for: Some(Duration::MAX),
+            max_peers: 200,
+        };
+        let initial = if recheck {
+            RunState::Checking
+        } else if seeding {
+            RunState::Seeding
+        } else {
+            RunState::Downloading
+        };
+        let (state_tx, state) = watch::channel(initial);
+        let (progress_tx, progress) = watch::channel(Progress::default());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let rates = Arc::new(Mutex::new(Rates::default()));
+        tokio::spawn(monitor(
+            id.to_owned(),
+            torrent.clone(),
+            self.data.clone(),
+            progress.clone(),
+            state_tx.clone(),
+            rates.clone(),
+            seeding && !recheck,
+        ));
+        let session_id = id.to_owned();
+        let session = tokio::spawn(async move {
+            let result = shoal_driver::run(config, async { let _ = stopped.await; }, progress_tx).await;
+            match result {
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::error!(content_id = %session_id, error = %e, "torrent stopped");
+                    let _ = state_tx.send(RunState::Failed(e.to_string()));
+                }
+            }
+        });
+        Ok(Entry {
+            torrent,
+            name_tag,
+            progress,
+            state,
+            rates,
+            stop: Some(stop),
+            session,
+        })
+    }
+
+    /// Resumes every torrent recorded in the data directory.
+    pub fn resume_all(&self) -> usize {
+        let saved = match self.data.saved_torrents() {
+            Ok(saved) => saved,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot list the recorded torrents");
+                return 0;
+            }
+        };
+        let mut started = 0;
+        for (id, bytes, name) in saved {
+            match Torrent::from_bytes(&bytes) {
+                Ok(torrent) => match self.start(Arc::new(torrent), name) {
+                    Ok(_) => started += 1,
+                    Err(e) => tracing::error!(content_id = %id, error = %e, "cannot resume"),
+                },
+                Err(e) => tracing::error!(content_id = %id, error = %e, "recorded torrent is unreadable"),
+            }
+        }
+        started
+    }
+
+    /// A view of the torrent `id`.
+    pub fn get(&self, id: &str) -> Option<TorrentView> {
+        lock(&self.entries).get(id).map(|e| view(id, e))
+    }
+
+    /// Views of every torrent, by content id.
+    pub fn list(&self) -> Vec<TorrentView> {
+        let entries = lock(&self.entries);
+        let mut out: Vec<_> = entries.iter().map(|(id, e)| view(id, e)).collect();
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        out
+    }
+
+    /// Stops the torrent `id` and deletes its data; returns the bytes freed, or `None` when
+    /// the agent does not hold it.
+    pub async fn remove(&self, id: &str) -> Option<u64> {
+        let entry = lock(&self.entries).remove(id)?;
+        let info_torrent = entry.torrent.clone();
+        let last = entry.progress.borrow().stats;
+        stop(entry).await;
+        {
+            let mut retired = lock(&self.retired);
+            retired.uploaded += last.uploaded;
+            retired.downloaded += last.downloaded;
+            retired.pieces_failed += u64::from(last.pieces_failed);
+            retired.peers_banned += u64::from(last.peers_banned);
+        }
+        let data = self.data.clone();
+        let id = id.to_owned();
+        tokio::task::spawn_blocking(move || data.remove(&id, info_torrent.info()))
+            .await
+            .ok()
+    }
+
+    /// Stops every session, making what was verified durable.
+    pub async fn shutdown(&self) {
+        let entries: Vec<Entry> = lock(&self.entries).drain().map(|(_, e)| e).collect();
+        for entry in entries {
+            stop(entry).await;
+        }
+    }
+}
+
+async fn stop(mut entry: Entry) {
+    if let Some(stop) = entry.stop.take() {
+        let _ = stop.send(());
+    }
+    if tokio::time::timeout(Duration::from_secs(10), &mut entry.session).await.is_err() {
+        entry.session.abort();
+    }
+}
+
+fn view(id: &str, e: &Entry) -> TorrentView {
+    TorrentView {
+        id: id.to_owned(),
+        torrent: e.torrent.clone(),
+        name_tag: e.name_tag.clone(),
+        progress: e.progress.clone(),
+        state: e.state.clone(),
+        rates: *lock(&e.rates),
+    }
+}
+
+/// Follows a session: records completion in the data directory, keeps the state and the
+/// smoothed rates.
+async fn monitor(
+    id: String,
+    torrent: Arc<Torrent>,
+    data: DataDir,
+    mut progress: watch::Receiver<Progress>,
+    state: watch::Sender<RunState>,
+    rates: Arc<Mutex<Rates>>,
+    mut recorded: bool,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut samples: std::collections::VecDeque<(Instant, u64, u64)> = Default::default();
+    loop {
+        tokio::select! {
+            changed = progress.changed() => if changed.is_err() { break },
+            _ = tick.tick() => {}
+        }
+        let p = progress.borrow_and_update().clone();
+        if matches!(*state.borrow(), RunState::Failed(_)) {
+            break;
+        }
+        let next = if p.checking.is_some() {
+            RunState::Checking
+        } else if p.complete {
+            RunState::Seeding
+        } else {
+            RunState::Downloading
+        };
+        state.send_if_modified(|s| {
+            if *s == next {
+                false
+            } else {
+                *s = next.clone();
+                true
+            }
+        });
+        if p.complete && !recorded {
+            let (data, marked, torrent) = (data.clone(), id.clone(), torrent.clone());
+            let done = tokio::task::spawn_blocking(move || data.mark_complete(&marked, torrent.info())).await;
+            match done {
+                Ok(Ok(())) => {
+                    tracing::info!(content_id = %id, "complete and verified; seeding");
+                    recorded = true;
+                }
+                Ok(Err(e)) => tracing::warn!(content_id = %id, error = %e, "cannot record completion; a restart will check the data again"),
+                Err(_) => {}
+            }
+        }
+        let now = Instant::now();
+        samples.push_back((now, p.stats.uploaded, p.stats.downloaded));
+        while samples.len() > 2 && samples.front().is_some_and(|(t, ..)| now.duration_since(*t) > Duration::from_secs(5)) {
+            samples.pop_front();
+        }
+        if let (Some(first), Some(last)) = (samples.front(), samples.back()) {
+            let secs = last.0.duration_since(first.0).as_secs_f64();
+            if secs > 0.2 {
+                *lock(&rates) = Rates {
+                    upload: ((last.1 - first.1) as f64 / secs) as u64,
+                    download: ((last.2 - first.2) as f64 / secs) as u64,
+                };
+            }
+        }
+    }
+}
+
+/// The content id of a torrent: its v2 info-hash, or v1 for a v1-only torrent.
+pub fn content_id(torrent: &Torrent) -> String {
+    let hashes = torrent.info_hashes();
+    hashes
+        .v2()
+        .map(|h| h.to_hex())
+        .or_else(|| hashes.v1().map(|h| h.to_hex()))
+        .unwrap_or_default()
+}
+
+/// The 20-byte hashes peers handshake with for this torrent.
+fn announce_hashes(torrent: &Torrent) -> Vec<[u8; 20]> {
+    let hashes = torrent.info_hashes();
+    hashes
+        .v1()
+        .map(|h| h.0)
+        .into_iter()
+        .chain(hashes.v2().map(|h| h.truncated().0))
+        .collect()
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Plain maps and counters: consistent at every step, usable after a panic elsewhere.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
