@@ -265,18 +265,18 @@ fn field_schema(field: &FieldDescriptor) -> String {
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
-            Kind::Message(m) => format!(r##"{{"$ref": "#/components/schemas/{}"}}"##, m.full_name()),
-        }
-    };
-    if field.is_map() {
-        if let Kind::Message(entry) = field.kind() {
-            if let Some(value) = entry.map_entry_value_field().kind().into() {
-                return format!(
-                    r#"{{"type": "object", "additionalProperties": {}}}"#,
-                    scalar(&value)
-                );
+            Kind::Message(m) => {
+                format!(r##"{{"$ref": "#/components/schemas/{}"}}"##, m.full_name())
             }
         }
+    };
+    if field.is_map()
+        && let Kind::Message(entry) = field.kind()
+    {
+        return format!(
+            r#"{{"type": "object", "additionalProperties": {}}}"#,
+            scalar(&entry.map_entry_value_field().kind())
+        );
     }
     if field.is_list() {
         return format!(r#"{{"type": "array", "items": {}}}"#, scalar(&field.kind()));
@@ -345,10 +345,7 @@ fn openapi(pool: &DescriptorPool, routes: &[Route]) -> BuildResult<String> {
             .map(|f| {
                 let mut schema = field_schema(&f);
                 if let Some(d) = doc(&file, f.path()) {
-                    schema = format!(
-                        r#"{{"description": {}, "allOf": [{schema}]}}"#,
-                        json(&d)
-                    );
+                    schema = format!(r#"{{"description": {}, "allOf": [{schema}]}}"#, json(&d));
                 }
                 format!("{}: {schema}", json(f.json_name()))
             })

@@ -164,7 +164,10 @@ mod tests {
         "#;
         let config = AgentConfig::parse(text).unwrap_or_default();
         assert_eq!(config.node_id.as_deref(), Some("build-17"));
-        assert_eq!(config.labels.get("region").map(String::as_str), Some("eu-west"));
+        assert_eq!(
+            config.labels.get("region").map(String::as_str),
+            Some("eu-west")
+        );
         assert_eq!(config.server.tracker_listen.port(), 7000);
         assert_eq!(config.server.api_listen.port(), 7421);
     }

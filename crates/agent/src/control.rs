@@ -64,9 +64,11 @@ impl Control {
         principal: &str,
     ) -> Result<v1::BindArtifactResponse, ApiError> {
         let mut request = tonic::Request::new(request);
-        request.extensions_mut().insert(shoal_api::router::Principal {
-            name: principal.to_owned(),
-        });
+        request
+            .extensions_mut()
+            .insert(shoal_api::router::Principal {
+                name: principal.to_owned(),
+            });
         let result = match self {
             Self::Embedded(cp) => cp.bind_artifact(request).await,
             Self::Remote { channel, .. } => {
@@ -130,7 +132,9 @@ impl Control {
         let result = match self {
             Self::Embedded(cp) => cp.heartbeat(request).await,
             Self::Remote { channel, .. } => {
-                NodeServiceClient::new(channel.clone()).heartbeat(request).await
+                NodeServiceClient::new(channel.clone())
+                    .heartbeat(request)
+                    .await
             }
         };
         self.answer(result)

@@ -51,7 +51,9 @@ pub enum AgentError {
         source: std::io::Error,
     },
     /// A listener cannot be bound.
-    #[error("cannot listen on {addr} ({what}): {source}; is another agent running, or is the port taken?")]
+    #[error(
+        "cannot listen on {addr} ({what}): {source}; is another agent running, or is the port taken?"
+    )]
     Listen {
         /// What the port is for.
         what: &'static str,
@@ -108,7 +110,10 @@ impl Running {
 ///
 /// # Errors
 /// [`AgentError`] when it cannot start.
-pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()>) -> Result<(), AgentError> {
+pub async fn run(
+    config: AgentConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), AgentError> {
     let running = start(config).await?;
     shutdown.await;
     tracing::info!("shutting down: stopping sessions and recording what was verified");
@@ -154,14 +159,21 @@ pub async fn start(config: AgentConfig) -> Result<Running, AgentError> {
             String::new(),
         ),
         None => {
-            let tracker_listener = bind(config.server.tracker_listen, "the embedded tracker").await?;
-            let tracker_addr = tracker_listener.local_addr().map_err(|source| AgentError::Listen {
-                what: "the embedded tracker",
-                addr: config.server.tracker_listen,
-                source,
-            })?;
+            let tracker_listener =
+                bind(config.server.tracker_listen, "the embedded tracker").await?;
+            let tracker_addr =
+                tracker_listener
+                    .local_addr()
+                    .map_err(|source| AgentError::Listen {
+                        what: "the embedded tracker",
+                        addr: config.server.tracker_listen,
+                        source,
+                    })?;
             let announce = config.server.announce_url.clone().unwrap_or_else(|| {
-                format!("http://{}/announce", SocketAddr::new(advertise_ip, tracker_addr.port()))
+                format!(
+                    "http://{}/announce",
+                    SocketAddr::new(advertise_ip, tracker_addr.port())
+                )
             });
             let control_plane = ControlPlane::open(ServerConfig {
                 data_dir: data.catalog(),
@@ -169,7 +181,8 @@ pub async fn start(config: AgentConfig) -> Result<Running, AgentError> {
                 tracker: shoal_control::TrackerConfig::default(),
                 nodes: shoal_control::NodeConfig::default(),
             })?;
-            let server_listener = bind(config.server.api_listen, "the embedded control plane's API").await?;
+            let server_listener =
+                bind(config.server.api_listen, "the embedded control plane's API").await?;
             let server_api_addr = server_listener.local_addr().ok();
             let router = shoal_server::api_router(&control_plane, shoal_api::router::Access::Open)
                 .map_err(|e| AgentError::Config(e.message))?;
@@ -178,9 +191,16 @@ pub async fn start(config: AgentConfig) -> Result<Running, AgentError> {
                 tracker_listener,
                 shoal_server::tracker_http::router(control_plane.clone()),
             )));
-            tasks.push(tokio::spawn(shoal_server::tracker_http::expire(control_plane.clone())));
+            tasks.push(tokio::spawn(shoal_server::tracker_http::expire(
+                control_plane.clone(),
+            )));
             tracing::info!(api = ?server_api_addr, tracker = %tracker_addr, %announce, "embedded control plane running");
-            (Control::Embedded(control_plane), server_api_addr, Some(tracker_addr), announce)
+            (
+                Control::Embedded(control_plane),
+                server_api_addr,
+                Some(tracker_addr),
+                announce,
+            )
         }
     };
 
@@ -189,11 +209,13 @@ pub async fn start(config: AgentConfig) -> Result<Running, AgentError> {
         torrents.set_announce(vec![announce.clone()]);
     }
     let api_listener = bind(config.api_listen, "the local API").await?;
-    let api_addr = api_listener.local_addr().map_err(|source| AgentError::Listen {
-        what: "the local API",
-        addr: config.api_listen,
-        source,
-    })?;
+    let api_addr = api_listener
+        .local_addr()
+        .map_err(|source| AgentError::Listen {
+            what: "the local API",
+            addr: config.api_listen,
+            source,
+        })?;
     let agent = Arc::new(Agent {
         node_id,
         control,
@@ -250,16 +272,14 @@ pub fn api_router(agent: &Arc<Agent>) -> Result<axum::Router, AgentError> {
 impl Agent {
     /// The tracker URL put in published torrents.
     fn announce_url(&self) -> String {
-        self.announce
-            .lock()
-            .map(|a| a.clone())
-            .unwrap_or_default()
+        self.announce.lock().map(|a| a.clone()).unwrap_or_default()
     }
 
     /// True when the control plane answered the last heartbeat (always, when embedded).
     fn connected(&self) -> bool {
         matches!(self.control, Control::Embedded(_))
-            || shoal_server::now_ms().saturating_sub(self.last_heartbeat_ms.load(Ordering::Relaxed)) < 60_000
+            || shoal_server::now_ms().saturating_sub(self.last_heartbeat_ms.load(Ordering::Relaxed))
+                < 60_000
     }
 
     async fn status(&self) -> v1::AgentStatus {
@@ -305,7 +325,12 @@ impl Agent {
         let last = self.last_heartbeat_ms.load(Ordering::Relaxed);
         v1::AgentStatus {
             node_id: self.node_id.clone(),
-            labels: self.config.labels.clone().into_iter().collect::<HashMap<_, _>>(),
+            labels: self
+                .config
+                .labels
+                .clone()
+                .into_iter()
+                .collect::<HashMap<_, _>>(),
             torrents,
             upload_rate: up,
             download_rate: down,
@@ -337,7 +362,9 @@ async fn heartbeat(agent: Arc<Agent>) {
                     tracing::info!(control_plane = %agent.control.endpoint(), "control plane reachable again");
                 }
                 failures = 0;
-                agent.last_heartbeat_ms.store(shoal_server::now_ms(), Ordering::Relaxed);
+                agent
+                    .last_heartbeat_ms
+                    .store(shoal_server::now_ms(), Ordering::Relaxed);
                 if !reply.announce_url.is_empty() {
                     if let Ok(mut a) = agent.announce.lock() {
                         a.clone_from(&reply.announce_url);
@@ -384,8 +411,15 @@ fn hostname() -> String {
 /// The local address this host uses to reach the host of `url` (no packet is sent).
 fn route_to(url: &str) -> Option<IpAddr> {
     let authority = url.split("://").nth(1)?.split('/').next()?;
-    let target: SocketAddr = std::net::ToSocketAddrs::to_socket_addrs(authority).ok()?.next()?;
-    let socket = std::net::UdpSocket::bind(if target.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }).ok()?;
+    let target: SocketAddr = std::net::ToSocketAddrs::to_socket_addrs(authority)
+        .ok()?
+        .next()?;
+    let socket = std::net::UdpSocket::bind(if target.is_ipv4() {
+        "0.0.0.0:0"
+    } else {
+        "[::]:0"
+    })
+    .ok()?;
     socket.connect(target).ok()?;
     socket.local_addr().ok().map(|a| a.ip())
 }

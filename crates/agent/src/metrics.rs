@@ -41,17 +41,65 @@ impl Agent {
         }
         let mut out = String::new();
         let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
-            let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n");
+            let _ = write!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+            );
         };
-        metric("shoal_uploaded_bytes_total", "counter", "Bytes of piece data sent to peers.", up);
-        metric("shoal_downloaded_bytes_total", "counter", "Bytes of piece data received from peers.", down);
-        metric("shoal_pieces_verified", "gauge", "Pieces held and verified, all torrents.", verified);
-        metric("shoal_pieces_failed_total", "counter", "Pieces that failed hash verification (their data was discarded).", failed);
-        metric("shoal_peers_banned_total", "counter", "Peers banned for sending data that failed verification.", banned);
-        metric("shoal_peers", "gauge", "Connected peers, all torrents.", peers);
-        metric("shoal_upload_rate_bytes", "gauge", "Bytes per second sent, averaged over 5 s.", up_rate);
-        metric("shoal_download_rate_bytes", "gauge", "Bytes per second received, averaged over 5 s.", down_rate);
-        metric("shoal_control_plane_connected", "gauge", "1 when the last heartbeat to the control plane succeeded.", u64::from(self.connected()));
+        metric(
+            "shoal_uploaded_bytes_total",
+            "counter",
+            "Bytes of piece data sent to peers.",
+            up,
+        );
+        metric(
+            "shoal_downloaded_bytes_total",
+            "counter",
+            "Bytes of piece data received from peers.",
+            down,
+        );
+        metric(
+            "shoal_pieces_verified",
+            "gauge",
+            "Pieces held and verified, all torrents.",
+            verified,
+        );
+        metric(
+            "shoal_pieces_failed_total",
+            "counter",
+            "Pieces that failed hash verification (their data was discarded).",
+            failed,
+        );
+        metric(
+            "shoal_peers_banned_total",
+            "counter",
+            "Peers banned for sending data that failed verification.",
+            banned,
+        );
+        metric(
+            "shoal_peers",
+            "gauge",
+            "Connected peers, all torrents.",
+            peers,
+        );
+        metric(
+            "shoal_upload_rate_bytes",
+            "gauge",
+            "Bytes per second sent, averaged over 5 s.",
+            up_rate,
+        );
+        metric(
+            "shoal_download_rate_bytes",
+            "gauge",
+            "Bytes per second received, averaged over 5 s.",
+            down_rate,
+        );
+        metric(
+            "shoal_control_plane_connected",
+            "gauge",
+            "1 when the last heartbeat to the control plane succeeded.",
+            u64::from(self.connected()),
+        );
         let _ = write!(
             out,
             "# HELP shoal_torrents Torrents held, by state.\n# TYPE shoal_torrents gauge\n\

@@ -36,10 +36,12 @@ impl ArtifactService for Agent {
     ) -> Result<Response<v1::PublishResponse>, Status> {
         let principal = Principal::of(&request);
         let req = request.into_inner();
-        let name_tag: NameTag = req
-            .name_tag
-            .parse()
-            .map_err(|e: shoal_control::NameTagError| ApiError::new(ErrorCode::InvalidNameTag, e.to_string()))?;
+        let name_tag: NameTag =
+            req.name_tag
+                .parse()
+                .map_err(|e: shoal_control::NameTagError| {
+                    ApiError::new(ErrorCode::InvalidNameTag, e.to_string())
+                })?;
         let source = self.allowed_path(&req.path, "publish")?;
         if !source.exists() {
             return Err(ApiError::new(
@@ -57,14 +59,29 @@ impl ArtifactService for Agent {
             let name = source
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
-                .ok_or_else(|| ApiError::new(ErrorCode::InvalidArgument, "publish needs a file or directory, not /"))?;
-            let work = data.staging().join(format!("publish-{}", std::process::id() as u64 * 1_000_003 + shoal_server::now_ms()));
+                .ok_or_else(|| {
+                    ApiError::new(
+                        ErrorCode::InvalidArgument,
+                        "publish needs a file or directory, not /",
+                    )
+                })?;
+            let work = data.staging().join(format!(
+                "publish-{}",
+                std::process::id() as u64 * 1_000_003 + shoal_server::now_ms()
+            ));
             let copy = work.join(&name);
-            copy_tree(&source, &copy).map_err(|e| io_error("copying the artifact into the store", &source, &e))?;
-            let scanned = shoal_create::scan(&copy).map_err(|e| ApiError::new(ErrorCode::InvalidArgument, format!("cannot publish {}: {e}", source.display())))?;
+            copy_tree(&source, &copy)
+                .map_err(|e| io_error("copying the artifact into the store", &source, &e))?;
+            let scanned = shoal_create::scan(&copy).map_err(|e| {
+                ApiError::new(
+                    ErrorCode::InvalidArgument,
+                    format!("cannot publish {}: {e}", source.display()),
+                )
+            })?;
             let create = CreateOptions {
                 version: MetaVersion::Hybrid,
-                piece_length: (options.piece_length != 0).then_some(u64::from(options.piece_length)),
+                piece_length: (options.piece_length != 0)
+                    .then_some(u64::from(options.piece_length)),
                 private: true,
                 trackers: vec![vec![announce]],
                 web_seeds: options.web_seeds,
@@ -73,15 +90,25 @@ impl ArtifactService for Agent {
                 creation_date: None,
             };
             let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-            let torrent = shoal_create::create(&scanned, create, None, threads, &|_| {})
-                .map_err(|e| ApiError::new(ErrorCode::InvalidArgument, format!("cannot publish {}: {e}", source.display())))?;
+            let torrent =
+                shoal_create::create(&scanned, create, None, threads, &|_| {}).map_err(|e| {
+                    ApiError::new(
+                        ErrorCode::InvalidArgument,
+                        format!("cannot publish {}: {e}", source.display()),
+                    )
+                })?;
             Ok((torrent, work))
         })
         .await
         .map_err(|_| ApiError::new(ErrorCode::Internal, "the publishing task failed"))??;
         let (torrent, work) = made;
-        let record = ArtifactRecord::from_torrent(name_tag.clone(), &torrent, &principal, shoal_server::now_ms())
-            .map_err(|e| ApiError::new(ErrorCode::InvalidTorrent, e.to_string()));
+        let record = ArtifactRecord::from_torrent(
+            name_tag.clone(),
+            &torrent,
+            &principal,
+            shoal_server::now_ms(),
+        )
+        .map_err(|e| ApiError::new(ErrorCode::InvalidTorrent, e.to_string()));
         let bound = match record {
             Ok(record) => {
                 self.control
@@ -140,7 +167,9 @@ impl ArtifactService for Agent {
         &self,
         request: Request<v1::ListArtifactsRequest>,
     ) -> Result<Response<v1::ListArtifactsResponse>, Status> {
-        Ok(Response::new(self.control.list(request.into_inner()).await?))
+        Ok(Response::new(
+            self.control.list(request.into_inner()).await?,
+        ))
     }
 
     async fn get_artifact(
@@ -196,7 +225,9 @@ impl ArtifactService for Agent {
             .start(Arc::new(torrent), name_tag)
             .map_err(|e| storage_error(&e))?;
         let Some(view) = self.torrents.get(&id) else {
-            return Err(ApiError::new(ErrorCode::Internal, "the torrent vanished as it started").into());
+            return Err(
+                ApiError::new(ErrorCode::Internal, "the torrent vanished as it started").into(),
+            );
         };
         let (tx, rx) = mpsc::channel(16);
         let torrents = self.torrents.clone();
@@ -205,7 +236,15 @@ impl ArtifactService for Agent {
             let result = match result {
                 Ok((total, source)) => {
                     let _ = tx
-                        .send(Ok(progress(Phase::Materializing, &id, total, total, 0, 0, "")))
+                        .send(Ok(progress(
+                            Phase::Materializing,
+                            &id,
+                            total,
+                            total,
+                            0,
+                            0,
+                            "",
+                        )))
                         .await;
                     let dest = destination.clone();
                     let copied = tokio::task::spawn_blocking(move || {
@@ -215,9 +254,11 @@ impl ArtifactService for Agent {
                             } else {
                                 std::fs::remove_file(&dest)
                             };
-                            removed.map_err(|e| io_error("replacing the destination", &dest, &e))?;
+                            removed
+                                .map_err(|e| io_error("replacing the destination", &dest, &e))?;
                         }
-                        copy_tree(&source, &dest).map_err(|e| io_error("copying to the destination", &dest, &e))
+                        copy_tree(&source, &dest)
+                            .map_err(|e| io_error("copying to the destination", &dest, &e))
                     })
                     .await;
                     match copied {
@@ -262,7 +303,10 @@ impl ArtifactService for Agent {
                     _ => {
                         return Err(ApiError::new(
                             ErrorCode::AmbiguousContentId,
-                            format!("{} starts more than one content id held here; give more digits", prefix.as_str()),
+                            format!(
+                                "{} starts more than one content id held here; give more digits",
+                                prefix.as_str()
+                            ),
                         )
                         .into());
                     }
@@ -304,10 +348,16 @@ impl Agent {
         if !path.is_absolute() {
             return Err(ApiError::new(
                 ErrorCode::InvalidArgument,
-                format!("{what} needs an absolute path on the agent's host, not {}", path.display()),
+                format!(
+                    "{what} needs an absolute path on the agent's host, not {}",
+                    path.display()
+                ),
             ));
         }
-        if path.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+        if path
+            .components()
+            .any(|c| matches!(c, std::path::Component::ParentDir))
+        {
             return Err(ApiError::new(
                 ErrorCode::PathNotAllowed,
                 format!("{} contains '..'; give the path without it", path.display()),
@@ -329,10 +379,16 @@ impl Agent {
     }
 
     /// Finds the torrent a reference names, and its catalog name when it has one.
-    async fn resolve(&self, reference: Option<&v1::ArtifactRef>) -> Result<(Torrent, Option<String>), ApiError> {
+    async fn resolve(
+        &self,
+        reference: Option<&v1::ArtifactRef>,
+    ) -> Result<(Torrent, Option<String>), ApiError> {
         let invalid = |m: String| ApiError::new(ErrorCode::InvalidTorrent, m);
-        if let Some(v1::artifact_ref::Kind::Torrent(bytes)) = reference.and_then(|r| r.kind.as_ref()) {
-            let torrent = Torrent::from_bytes(bytes).map_err(|e| invalid(format!("the .torrent is not valid: {e}")))?;
+        if let Some(v1::artifact_ref::Kind::Torrent(bytes)) =
+            reference.and_then(|r| r.kind.as_ref())
+        {
+            let torrent = Torrent::from_bytes(bytes)
+                .map_err(|e| invalid(format!("the .torrent is not valid: {e}")))?;
             return Ok((torrent, None));
         }
         let parsed = shoal_server::parse_ref(reference)?;
@@ -342,10 +398,16 @@ impl Agent {
         };
         let request = match &parsed {
             ArtifactRef::NameTag(n) => by_catalog(v1::artifact_ref::Kind::NameTag(n.to_string())),
-            ArtifactRef::ContentId(p) => by_catalog(v1::artifact_ref::Kind::ContentId(p.as_str().to_owned())),
+            ArtifactRef::ContentId(p) => {
+                by_catalog(v1::artifact_ref::Kind::ContentId(p.as_str().to_owned()))
+            }
             ArtifactRef::Magnet(link) => {
-                let magnet = shoal_metainfo::Magnet::parse(link)
-                    .map_err(|e| ApiError::new(ErrorCode::InvalidRef, format!("the magnet link is not valid: {e}")))?;
+                let magnet = shoal_metainfo::Magnet::parse(link).map_err(|e| {
+                    ApiError::new(
+                        ErrorCode::InvalidRef,
+                        format!("the magnet link is not valid: {e}"),
+                    )
+                })?;
                 let Some(v2) = magnet.info_hashes.v2() else {
                     return Err(ApiError::new(
                         ErrorCode::InvalidRef,
@@ -356,20 +418,30 @@ impl Agent {
             }
             ArtifactRef::TorrentUrl(url) => {
                 let bytes = fetch(url).await?;
-                let torrent = Torrent::from_bytes(&bytes).map_err(|e| invalid(format!("{url} is not a valid .torrent: {e}")))?;
+                let torrent = Torrent::from_bytes(&bytes)
+                    .map_err(|e| invalid(format!("{url} is not a valid .torrent: {e}")))?;
                 return Ok((torrent, None));
             }
             ArtifactRef::TorrentPath(path) => {
                 return Err(ApiError::new(
                     ErrorCode::InvalidRef,
-                    format!("{path} is a path: send the .torrent file's bytes (the CLI does this for you)"),
+                    format!(
+                        "{path} is a path: send the .torrent file's bytes (the CLI does this for you)"
+                    ),
                 ));
             }
         };
         let artifact = self.control.get(request).await?;
-        let torrent = Torrent::from_bytes(&artifact.torrent)
-            .map_err(|e| ApiError::new(ErrorCode::Internal, format!("the catalog's torrent is not valid: {e}")))?;
-        Ok((torrent, (!artifact.name_tag.is_empty()).then_some(artifact.name_tag)))
+        let torrent = Torrent::from_bytes(&artifact.torrent).map_err(|e| {
+            ApiError::new(
+                ErrorCode::Internal,
+                format!("the catalog's torrent is not valid: {e}"),
+            )
+        })?;
+        Ok((
+            torrent,
+            (!artifact.name_tag.is_empty()).then_some(artifact.name_tag),
+        ))
     }
 }
 
@@ -402,7 +474,14 @@ async fn follow(
         let phase = Phase::Downloading;
         let peers = u32::try_from(p.peers).unwrap_or(u32::MAX);
         if tx
-            .send(Ok(progress_msg(phase, &view.id, verified, total, rates.download, peers)))
+            .send(Ok(progress_msg(
+                phase,
+                &view.id,
+                verified,
+                total,
+                rates.download,
+                peers,
+            )))
             .await
             .is_err()
         {
@@ -417,11 +496,26 @@ async fn follow(
     }
 }
 
-fn progress_msg(phase: Phase, id: &str, verified: u64, total: u64, rate: u64, peers: u32) -> v1::RetrieveProgress {
+fn progress_msg(
+    phase: Phase,
+    id: &str,
+    verified: u64,
+    total: u64,
+    rate: u64,
+    peers: u32,
+) -> v1::RetrieveProgress {
     progress(phase, id, verified, total, rate, peers, "")
 }
 
-fn progress(phase: Phase, id: &str, verified: u64, total: u64, rate: u64, peers: u32, path: &str) -> v1::RetrieveProgress {
+fn progress(
+    phase: Phase,
+    id: &str,
+    verified: u64,
+    total: u64,
+    rate: u64,
+    peers: u32,
+    path: &str,
+) -> v1::RetrieveProgress {
     v1::RetrieveProgress {
         phase: phase as i32,
         content_id: id.to_owned(),
@@ -454,7 +548,11 @@ fn describe(torrent: &Torrent, include_torrent: bool) -> v1::Artifact {
         created_at: None,
         created_by: String::new(),
         magnet: torrent.magnet().to_string(),
-        torrent: if include_torrent { torrent.to_bytes() } else { Vec::new() },
+        torrent: if include_torrent {
+            torrent.to_bytes()
+        } else {
+            Vec::new()
+        },
     }
 }
 
@@ -463,9 +561,13 @@ async fn fetch(url: &str) -> Result<Vec<u8>, ApiError> {
     use http_body_util::{BodyExt, Empty, Limited};
     let bad = |m: String| ApiError::new(ErrorCode::InvalidRef, m);
     if url.starts_with("https://") {
-        return Err(bad(format!("{url}: https is not supported yet; download the .torrent and pass its path")));
+        return Err(bad(format!(
+            "{url}: https is not supported yet; download the .torrent and pass its path"
+        )));
     }
-    let uri: http::Uri = url.parse().map_err(|e| bad(format!("{url} is not a valid URL: {e}")))?;
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|e| bad(format!("{url} is not a valid URL: {e}")))?;
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build_http::<Empty<bytes_compat::Bytes>>();
     let response = tokio::time::timeout(Duration::from_secs(30), client.get(uri))
@@ -497,6 +599,10 @@ fn io_error(action: &str, path: &Path, e: &std::io::Error) -> ApiError {
 
 fn storage_error(e: &shoal_storage::StorageError) -> ApiError {
     let text = e.to_string();
-    let code = if text.contains("No space left") { ErrorCode::DiskFull } else { ErrorCode::Internal };
+    let code = if text.contains("No space left") {
+        ErrorCode::DiskFull
+    } else {
+        ErrorCode::Internal
+    };
     ApiError::new(code, format!("the agent's store failed: {text}"))
 }

@@ -20,6 +20,9 @@ use std::time::UNIX_EPOCH;
 
 use shoal_metainfo::{Info, Torrent};
 
+/// A recorded torrent: content id, the `.torrent` bytes, the name it was retrieved by.
+pub type Saved = (String, Vec<u8>, Option<String>);
+
 /// Paths inside the data directory.
 #[derive(Clone, Debug)]
 pub struct DataDir {
@@ -82,7 +85,12 @@ impl DataDir {
     ///
     /// # Errors
     /// When the files cannot be written.
-    pub fn save_torrent(&self, id: &str, torrent: &Torrent, name_tag: Option<&str>) -> std::io::Result<()> {
+    pub fn save_torrent(
+        &self,
+        id: &str,
+        torrent: &Torrent,
+        name_tag: Option<&str>,
+    ) -> std::io::Result<()> {
         write_atomically(&self.torrent_path(id), &torrent.to_bytes())?;
         if let Some(name) = name_tag {
             write_atomically(&self.name_path(id), name.as_bytes())?;
@@ -94,7 +102,7 @@ impl DataDir {
     ///
     /// # Errors
     /// When the directory cannot be listed.
-    pub fn saved_torrents(&self) -> std::io::Result<Vec<(String, Vec<u8>, Option<String>)>> {
+    pub fn saved_torrents(&self) -> std::io::Result<Vec<Saved>> {
         let mut out = Vec::new();
         for entry in fs::read_dir(self.root.join("torrents"))? {
             let path = entry?.path();
@@ -206,7 +214,10 @@ impl DataDir {
 pub fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
     let parent = to.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(parent)?;
-    let name = to.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = to
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let temp = parent.join(format!(".{name}.shoal-partial"));
     let _ = fs::remove_dir_all(&temp);
     let _ = fs::remove_file(&temp);

@@ -133,14 +133,20 @@ impl Torrents {
     ///
     /// # Errors
     /// When its store cannot be opened or its record written.
-    pub fn start(&self, torrent: Arc<Torrent>, name_tag: Option<String>) -> Result<String, StorageError> {
+    pub fn start(
+        &self,
+        torrent: Arc<Torrent>,
+        name_tag: Option<String>,
+    ) -> Result<String, StorageError> {
         let id = content_id(&torrent);
         let mut entries = lock(&self.entries);
         if let Some(entry) = entries.get_mut(&id) {
             let failed = matches!(*entry.state.borrow(), RunState::Failed(_));
             if name_tag.is_some() && entry.name_tag.is_none() {
                 entry.name_tag.clone_from(&name_tag);
-                let _ = self.data.save_torrent(&id, &entry.torrent, name_tag.as_deref());
+                let _ = self
+                    .data
+                    .save_torrent(&id, &entry.torrent, name_tag.as_deref());
             }
             if !failed {
                 return Ok(id);
@@ -156,7 +162,12 @@ impl Torrents {
         Ok(id)
     }
 
-    fn spawn(&self, id: &str, torrent: Arc<Torrent>, name_tag: Option<String>) -> Result<Entry, StorageError> {
+    fn spawn(
+        &self,
+        id: &str,
+        torrent: Arc<Torrent>,
+        name_tag: Option<String>,
+    ) -> Result<Entry, StorageError> {
         let info = torrent.info();
         let (store, recheck, seeding): (Arc<dyn PieceStore>, bool, bool) =
             if self.data.is_complete(id, info) {
@@ -177,7 +188,10 @@ impl Torrents {
                 (Arc::new(store), recheck, false)
             };
         let hashes = announce_hashes(&torrent);
-        let mut trackers: Vec<Vec<String>> = lock(&self.announce).iter().map(|u| vec![u.clone()]).collect();
+        let mut trackers: Vec<Vec<String>> = lock(&self.announce)
+            .iter()
+            .map(|u| vec![u.clone()])
+            .collect();
         for tier in torrent.trackers() {
             if !trackers.contains(&tier) {
                 trackers.push(tier);
@@ -226,7 +240,14 @@ impl Torrents {
         ));
         let session_id = id.to_owned();
         let session = tokio::spawn(async move {
-            let result = shoal_driver::run(config, async { let _ = stopped.await; }, progress_tx).await;
+            let result = shoal_driver::run(
+                config,
+                async {
+                    let _ = stopped.await;
+                },
+                progress_tx,
+            )
+            .await;
             match result {
                 Ok(_) => {}
                 Err(e) => {
@@ -262,7 +283,9 @@ impl Torrents {
                     Ok(_) => started += 1,
                     Err(e) => tracing::error!(content_id = %id, error = %e, "cannot resume"),
                 },
-                Err(e) => tracing::error!(content_id = %id, error = %e, "recorded torrent is unreadable"),
+                Err(e) => {
+                    tracing::error!(content_id = %id, error = %e, "recorded torrent is unreadable")
+                }
             }
         }
         started
@@ -315,7 +338,10 @@ async fn stop(mut entry: Entry) {
     if let Some(stop) = entry.stop.take() {
         let _ = stop.send(());
     }
-    if tokio::time::timeout(Duration::from_secs(10), &mut entry.session).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(10), &mut entry.session)
+        .await
+        .is_err()
+    {
         entry.session.abort();
     }
 }
@@ -370,19 +396,27 @@ async fn monitor(
         });
         if p.complete && !recorded {
             let (data, marked, torrent) = (data.clone(), id.clone(), torrent.clone());
-            let done = tokio::task::spawn_blocking(move || data.mark_complete(&marked, torrent.info())).await;
+            let done =
+                tokio::task::spawn_blocking(move || data.mark_complete(&marked, torrent.info()))
+                    .await;
             match done {
                 Ok(Ok(())) => {
                     tracing::info!(content_id = %id, "complete and verified; seeding");
                     recorded = true;
                 }
-                Ok(Err(e)) => tracing::warn!(content_id = %id, error = %e, "cannot record completion; a restart will check the data again"),
+                Ok(Err(e)) => {
+                    tracing::warn!(content_id = %id, error = %e, "cannot record completion; a restart will check the data again")
+                }
                 Err(_) => {}
             }
         }
         let now = Instant::now();
         samples.push_back((now, p.stats.uploaded, p.stats.downloaded));
-        while samples.len() > 2 && samples.front().is_some_and(|(t, ..)| now.duration_since(*t) > Duration::from_secs(5)) {
+        while samples.len() > 2
+            && samples
+                .front()
+                .is_some_and(|(t, ..)| now.duration_since(*t) > Duration::from_secs(5))
+        {
             samples.pop_front();
         }
         if let (Some(first), Some(last)) = (samples.front(), samples.back()) {

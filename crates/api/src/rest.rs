@@ -104,7 +104,10 @@ where
             }
             let line = match item {
                 Ok(message) => serde_json::to_vec(&message).map_err(|e| {
-                    ApiError::new(ErrorCode::Internal, format!("cannot encode a response: {e}"))
+                    ApiError::new(
+                        ErrorCode::Internal,
+                        format!("cannot encode a response: {e}"),
+                    )
                 }),
                 Err(status) => Err(ApiError::from_status(&status)),
             };
@@ -165,15 +168,17 @@ async fn decode<Req: DeserializeOwned>(
     let (parts, body) = request.into_parts();
     let message: Req = match input {
         Input::Body => {
-            let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES).await.map_err(|_| {
-                ApiError::new(
-                    ErrorCode::RequestTooLarge,
-                    format!(
-                        "the request body is over {} MiB; send less at once",
-                        MAX_BODY_BYTES >> 20
-                    ),
-                )
-            })?;
+            let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
+                .await
+                .map_err(|_| {
+                    ApiError::new(
+                        ErrorCode::RequestTooLarge,
+                        format!(
+                            "the request body is over {} MiB; send less at once",
+                            MAX_BODY_BYTES >> 20
+                        ),
+                    )
+                })?;
             let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
                 b"{}"
             } else {
@@ -272,8 +277,11 @@ mod tests {
 
     #[test]
     fn nested_and_bool_query_parameters_become_json() {
-        let v = query_to_json("ref.nameTag=app%2Fx%3A1&includeTorrent=true", &["includeTorrent"])
-            .unwrap_or_default();
+        let v = query_to_json(
+            "ref.nameTag=app%2Fx%3A1&includeTorrent=true",
+            &["includeTorrent"],
+        )
+        .unwrap_or_default();
         assert_eq!(
             v,
             serde_json::json!({"ref": {"nameTag": "app/x:1"}, "includeTorrent": true})

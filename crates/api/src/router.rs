@@ -58,7 +58,11 @@ impl Principal {
 ///
 /// # Errors
 /// When the reflection service cannot read the descriptor set (a build problem).
-pub fn build(grpc: tonic::service::Routes, rest: Router, access: Access) -> Result<Router, ApiError> {
+pub fn build(
+    grpc: tonic::service::Routes,
+    rest: Router,
+    access: Access,
+) -> Result<Router, ApiError> {
     let reflection = |e: tonic_reflection::server::Error| {
         ApiError::new(ErrorCode::Internal, format!("gRPC reflection: {e}"))
     };
@@ -78,7 +82,10 @@ pub fn build(grpc: tonic::service::Routes, rest: Router, access: Access) -> Resu
         .route(
             OPENAPI_PATH,
             axum::routing::get(|| async {
-                ([(header::CONTENT_TYPE, "application/json")], crate::OPENAPI_JSON)
+                (
+                    [(header::CONTENT_TYPE, "application/json")],
+                    crate::OPENAPI_JSON,
+                )
             }),
         )
         .route("/healthz", axum::routing::get(|| async { "ok\n" }))
@@ -148,7 +155,8 @@ fn authenticate(
     let tokens = match access {
         Access::Open => {
             return Ok(Principal {
-                name: remote.map_or_else(|| "local".to_owned(), |r| format!("anonymous@{}", r.ip())),
+                name: remote
+                    .map_or_else(|| "local".to_owned(), |r| format!("anonymous@{}", r.ip())),
             });
         }
         Access::LoopbackOrToken(tokens) => tokens,
@@ -165,7 +173,11 @@ fn authenticate(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     match presented {
-        Some(token) if tokens.iter().any(|t| constant_time_eq(t.as_bytes(), token.as_bytes())) => {
+        Some(token)
+            if tokens
+                .iter()
+                .any(|t| constant_time_eq(t.as_bytes(), token.as_bytes())) =>
+        {
             Ok(Principal {
                 name: "token".to_owned(),
             })

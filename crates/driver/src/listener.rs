@@ -109,7 +109,10 @@ impl Drop for Inbound {
             let mut routes = lock(&routes);
             for hash in &self.hashes {
                 // Only our own registration: a newer session may have replaced it.
-                if routes.get(hash).is_some_and(|s| s.same_channel(&self.sender)) {
+                if routes
+                    .get(hash)
+                    .is_some_and(|s| s.same_channel(&self.sender))
+                {
                     routes.remove(hash);
                 }
             }
@@ -119,7 +122,9 @@ impl Drop for Inbound {
 
 fn lock(routes: &Routes) -> std::sync::MutexGuard<'_, HashMap<[u8; 20], mpsc::Sender<Arrival>>> {
     // A panic while holding this lock leaves a plain map behind: still consistent.
-    routes.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    routes
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 async fn accept(listener: TcpListener, routes: Weak<Routes>) {

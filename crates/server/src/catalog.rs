@@ -38,10 +38,14 @@ impl Catalog {
         let db = Database::create(path).map_err(|e| ServerError::store(path, e))?;
         let txn = db.begin_write().map_err(|e| ServerError::store(path, e))?;
         {
-            txn.open_table(ARTIFACTS).map_err(|e| ServerError::store(path, e))?;
-            txn.open_table(BY_CONTENT).map_err(|e| ServerError::store(path, e))?;
-            txn.open_table(NODES).map_err(|e| ServerError::store(path, e))?;
-            txn.open_table(META).map_err(|e| ServerError::store(path, e))?;
+            txn.open_table(ARTIFACTS)
+                .map_err(|e| ServerError::store(path, e))?;
+            txn.open_table(BY_CONTENT)
+                .map_err(|e| ServerError::store(path, e))?;
+            txn.open_table(NODES)
+                .map_err(|e| ServerError::store(path, e))?;
+            txn.open_table(META)
+                .map_err(|e| ServerError::store(path, e))?;
         }
         txn.commit().map_err(|e| ServerError::store(path, e))?;
         Ok(Self { db })
@@ -204,7 +208,11 @@ impl Catalog {
     ///
     /// # Errors
     /// [`ServerError::Db`] when the store fails.
-    pub fn setting(&self, key: &str, make: impl FnOnce() -> Vec<u8>) -> Result<Vec<u8>, ServerError> {
+    pub fn setting(
+        &self,
+        key: &str,
+        make: impl FnOnce() -> Vec<u8>,
+    ) -> Result<Vec<u8>, ServerError> {
         let txn = self.db.begin_write()?;
         let value = {
             let mut meta = txn.open_table(META)?;

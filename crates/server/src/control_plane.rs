@@ -86,7 +86,9 @@ impl ControlPlane {
 
     /// Answers an HTTP announce (the raw query string) from `source`.
     pub fn announce(&self, query: &str, source: std::net::IpAddr) -> Vec<u8> {
-        let seed = self.seed.fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed);
+        let seed = self
+            .seed
+            .fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed);
         lock(&self.tracker).announce_query(now_ms(), query, source, seed)
     }
 
@@ -124,13 +126,19 @@ impl ControlPlane {
                 let Some(first) = found.first() else {
                     return Err(ApiError::new(
                         ErrorCode::ArtifactNotFound,
-                        format!("no artifact in the catalog has a content id starting with {}", prefix.as_str()),
+                        format!(
+                            "no artifact in the catalog has a content id starting with {}",
+                            prefix.as_str()
+                        ),
                     ));
                 };
                 if found.iter().any(|r| r.content_id != first.content_id) {
                     return Err(ApiError::new(
                         ErrorCode::AmbiguousContentId,
-                        format!("{} is the start of more than one content id; give more digits", prefix.as_str()),
+                        format!(
+                            "{} is the start of more than one content id; give more digits",
+                            prefix.as_str()
+                        ),
                     ));
                 }
                 Ok(first.clone())
@@ -142,7 +150,12 @@ impl ControlPlane {
         }
     }
 
-    fn bind(&self, name_tag: &str, torrent: &Torrent, by: &str) -> Result<(ArtifactRecord, bool), ApiError> {
+    fn bind(
+        &self,
+        name_tag: &str,
+        torrent: &Torrent,
+        by: &str,
+    ) -> Result<(ArtifactRecord, bool), ApiError> {
         let name_tag: NameTag = name_tag.parse().map_err(|e: shoal_control::NameTagError| {
             ApiError::new(ErrorCode::InvalidNameTag, e.to_string())
         })?;
@@ -168,7 +181,9 @@ pub fn parse_ref(reference: Option<&v1::ArtifactRef>) -> Result<ArtifactRef, Api
     use v1::artifact_ref::Kind;
     let invalid = |m: String| ApiError::new(ErrorCode::InvalidRef, m);
     match reference.and_then(|r| r.kind.as_ref()) {
-        None => Err(invalid("the request names no artifact (ref is empty)".into())),
+        None => Err(invalid(
+            "the request names no artifact (ref is empty)".into(),
+        )),
         Some(Kind::NameTag(s)) => s
             .parse::<NameTag>()
             .map(ArtifactRef::NameTag)
@@ -272,7 +287,10 @@ impl NodeService for ControlPlane {
             None
         } else {
             Some(PageToken::open(&req.page_token, &self.secret).map_err(|e| {
-                ApiError::new(ErrorCode::InvalidPageToken, format!("{e}; start again without a page token"))
+                ApiError::new(
+                    ErrorCode::InvalidPageToken,
+                    format!("{e}; start again without a page token"),
+                )
             })?)
         };
         let size = page_size(req.page_size);
@@ -324,7 +342,9 @@ impl NodeService for ControlPlane {
             // Persist registrations and changes, not every heartbeat.
             match (before, after) {
                 (Some(b), Some(a))
-                    if b.labels == a.labels && b.peer_addr == a.peer_addr && b.agent_api == a.agent_api =>
+                    if b.labels == a.labels
+                        && b.peer_addr == a.peer_addr
+                        && b.agent_api == a.agent_api =>
                 {
                     None
                 }
@@ -354,7 +374,10 @@ fn torrent_from_parts(info: &[u8], piece_layers: &[u8]) -> Result<Torrent, ApiEr
     }
     bytes.push(b'e');
     Torrent::from_bytes(&bytes).map_err(|e| {
-        ApiError::new(ErrorCode::InvalidTorrent, format!("the torrent is not valid: {e}"))
+        ApiError::new(
+            ErrorCode::InvalidTorrent,
+            format!("the torrent is not valid: {e}"),
+        )
     })
 }
 

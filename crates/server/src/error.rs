@@ -10,7 +10,9 @@ use shoal_control::{ArtifactError, BindError, RecordError};
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     /// The catalog database cannot be opened.
-    #[error("cannot open the catalog at {path}: {message}; check that no other Shoal server uses this data directory")]
+    #[error(
+        "cannot open the catalog at {path}: {message}; check that no other Shoal server uses this data directory"
+    )]
     Store {
         /// The database file.
         path: PathBuf,
@@ -83,7 +85,10 @@ impl From<ServerError> for ApiError {
                 ),
             other => {
                 tracing::error!(error = %other, "control plane failure");
-                ApiError::new(ErrorCode::Internal, format!("the control plane failed: {other}"))
+                ApiError::new(
+                    ErrorCode::Internal,
+                    format!("the control plane failed: {other}"),
+                )
             }
         }
     }

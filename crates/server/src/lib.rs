@@ -39,7 +39,8 @@ pub fn grpc_routes(control: &Arc<ControlPlane>) -> tonic::service::Routes {
 
 /// The control plane's REST routes (generated from the proto annotations).
 pub fn rest_routes(control: &Arc<ControlPlane>) -> axum::Router {
-    shoal_api::rest::catalog_service(control.clone()).merge(shoal_api::rest::node_service(control.clone()))
+    shoal_api::rest::catalog_service(control.clone())
+        .merge(shoal_api::rest::node_service(control.clone()))
 }
 
 /// The control plane's API router: gRPC and REST, reflection, OpenAPI, health.

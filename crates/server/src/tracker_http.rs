@@ -31,7 +31,10 @@ pub async fn expire(control: Arc<ControlPlane>) {
         tick.tick().await;
         let gone = control.expire_peers();
         if gone > 0 {
-            tracing::debug!(peers = gone, "tracker: expired peers that stopped announcing");
+            tracing::debug!(
+                peers = gone,
+                "tracker: expired peers that stopped announcing"
+            );
         }
     }
 }

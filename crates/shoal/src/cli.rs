@@ -24,6 +24,34 @@ pub struct Cli {
 /// Top-level commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the agent (daemon): store, verify, download and seed artifacts; serve the local API.
+    /// Without --control-plane it also runs the control plane in-process.
+    Agent(AgentArgs),
+    /// Run a standalone control plane: the catalog, the tracker, the node registry.
+    Server(ServerArgs),
+    /// Publish a file or directory as NAME:TAG (the agent hashes it, seeds it, and binds the tag).
+    #[command(after_help = EXIT_CODES)]
+    Publish(PublishArgs),
+    /// List the catalog (names starting with PREFIX).
+    #[command(after_help = EXIT_CODES)]
+    Ls(LsArgs),
+    /// Describe an artifact; --torrent writes its .torrent for standard clients.
+    #[command(after_help = EXIT_CODES)]
+    Info(InfoArgs),
+    /// Fetch an artifact through the local agent to DEST, with every byte verified.
+    #[command(after_help = EXIT_CODES)]
+    Get(GetArgs),
+    /// Delete the local agent's copy of an artifact (it stops seeding it).
+    #[command(after_help = EXIT_CODES)]
+    Rm(RmArgs),
+    /// What the local agent holds and does.
+    #[command(after_help = EXIT_CODES)]
+    Status(StatusArgs),
+    /// The agents registered with the control plane.
+    #[command(after_help = EXIT_CODES)]
+    Nodes(NodesArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(CompletionsArgs),
     /// Create and inspect .torrent files and magnet links (no daemon needed).
     Torrent(TorrentArgs),
 }
@@ -201,3 +229,194 @@ mod tests {
         super::Cli::command().debug_assert();
     }
 }
+
+/// `shoal agent`
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// The TOML configuration file (every key optional; flags and SHOAL_* variables override it).
+    #[arg(long, short, env = "SHOAL_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Where artifacts, downloads in progress and the embedded catalog live [default: /var/lib/shoal].
+    #[arg(long, env = "SHOAL_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// This node's id [default: the host name].
+    #[arg(long, env = "SHOAL_NODE_ID")]
+    pub node_id: Option<String>,
+    /// A label, KEY=VALUE (region, zone, rack, or your own); repeat for more.
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    pub labels: Vec<String>,
+    /// The local API (gRPC and REST) [default: 127.0.0.1:7420].
+    #[arg(long, env = "SHOAL_API_LISTEN", value_name = "ADDR")]
+    pub api_listen: Option<std::net::SocketAddr>,
+    /// The BitTorrent listener [default: 0.0.0.0:6881].
+    #[arg(long, env = "SHOAL_PEER_LISTEN", value_name = "ADDR")]
+    pub peer_listen: Option<std::net::SocketAddr>,
+    /// The address other hosts reach this one at [default: the one used to reach the control plane].
+    #[arg(long, env = "SHOAL_ADVERTISE_IP", value_name = "IP")]
+    pub advertise_ip: Option<std::net::IpAddr>,
+    /// The control plane's API, e.g. http://10.0.0.1:7421; without it this agent runs one in-process.
+    #[arg(long, env = "SHOAL_CONTROL_PLANE", value_name = "URL")]
+    pub control_plane: Option<String>,
+    /// A directory publish may read and retrieve may write; repeat for more [default: anywhere].
+    #[arg(long = "allowed-root", value_name = "DIR")]
+    pub allowed_roots: Vec<PathBuf>,
+    /// The embedded control plane's API [default: 0.0.0.0:7421].
+    #[arg(long, env = "SHOAL_SERVER_API_LISTEN", value_name = "ADDR")]
+    pub server_api_listen: Option<std::net::SocketAddr>,
+    /// The embedded tracker [default: 0.0.0.0:6969].
+    #[arg(long, env = "SHOAL_TRACKER_LISTEN", value_name = "ADDR")]
+    pub tracker_listen: Option<std::net::SocketAddr>,
+}
+
+/// `shoal server`
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// Where the catalog lives.
+    #[arg(
+        long,
+        env = "SHOAL_DATA_DIR",
+        value_name = "DIR",
+        default_value = "/var/lib/shoal-server"
+    )]
+    pub data_dir: PathBuf,
+    /// The API (gRPC and REST).
+    #[arg(
+        long,
+        env = "SHOAL_SERVER_API_LISTEN",
+        value_name = "ADDR",
+        default_value = "0.0.0.0:7421"
+    )]
+    pub api_listen: std::net::SocketAddr,
+    /// The HTTP tracker.
+    #[arg(
+        long,
+        env = "SHOAL_TRACKER_LISTEN",
+        value_name = "ADDR",
+        default_value = "0.0.0.0:6969"
+    )]
+    pub tracker_listen: std::net::SocketAddr,
+    /// The announce URL put in torrents, as agents and clients reach the tracker, e.g.
+    /// http://10.0.0.1:6969/announce.
+    #[arg(long, env = "SHOAL_ANNOUNCE_URL", value_name = "URL")]
+    pub announce_url: String,
+}
+
+/// Where client commands find the agent and the control plane, and how they print.
+#[derive(Debug, Args)]
+pub struct ClientArgs {
+    /// The local agent's API.
+    #[arg(
+        long,
+        global = true,
+        env = "SHOAL_AGENT",
+        value_name = "URL",
+        default_value = "http://127.0.0.1:7420"
+    )]
+    pub agent: String,
+    /// Print JSON (the API's proto3 JSON) instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+/// `shoal publish`
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    /// The file or directory to publish (on the agent's host).
+    pub path: PathBuf,
+    /// The name and tag, e.g. app/build:1234. Tags are immutable.
+    #[arg(long, short, value_name = "NAME:TAG")]
+    pub name: String,
+    /// Bytes per piece (e.g. 4MiB) [default: chosen from the size].
+    #[arg(long, value_parser = parse_size)]
+    pub piece_length: Option<u64>,
+    /// Client options.
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// `shoal ls`
+#[derive(Debug, Args)]
+pub struct LsArgs {
+    /// Only names starting with this.
+    #[arg(default_value = "")]
+    pub prefix: String,
+    /// Client options.
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// `shoal info`
+#[derive(Debug, Args)]
+pub struct InfoArgs {
+    /// NAME:TAG, a content id (or a prefix of 12+ hex digits), a magnet link, a .torrent path or URL.
+    pub reference: String,
+    /// Also write the artifact's .torrent file here (for standard BitTorrent clients).
+    #[arg(long, value_name = "FILE")]
+    pub torrent: Option<PathBuf>,
+    /// Client options.
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// `shoal get`
+#[derive(Debug, Args)]
+pub struct GetArgs {
+    /// NAME:TAG, a content id (or a prefix of 12+ hex digits), a magnet link, a .torrent path or URL.
+    pub reference: String,
+    /// Where to put it: the file (single-file artifacts) or directory.
+    #[arg(long, short, value_name = "DEST")]
+    pub output: PathBuf,
+    /// Replace what is at DEST.
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Client options.
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// `shoal rm`
+#[derive(Debug, Args)]
+pub struct RmArgs {
+    /// NAME:TAG or content id of the artifact whose local copy to delete.
+    pub reference: String,
+    /// Client options.
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// `shoal status`
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Client options.
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// `shoal nodes`
+#[derive(Debug, Args)]
+pub struct NodesArgs {
+    /// The control plane's API.
+    #[arg(
+        long,
+        env = "SHOAL_SERVER",
+        value_name = "URL",
+        default_value = "http://127.0.0.1:7421"
+    )]
+    pub server: String,
+    /// Client options.
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// `shoal completions`
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell.
+    pub shell: clap_complete::Shell,
+}
+
+/// Exit codes of the client commands.
+pub const EXIT_CODES: &str = "\
+Exit codes: 0 success; 1 failure; 2 bad usage; 3 not found; 4 conflict (tag bound to other
+content, destination exists); 5 agent or control plane unreachable; 6 permission (path outside
+the allowed roots).";

@@ -2,6 +2,8 @@
 //! server, client, torrent tool) is a subcommand of this one program.
 
 mod cli;
+mod client;
+mod daemon;
 mod output;
 mod torrent;
 mod units;
@@ -17,7 +19,10 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             output::report_error(&error);
-            ExitCode::FAILURE
+            match error.downcast_ref::<client::CallFailed>() {
+                Some(failed) => ExitCode::from(failed.exit_code()),
+                None => ExitCode::FAILURE,
+            }
         }
     }
 }
@@ -25,6 +30,21 @@ fn main() -> ExitCode {
 /// Runs one parsed command line.
 fn run(cli: cli::Cli) -> anyhow::Result<()> {
     match cli.command {
+        cli::Command::Agent(args) => daemon::agent(args),
+        cli::Command::Server(args) => daemon::server(args),
+        cli::Command::Publish(args) => client::publish(args),
+        cli::Command::Ls(args) => client::ls(args),
+        cli::Command::Info(args) => client::info(args),
+        cli::Command::Get(args) => client::get(args),
+        cli::Command::Rm(args) => client::rm(args),
+        cli::Command::Status(args) => client::status(args),
+        cli::Command::Nodes(args) => client::nodes(args),
+        cli::Command::Completions(args) => {
+            use clap::CommandFactory;
+            let mut command = cli::Cli::command();
+            clap_complete::generate(args.shell, &mut command, "shoal", &mut std::io::stdout());
+            Ok(())
+        }
         cli::Command::Torrent(torrent) => match torrent.command {
             cli::TorrentCommand::Create(args) => torrent::create::run(args),
             cli::TorrentCommand::Show(args) => torrent::show::run(args),

@@ -217,3 +217,14 @@ pub fn init_logging() {
         .with_writer(std::io::stderr)
         .try_init();
 }
+
+/// Prints one line of a client command's text output on stdout.
+pub fn line(text: &str) {
+    println!("{text}");
+}
+
+/// Prints an API message as its proto3 JSON (the same JSON the REST API returns).
+pub fn json_value<T: Serialize>(value: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}

@@ -1,0 +1,434 @@
+//! The client commands (`publish`, `ls`, `info`, `get`, `rm`, `status`, `nodes`): gRPC calls
+//! to the local agent (or, for `nodes`, the control plane), printed as text or as the API's
+//! proto3 JSON with `--json`.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use futures_util::StreamExt;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use shoal_api::v1::agent_service_client::AgentServiceClient;
+use shoal_api::v1::artifact_service_client::ArtifactServiceClient;
+use shoal_api::v1::node_service_client::NodeServiceClient;
+use shoal_api::v1::retrieve_progress::Phase;
+use shoal_api::{ApiError, ErrorCode, v1};
+use tonic::transport::{Channel, Endpoint};
+
+use crate::cli::{
+    ClientArgs, GetArgs, InfoArgs, LsArgs, NodesArgs, PublishArgs, RmArgs, StatusArgs,
+};
+use crate::output::{json_value, line};
+use crate::units::format_size;
+
+/// A failed client call, with the exit code its error code maps to.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct CallFailed(pub ApiError);
+
+impl CallFailed {
+    /// The process exit code for this failure.
+    pub fn exit_code(&self) -> u8 {
+        match self.0.code.grpc_code() {
+            tonic::Code::NotFound => 3,
+            tonic::Code::AlreadyExists | tonic::Code::FailedPrecondition => 4,
+            tonic::Code::Unavailable => 5,
+            tonic::Code::PermissionDenied | tonic::Code::Unauthenticated => 6,
+            _ => 1,
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn channel(url: &str, what: &str) -> anyhow::Result<Channel> {
+    Ok(Endpoint::from_shared(url.to_owned())
+        .with_context(|| format!("{url} is not a valid {what} URL"))?
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .connect_lazy())
+}
+
+/// Turns a gRPC status into a typed failure; a transport failure says which service is down.
+fn failed(status: &tonic::Status, url: &str, what: &str) -> anyhow::Error {
+    let e = ApiError::from_status(status);
+    let e = if matches!(
+        status.code(),
+        tonic::Code::Unavailable | tonic::Code::Unknown
+    ) && !status.metadata().contains_key("grpc-status-details-bin")
+        && e.code != ErrorCode::ControlPlaneUnavailable
+    {
+        ApiError::new(
+            ErrorCode::ControlPlaneUnavailable,
+            format!(
+                "cannot reach the {what} at {url} ({}); is it running? (`shoal agent`, or set --agent / SHOAL_AGENT)",
+                status.message()
+            ),
+        )
+    } else {
+        e
+    };
+    CallFailed(e).into()
+}
+
+fn reference(text: &str) -> anyhow::Result<v1::ArtifactRef> {
+    use v1::artifact_ref::Kind;
+    let parsed: shoal_control::ArtifactRef =
+        text.parse().map_err(|e: shoal_control::ArtifactRefError| {
+            CallFailed(ApiError::new(ErrorCode::InvalidRef, e.to_string()))
+        })?;
+    let kind = match parsed {
+        shoal_control::ArtifactRef::NameTag(n) => Kind::NameTag(n.to_string()),
+        shoal_control::ArtifactRef::ContentId(c) => Kind::ContentId(c.as_str().to_owned()),
+        shoal_control::ArtifactRef::Magnet(m) => Kind::Magnet(m),
+        shoal_control::ArtifactRef::TorrentUrl(u) => Kind::TorrentUrl(u),
+        shoal_control::ArtifactRef::TorrentPath(p) => {
+            Kind::Torrent(std::fs::read(&p).with_context(|| format!("cannot read {p}"))?)
+        }
+    };
+    Ok(v1::ArtifactRef { kind: Some(kind) })
+}
+
+fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
+    std::path::absolute(path).with_context(|| format!("cannot make {} absolute", path.display()))
+}
+
+/// `shoal publish`
+pub fn publish(args: PublishArgs) -> anyhow::Result<()> {
+    let path = absolute(&args.path)?;
+    let ClientArgs { agent, json } = args.client;
+    let request = v1::PublishRequest {
+        path: path.display().to_string(),
+        name_tag: args.name,
+        options: Some(v1::TorrentOptions {
+            piece_length: args
+                .piece_length
+                .map_or(0, |p| u32::try_from(p).unwrap_or(u32::MAX)),
+            web_seeds: Vec::new(),
+        }),
+    };
+    let response = runtime()?.block_on(async {
+        ArtifactServiceClient::new(channel(&agent, "agent")?)
+            .publish(request)
+            .await
+            .map_err(|s| failed(&s, &agent, "agent"))
+    })?;
+    let response = response.into_inner();
+    if json {
+        return json_value(&response);
+    }
+    let artifact = response.artifact.unwrap_or_default();
+    line(&format!(
+        "{} {} -> {} ({}); seeding from this agent",
+        if response.already_bound {
+            "already published:"
+        } else {
+            "published"
+        },
+        artifact.name_tag,
+        &artifact.content_id,
+        format_size(artifact.size)
+    ));
+    Ok(())
+}
+
+/// `shoal ls`
+pub fn ls(args: LsArgs) -> anyhow::Result<()> {
+    let ClientArgs { agent, json } = args.client;
+    let artifacts = runtime()?.block_on(async {
+        let mut client = ArtifactServiceClient::new(channel(&agent, "agent")?);
+        let mut out = Vec::new();
+        let mut token = String::new();
+        loop {
+            let page = client
+                .list_artifacts(v1::ListArtifactsRequest {
+                    prefix: args.prefix.clone(),
+                    page_size: 1000,
+                    page_token: token,
+                })
+                .await
+                .map_err(|s| failed(&s, &agent, "agent"))?
+                .into_inner();
+            out.extend(page.artifacts);
+            if page.next_page_token.is_empty() {
+                return Ok::<_, anyhow::Error>(out);
+            }
+            token = page.next_page_token;
+        }
+    })?;
+    if json {
+        return json_value(&v1::ListArtifactsResponse {
+            artifacts,
+            next_page_token: String::new(),
+        });
+    }
+    if artifacts.is_empty() {
+        line("no artifacts (publish one with `shoal publish PATH --name NAME:TAG`)");
+    }
+    for a in artifacts {
+        line(&format!(
+            "{:<40} {}  {:>10}  {}",
+            a.name_tag,
+            a.content_id.get(..12).unwrap_or(&a.content_id),
+            format_size(a.size),
+            a.created_by
+        ));
+    }
+    Ok(())
+}
+
+/// `shoal info`
+pub fn info(args: InfoArgs) -> anyhow::Result<()> {
+    let ClientArgs { agent, json } = args.client;
+    let request = v1::GetArtifactRequest {
+        r#ref: Some(reference(&args.reference)?),
+        include_torrent: args.torrent.is_some(),
+    };
+    let artifact = runtime()?.block_on(async {
+        ArtifactServiceClient::new(channel(&agent, "agent")?)
+            .get_artifact(request)
+            .await
+            .map_err(|s| failed(&s, &agent, "agent"))
+    })?;
+    let mut artifact = artifact.into_inner();
+    if let Some(path) = &args.torrent {
+        std::fs::write(path, &artifact.torrent)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        artifact.torrent.clear();
+    }
+    if json {
+        return json_value(&artifact);
+    }
+    line(&format!(
+        "name:        {}",
+        if artifact.name_tag.is_empty() {
+            "(not in the catalog)"
+        } else {
+            &artifact.name_tag
+        }
+    ));
+    line(&format!("content id:  {}", artifact.content_id));
+    if !artifact.info_hash_v1.is_empty() {
+        line(&format!("v1 hash:     {}", artifact.info_hash_v1));
+    }
+    line(&format!(
+        "size:        {} ({} bytes), pieces of {}",
+        format_size(artifact.size),
+        artifact.size,
+        format_size(u64::from(artifact.piece_length))
+    ));
+    if !artifact.created_by.is_empty() {
+        line(&format!("published by {}", artifact.created_by));
+    }
+    line(&format!("magnet:      {}", artifact.magnet));
+    for f in &artifact.files {
+        line(&format!("  {:>10}  {}", format_size(f.size), f.path));
+    }
+    if let Some(path) = &args.torrent {
+        line(&format!("wrote {}", path.display()));
+    }
+    Ok(())
+}
+
+/// `shoal get`
+pub fn get(args: GetArgs) -> anyhow::Result<()> {
+    let ClientArgs { agent, json } = args.client;
+    let destination = absolute(&args.output)?;
+    let request = v1::RetrieveRequest {
+        r#ref: Some(reference(&args.reference)?),
+        destination: destination.display().to_string(),
+        overwrite: args.overwrite,
+    };
+    let bar = if std::io::stderr().is_terminal() && !json {
+        let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{bar:40} {bytes}/{total_bytes} {binary_bytes_per_sec} {msg}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
+    let started = std::time::Instant::now();
+    let last = runtime()?.block_on(async {
+        let mut stream = ArtifactServiceClient::new(channel(&agent, "agent")?)
+            .retrieve(request)
+            .await
+            .map_err(|s| failed(&s, &agent, "agent"))?
+            .into_inner();
+        let mut last = v1::RetrieveProgress::default();
+        let mut reported = std::time::Instant::now();
+        while let Some(item) = stream.next().await {
+            let p = item.map_err(|s| failed(&s, &agent, "agent"))?;
+            bar.set_length(p.bytes_total);
+            bar.set_position(p.bytes_verified);
+            bar.set_message(format!("{} peers", p.peers));
+            if bar.is_hidden() && !json && reported.elapsed().as_secs() >= 5 {
+                crate::output::status(&format!(
+                    "{} of {} verified, {} peers",
+                    format_size(p.bytes_verified),
+                    format_size(p.bytes_total),
+                    p.peers
+                ));
+                reported = std::time::Instant::now();
+            }
+            last = p;
+        }
+        Ok::<_, anyhow::Error>(last)
+    })?;
+    bar.finish_and_clear();
+    if last.phase != Phase::Done as i32 {
+        anyhow::bail!(
+            "the agent ended the retrieve before it was done; `shoal status` shows the download, run the same command again to continue"
+        );
+    }
+    if json {
+        return json_value(&last);
+    }
+    let secs = started.elapsed().as_secs_f64();
+    line(&format!(
+        "retrieved {} ({}) in {secs:.1}s, every byte verified: {}",
+        last.content_id.get(..12).unwrap_or(&last.content_id),
+        format_size(last.bytes_total),
+        last.path
+    ));
+    Ok(())
+}
+
+/// `shoal rm`
+pub fn rm(args: RmArgs) -> anyhow::Result<()> {
+    let ClientArgs { agent, json } = args.client;
+    let request = v1::RemoveLocalRequest {
+        r#ref: Some(reference(&args.reference)?),
+    };
+    let response = runtime()?.block_on(async {
+        ArtifactServiceClient::new(channel(&agent, "agent")?)
+            .remove_local(request)
+            .await
+            .map_err(|s| failed(&s, &agent, "agent"))
+    })?;
+    let response = response.into_inner();
+    if json {
+        return json_value(&response);
+    }
+    line(&format!(
+        "removed the local copy; freed {}",
+        format_size(response.bytes_freed)
+    ));
+    Ok(())
+}
+
+/// `shoal status`
+pub fn status(args: StatusArgs) -> anyhow::Result<()> {
+    let ClientArgs { agent, json } = args.client;
+    let status = runtime()?.block_on(async {
+        AgentServiceClient::new(channel(&agent, "agent")?)
+            .get_status(v1::GetStatusRequest {})
+            .await
+            .map_err(|s| failed(&s, &agent, "agent"))
+    })?;
+    let status = status.into_inner();
+    if json {
+        return json_value(&status);
+    }
+    let cp = status.control_plane.clone().unwrap_or_default();
+    line(&format!(
+        "node {} at {}; control plane {} ({})",
+        status.node_id,
+        status.peer_address,
+        cp.endpoint,
+        if cp.connected {
+            "connected"
+        } else {
+            "NOT connected: check that it runs and is reachable"
+        }
+    ));
+    let disk = status.disk.unwrap_or_default();
+    line(&format!(
+        "store {} used, {} free; up {}/s, down {}/s",
+        format_size(disk.used),
+        format_size(disk.free),
+        format_size(status.upload_rate),
+        format_size(status.download_rate)
+    ));
+    for t in &status.torrents {
+        let state = v1::TorrentState::try_from(t.state).map_or("unknown", |s| match s {
+            v1::TorrentState::Checking => "checking",
+            v1::TorrentState::Downloading => "downloading",
+            v1::TorrentState::Seeding => "seeding",
+            v1::TorrentState::Failed => "FAILED",
+            v1::TorrentState::Unspecified => "unknown",
+        });
+        line(&format!(
+            "  {:<11} {} {:<32} {:>10}/{:<10} {} peers{}{}",
+            state,
+            t.content_id.get(..12).unwrap_or(&t.content_id),
+            t.name_tag,
+            format_size(t.bytes_verified),
+            format_size(t.bytes_total),
+            t.peers,
+            if t.banned_peers > 0 {
+                format!(", {} banned", t.banned_peers)
+            } else {
+                String::new()
+            },
+            if t.error.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", t.error)
+            }
+        ));
+    }
+    Ok(())
+}
+
+/// `shoal nodes`
+pub fn nodes(args: NodesArgs) -> anyhow::Result<()> {
+    let json = args.client.json;
+    let server = args.server;
+    let nodes = runtime()?.block_on(async {
+        let mut client = NodeServiceClient::new(channel(&server, "control plane")?);
+        let mut out = Vec::new();
+        let mut token = String::new();
+        loop {
+            let page = client
+                .list_nodes(v1::ListNodesRequest {
+                    page_size: 1000,
+                    page_token: token,
+                })
+                .await
+                .map_err(|s| failed(&s, &server, "control plane"))?
+                .into_inner();
+            out.extend(page.nodes);
+            if page.next_page_token.is_empty() {
+                return Ok::<_, anyhow::Error>(out);
+            }
+            token = page.next_page_token;
+        }
+    })?;
+    if json {
+        return json_value(&v1::ListNodesResponse {
+            nodes,
+            next_page_token: String::new(),
+        });
+    }
+    for n in nodes {
+        let mut labels: Vec<String> = n.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        labels.sort();
+        line(&format!(
+            "{:<24} {:<22} {:<5} {}",
+            n.node_id,
+            n.peer_address,
+            if n.alive { "up" } else { "DOWN" },
+            labels.join(",")
+        ));
+    }
+    Ok(())
+}
