@@ -23,6 +23,9 @@ use crate::Agent;
 use crate::store::copy_tree;
 use crate::torrents::{RunState, content_id};
 
+/// Numbers the working directories of publishes under way.
+static NEXT_PUBLISH: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// The largest `.torrent` fetched from a URL: 64 MiB.
 const MAX_TORRENT_BYTES: usize = 64 << 20;
 
@@ -66,8 +69,9 @@ impl ArtifactService for Agent {
                     )
                 })?;
             let work = data.staging().join(format!(
-                "publish-{}",
-                std::process::id() as u64 * 1_000_003 + shoal_server::now_ms()
+                "publish-{}-{}",
+                std::process::id(),
+                NEXT_PUBLISH.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
             ));
             let copy = work.join(&name);
             copy_tree(&source, &copy)
@@ -454,11 +458,11 @@ async fn follow(
     let info = view.torrent.info();
     let total = info.total_size();
     let piece = info.piece_length.bytes();
-    let progress = view.progress.clone();
+    let updates = view.progress.clone();
     let mut state = view.state.clone();
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     loop {
-        let p = progress.borrow().clone();
+        let p = updates.borrow().clone();
         let s = state.borrow_and_update().clone();
         if let RunState::Failed(why) = s {
             return Err(ApiError::new(
@@ -471,16 +475,16 @@ async fn follow(
         }
         let verified = (u64::from(p.have) * piece).min(total);
         let rates = torrents.get(&view.id).map(|v| v.rates).unwrap_or_default();
-        let phase = Phase::Downloading;
         let peers = u32::try_from(p.peers).unwrap_or(u32::MAX);
         if tx
-            .send(Ok(progress_msg(
-                phase,
+            .send(Ok(progress(
+                Phase::Downloading,
                 &view.id,
                 verified,
                 total,
                 rates.download,
                 peers,
+                "",
             )))
             .await
             .is_err()
@@ -494,17 +498,6 @@ async fn follow(
             _ = tick.tick() => {}
         }
     }
-}
-
-fn progress_msg(
-    phase: Phase,
-    id: &str,
-    verified: u64,
-    total: u64,
-    rate: u64,
-    peers: u32,
-) -> v1::RetrieveProgress {
-    progress(phase, id, verified, total, rate, peers, "")
 }
 
 fn progress(
@@ -569,7 +562,7 @@ async fn fetch(url: &str) -> Result<Vec<u8>, ApiError> {
         .parse()
         .map_err(|e| bad(format!("{url} is not a valid URL: {e}")))?;
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http::<Empty<bytes_compat::Bytes>>();
+        .build_http::<Empty<axum::body::Bytes>>();
     let response = tokio::time::timeout(Duration::from_secs(30), client.get(uri))
         .await
         .map_err(|_| bad(format!("{url} did not answer within 30 s")))?
@@ -584,25 +577,18 @@ async fn fetch(url: &str) -> Result<Vec<u8>, ApiError> {
     Ok(body.to_bytes().to_vec())
 }
 
-mod bytes_compat {
-    pub use axum::body::Bytes;
-}
-
 fn io_error(action: &str, path: &Path, e: &std::io::Error) -> ApiError {
-    let code = if e.raw_os_error() == Some(28) {
-        ErrorCode::DiskFull
-    } else {
-        ErrorCode::Internal
+    let code = match e.kind() {
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => ErrorCode::DiskFull,
+        _ => ErrorCode::Internal,
     };
     ApiError::new(code, format!("{action} ({}) failed: {e}", path.display()))
 }
 
 fn storage_error(e: &shoal_storage::StorageError) -> ApiError {
-    let text = e.to_string();
-    let code = if text.contains("No space left") {
-        ErrorCode::DiskFull
-    } else {
-        ErrorCode::Internal
+    let code = match e {
+        shoal_storage::StorageError::DiskFull { .. } => ErrorCode::DiskFull,
+        _ => ErrorCode::Internal,
     };
-    ApiError::new(code, format!("the agent's store failed: {text}"))
+    ApiError::new(code, format!("the agent's store failed: {e}"))
 }

@@ -82,6 +82,7 @@ pub async fn fetch_metadata(
             info_hash: our_hash,
             peer_id,
             port: 0,
+            ip: None,
             // Unknown until the metadata arrives; trackers only need "not a seed".
             total_size: magnet.exact_length.unwrap_or(1).max(1),
             piece_length: 1,

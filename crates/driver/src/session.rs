@@ -299,6 +299,10 @@ pub async fn run(
             info_hash: our_hash,
             peer_id: config.peer_id,
             port: config.listen.map_or(0, |a| a.port()),
+            ip: config
+                .listen
+                .map(|a| a.ip())
+                .filter(|ip| !ip.is_unspecified()),
             total_size: info.total_size(),
             piece_length: info.piece_length.bytes(),
         };
@@ -566,9 +570,16 @@ fn wants_peers(config: &SessionConfig, finished: bool, seed_until: Option<Instan
 }
 
 /// Returns true if and only if `addr` is our own listening socket (trackers return us too).
+/// Listening on a specific address, only that address is us (several agents on one host
+/// share a port on different loopback addresses); listening on every address, our port on
+/// a loopback address is us too.
 fn is_us(addr: &SocketAddr, listen: Option<SocketAddr>) -> bool {
     listen.is_some_and(|l| {
-        l.port() == addr.port() && (addr.ip().is_loopback() || l.ip() == addr.ip())
+        if l.ip().is_unspecified() {
+            l.port() == addr.port() && addr.ip().is_loopback()
+        } else {
+            *addr == l
+        }
     })
 }
 
@@ -580,4 +591,32 @@ fn drop_peer(peers: &mut HashMap<PeerKey, Link>, peer: PeerKey) {
 
 fn far_future() -> Instant {
     Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    #[test]
+    fn a_specific_listen_address_is_us_only_exactly() {
+        let listen = Some(addr("127.0.0.2:6881"));
+        assert!(is_us(&addr("127.0.0.2:6881"), listen));
+        // Another agent on the same host and port, on another loopback address.
+        assert!(!is_us(&addr("127.0.0.1:6881"), listen));
+        assert!(!is_us(&addr("127.0.0.2:6882"), listen));
+    }
+
+    #[test]
+    fn listening_everywhere_our_port_on_loopback_is_us() {
+        let listen = Some(addr("0.0.0.0:6881"));
+        assert!(is_us(&addr("127.0.0.1:6881"), listen));
+        assert!(!is_us(&addr("10.0.0.5:6881"), listen));
+        assert!(!is_us(&addr("127.0.0.1:6882"), listen));
+        assert!(!is_us(&addr("127.0.0.1:6881"), None));
+    }
 }

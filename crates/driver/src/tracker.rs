@@ -50,6 +50,9 @@ pub(crate) struct Announcer {
     pub info_hash: [u8; 20],
     pub peer_id: [u8; 20],
     pub port: u16,
+    /// The address to be listed under (BEP 3 `ip`), when we listen on a specific one: the
+    /// source address of our HTTP request may differ (several addresses on one host).
+    pub ip: Option<std::net::IpAddr>,
     pub total_size: u64,
     pub piece_length: u64,
 }
@@ -137,7 +140,7 @@ impl Announcer {
             compact: true,
             numwant: Some(200),
             key: None,
-            ip: None,
+            ip: self.ip,
             no_peer_id: true,
             tracker_id: None,
         };

@@ -150,6 +150,19 @@ impl ControlPlane {
         }
     }
 
+    /// The key a page token resumes after; `None` for the first page.
+    fn open_page_token(&self, token: &str) -> Result<Option<String>, ApiError> {
+        if token.is_empty() {
+            return Ok(None);
+        }
+        PageToken::open(token, &self.secret).map(Some).map_err(|e| {
+            ApiError::new(
+                ErrorCode::InvalidPageToken,
+                format!("{e}; start again without a page token"),
+            )
+        })
+    }
+
     fn bind(
         &self,
         name_tag: &str,
@@ -235,16 +248,7 @@ impl CatalogService for ControlPlane {
             )
             .into());
         }
-        let after = if req.page_token.is_empty() {
-            None
-        } else {
-            Some(PageToken::open(&req.page_token, &self.secret).map_err(|e| {
-                ApiError::new(
-                    ErrorCode::InvalidPageToken,
-                    format!("{e}; start again without a page token"),
-                )
-            })?)
-        };
+        let after = self.open_page_token(&req.page_token)?;
         let (records, more) =
             self.catalog
                 .list(&req.prefix, after.as_deref(), page_size(req.page_size))?;
@@ -283,16 +287,7 @@ impl NodeService for ControlPlane {
         request: Request<v1::ListNodesRequest>,
     ) -> Result<Response<v1::ListNodesResponse>, Status> {
         let req = request.into_inner();
-        let after = if req.page_token.is_empty() {
-            None
-        } else {
-            Some(PageToken::open(&req.page_token, &self.secret).map_err(|e| {
-                ApiError::new(
-                    ErrorCode::InvalidPageToken,
-                    format!("{e}; start again without a page token"),
-                )
-            })?)
-        };
+        let after = self.open_page_token(&req.page_token)?;
         let size = page_size(req.page_size);
         let views = lock(&self.nodes).list(now_ms());
         let mut page: Vec<_> = views
