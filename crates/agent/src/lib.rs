@@ -301,7 +301,11 @@ impl Agent {
             torrents.push(v1::TorrentStatus {
                 content_id: view.id.clone(),
                 name_tag: view.name_tag.clone().unwrap_or_default(),
-                bytes_verified: if p.complete { total } else { verified },
+                bytes_verified: if p.complete || state == v1::TorrentState::Seeding {
+                    total
+                } else {
+                    verified
+                },
                 bytes_total: total,
                 upload_rate: view.rates.upload,
                 download_rate: view.rates.download,

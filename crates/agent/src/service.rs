@@ -291,9 +291,13 @@ impl ArtifactService for Agent {
         request: Request<v1::RemoveLocalRequest>,
     ) -> Result<Response<v1::RemoveLocalResponse>, Status> {
         let req = request.into_inner();
-        let reference = shoal_server::parse_ref(req.r#ref.as_ref())?;
+        // A .torrent's bytes are no catalog reference: `resolve` reads them below.
+        let reference = match req.r#ref.as_ref().and_then(|r| r.kind.as_ref()) {
+            Some(v1::artifact_ref::Kind::Torrent(_)) => None,
+            _ => Some(shoal_server::parse_ref(req.r#ref.as_ref())?),
+        };
         let id = match &reference {
-            ArtifactRef::ContentId(prefix) => {
+            Some(ArtifactRef::ContentId(prefix)) => {
                 let held: Vec<String> = self
                     .torrents
                     .list()
@@ -379,6 +383,24 @@ impl Agent {
             )
             .with("path", path.display().to_string()));
         }
+        // A symbolic link under a root may point anywhere: check where the path really leads.
+        if !roots.is_empty() {
+            let real = real_path(path);
+            let inside = roots
+                .iter()
+                .any(|r| real.starts_with(std::fs::canonicalize(r).unwrap_or_else(|_| r.clone())));
+            if !inside {
+                return Err(ApiError::new(
+                    ErrorCode::PathNotAllowed,
+                    format!(
+                        "{} leads through a symbolic link to {}, outside the agent's allowed roots; give a path that stays under one of them",
+                        path.display(),
+                        real.display()
+                    ),
+                )
+                .with("path", path.display().to_string()));
+            }
+        }
         Ok(path.to_owned())
     }
 
@@ -446,6 +468,25 @@ impl Agent {
             torrent,
             (!artifact.name_tag.is_empty()).then_some(artifact.name_tag),
         ))
+    }
+}
+
+/// `path` with every symbolic link in its longest existing prefix resolved: where the file
+/// system will read or create it. The part that does not exist yet is appended as given.
+fn real_path(path: &Path) -> PathBuf {
+    let mut existing = path;
+    let mut missing = Vec::new();
+    loop {
+        if let Ok(real) = std::fs::canonicalize(existing) {
+            return missing.iter().rev().fold(real, |p, c| p.join(c));
+        }
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                missing.push(name.to_owned());
+                existing = parent;
+            }
+            _ => return path.to_owned(),
+        }
     }
 }
 

@@ -379,9 +379,12 @@ async fn monitor(
         if matches!(*state.borrow(), RunState::Failed(_)) {
             break;
         }
+        // Complete data stays complete: the driver's first reports, sent before it has
+        // loaded the verified set, must not turn a recorded seed into a download.
+        let seeding = matches!(*state.borrow(), RunState::Seeding);
         let next = if p.checking.is_some() {
             RunState::Checking
-        } else if p.complete {
+        } else if p.complete || seeding {
             RunState::Seeding
         } else {
             RunState::Downloading

@@ -1,0 +1,734 @@
+//! The control plane's API in-process: every method of `shoal.v1.CatalogService` and
+//! `shoal.v1.NodeService`, over REST (the axum router called with `tower::ServiceExt::oneshot`)
+//! and over gRPC (a tonic client whose transport is that same router), with no socket. Bad
+//! input gets the documented HTTP status, gRPC code and `ErrorInfo` reason, and leaves the
+//! catalog and the node registry as they were.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a panic is the failure report"
+)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use http::{HeaderMap, Method, Request, StatusCode, header};
+use serde_json::{Value, json};
+use shoal_api::error::grpc_status_name;
+use shoal_api::router::Access;
+use shoal_api::v1;
+use shoal_api::v1::catalog_service_client::CatalogServiceClient;
+use shoal_api::v1::node_service_client::NodeServiceClient;
+use shoal_api::{ApiError, ErrorCode};
+use shoal_control::ArtifactRecord;
+use shoal_metainfo::create::{CreateOptions, InputFile, Plan};
+use shoal_metainfo::{PathComponent, Torrent, TorrentPath};
+use shoal_server::{ControlPlane, ServerConfig};
+use tower::ServiceExt;
+
+/// No single call may take longer than this.
+const CALL_LIMIT: Duration = Duration::from_secs(20);
+
+/// The announce URL the control plane puts in torrents and magnets.
+const ANNOUNCE: &str = "http://127.0.0.1:6969/announce";
+
+/// An address off loopback.
+const REMOTE: ([u8; 4], u16) = ([192, 0, 2, 7], 40_000);
+
+/// One control plane under test and its temporary directory.
+struct TestServer {
+    _dir: tempfile::TempDir,
+    router: Router,
+}
+
+impl TestServer {
+    fn start(access: Access) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let control: Arc<ControlPlane> = ControlPlane::open(ServerConfig {
+            data_dir: dir.path().join("catalog"),
+            announce_url: ANNOUNCE.to_owned(),
+            tracker: shoal_control::TrackerConfig::default(),
+            nodes: shoal_control::NodeConfig::default(),
+        })
+        .unwrap();
+        let router = shoal_server::api_router(&control, access).unwrap();
+        Self { _dir: dir, router }
+    }
+
+    async fn send(&self, request: Request<Body>) -> (StatusCode, HeaderMap, Value) {
+        let response = tokio::time::timeout(CALL_LIMIT, self.router.clone().oneshot(request))
+            .await
+            .expect("the router answers in time")
+            .unwrap();
+        let (parts, body) = response.into_parts();
+        let body = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+        let json = serde_json::from_slice(&body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&body)));
+        (parts.status, parts.headers, json)
+    }
+
+    async fn get(&self, uri: &str) -> (StatusCode, Value) {
+        let (status, _, body) = self.send(request(Method::GET, uri, None)).await;
+        (status, body)
+    }
+
+    async fn post(&self, uri: &str, body: &Value) -> (StatusCode, Value) {
+        let (status, _, body) = self.send(request(Method::POST, uri, Some(body))).await;
+        (status, body)
+    }
+
+    /// Binds over REST; the call must succeed. Answers the response.
+    async fn bind(&self, name_tag: &str, torrent: &Torrent) -> Value {
+        let (status, body) = self
+            .post("/v1/catalog:bind", &bind_body(name_tag, torrent))
+            .await;
+        assert_eq!(status, StatusCode::OK, "bind {name_tag}: {body}");
+        body
+    }
+
+    fn catalog(&self) -> CatalogServiceClient<Router> {
+        CatalogServiceClient::new(self.router.clone())
+    }
+
+    fn nodes(&self) -> NodeServiceClient<Router> {
+        NodeServiceClient::new(self.router.clone())
+    }
+
+    /// The whole catalog and the whole registry, as REST lists them.
+    async fn snapshot(&self) -> (Value, Value) {
+        let (status, artifacts) = self.get("/v1/catalog/artifacts?pageSize=1000").await;
+        assert_eq!(status, StatusCode::OK, "{artifacts}");
+        let (status, nodes) = self.get("/v1/nodes?pageSize=1000").await;
+        assert_eq!(status, StatusCode::OK, "{nodes}");
+        (artifacts, nodes)
+    }
+}
+
+fn request(method: Method, uri: &str, body: Option<&Value>) -> Request<Body> {
+    let builder = Request::builder().method(method).uri(uri);
+    match body {
+        Some(body) => builder
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(serde_json::to_vec(body).unwrap()))
+            .unwrap(),
+        None => builder.body(Body::empty()).unwrap(),
+    }
+}
+
+/// `len` bytes from an xorshift generator seeded by `seed`.
+fn payload(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// A hybrid single-file torrent over [`payload`]`(seed, len)`, 16 KiB pieces, built in memory.
+fn torrent(name: &str, seed: u64, len: usize) -> Torrent {
+    let plan = Plan::new(
+        PathComponent::new(name).unwrap(),
+        vec![InputFile {
+            path: TorrentPath::parse(name).unwrap(),
+            length: len as u64,
+            executable: false,
+        }],
+        true,
+        CreateOptions {
+            piece_length: Some(16 * 1024),
+            ..CreateOptions::default()
+        },
+    )
+    .unwrap();
+    let data = payload(seed, len);
+    let hashes: Vec<_> = plan
+        .units()
+        .iter()
+        .enumerate()
+        .map(|(i, unit)| {
+            let bytes: Vec<u8> = unit
+                .reads
+                .iter()
+                .flat_map(|r| &data[r.offset as usize..(r.offset + r.len) as usize])
+                .copied()
+                .collect();
+            unit.hash(i, &bytes).unwrap()
+        })
+        .collect();
+    plan.finish(&hashes).unwrap()
+}
+
+/// A torrent's info dictionary and piece layers, as a bind carries them.
+fn parts(torrent: &Torrent) -> (Vec<u8>, Vec<u8>) {
+    let record = ArtifactRecord::from_torrent("x:1".parse().unwrap(), torrent, "test", 0).unwrap();
+    (record.info, record.piece_layers)
+}
+
+fn bind_body(name_tag: &str, torrent: &Torrent) -> Value {
+    let (info, layers) = parts(torrent);
+    json!({
+        "nameTag": name_tag,
+        "info": data_encoding::BASE64.encode(&info),
+        "pieceLayers": data_encoding::BASE64.encode(&layers),
+    })
+}
+
+fn content_id(torrent: &Torrent) -> String {
+    torrent.info_hashes().v2().unwrap().to_hex()
+}
+
+fn text(value: &Value) -> &str {
+    value.as_str().unwrap_or("")
+}
+
+fn array(value: &Value) -> Vec<Value> {
+    value.as_array().cloned().unwrap_or_default()
+}
+
+/// Percent-encodes a query-string value.
+fn q(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+fn assert_rest_error(status: StatusCode, body: &Value, code: ErrorCode) {
+    assert_eq!(status.as_u16(), code.http_status(), "{code}: {body}");
+    let error = &body["error"];
+    assert_eq!(error["code"], code.http_status(), "{body}");
+    assert_eq!(
+        error["status"],
+        grpc_status_name(code.grpc_code()),
+        "{body}"
+    );
+    assert!(!text(&error["message"]).is_empty(), "{body}");
+    let info = &error["details"][0];
+    assert_eq!(info["@type"], "type.googleapis.com/google.rpc.ErrorInfo");
+    assert_eq!(info["reason"], code.as_str(), "{body}");
+    assert_eq!(info["domain"], "shoal", "{body}");
+}
+
+fn assert_grpc_error(result: Result<impl std::fmt::Debug, tonic::Status>, code: ErrorCode) {
+    let status = result.expect_err("the call must fail");
+    assert_eq!(status.code(), code.grpc_code(), "{code}: {status:?}");
+    assert!(!status.details().is_empty(), "no ErrorInfo: {status:?}");
+    assert_eq!(ApiError::from_status(&status).code, code, "{status:?}");
+}
+
+fn heartbeat(node_id: &str, labels: &[(&str, &str)], peer: &str) -> v1::HeartbeatRequest {
+    v1::HeartbeatRequest {
+        node_id: node_id.to_owned(),
+        labels: labels
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+        peer_address: peer.to_owned(),
+        agent_api: "127.0.0.1:7420".to_owned(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catalog_methods_over_rest_and_grpc() {
+    let server = TestServer::start(Access::Open);
+    let a = torrent("a.bin", 1, 300 * 1024);
+    let b = torrent("b.bin", 2, 300 * 1024);
+    let c = torrent("c.bin", 3, 1000);
+
+    // BindArtifact over REST.
+    let bound = server.bind("app/a:1", &a).await;
+    let artifact = bound["artifact"].clone();
+    assert!(bound.get("alreadyBound").is_none(), "{bound}");
+    assert_eq!(artifact["nameTag"], "app/a:1");
+    assert_eq!(artifact["contentId"], content_id(&a));
+    assert_eq!(
+        artifact["infoHashV1"],
+        a.info_hashes().v1().unwrap().to_hex()
+    );
+    assert_eq!(artifact["size"], "307200");
+    assert_eq!(artifact["pieceLength"], 16384);
+    assert_eq!(artifact["createdBy"], "local");
+    assert!(
+        text(&artifact["magnet"]).contains(&format!("tr={}", q(ANNOUNCE))),
+        "{artifact}"
+    );
+
+    // The same bind again is idempotent; the same content may take another tag.
+    let again = server.bind("app/a:1", &a).await;
+    assert_eq!(again["alreadyBound"], true);
+    assert_eq!(again["artifact"], artifact);
+    server.bind("app/a:2", &a).await;
+
+    // BindArtifact over gRPC (c fits one piece: no piece layers).
+    let mut catalog = server.catalog();
+    for (name_tag, t) in [("app/b:1", &b), ("app/c:1", &c)] {
+        let (info, piece_layers) = parts(t);
+        let reply = catalog
+            .bind_artifact(v1::BindArtifactRequest {
+                name_tag: name_tag.to_owned(),
+                info,
+                piece_layers,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(!reply.already_bound);
+        assert_eq!(reply.artifact.unwrap().content_id, content_id(t));
+    }
+    assert!(parts(&c).1.is_empty());
+
+    // ListArtifacts, one page at a time.
+    let mut names = Vec::new();
+    let mut token = String::new();
+    loop {
+        let (status, page) = server
+            .get(&format!(
+                "/v1/catalog/artifacts?prefix={}&pageSize=1&pageToken={}",
+                q("app/"),
+                q(&token)
+            ))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        let artifacts = array(&page["artifacts"]);
+        assert_eq!(artifacts.len(), 1, "{page}");
+        names.push(text(&artifacts[0]["nameTag"]).to_owned());
+        token = text(&page["nextPageToken"]).to_owned();
+        if token.is_empty() {
+            break;
+        }
+        assert!(names.len() < 10, "pagination does not end");
+    }
+    assert_eq!(names, ["app/a:1", "app/a:2", "app/b:1", "app/c:1"]);
+
+    // GetArtifact by name:tag and by content id prefix; with the torrent.
+    let (status, info) = server
+        .get(&format!(
+            "/v1/catalog/artifacts:info?ref.nameTag={}",
+            q("app/a:1")
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{info}");
+    assert_eq!(info, artifact);
+    let (status, info) = server
+        .get(&format!(
+            "/v1/catalog/artifacts:info?ref.contentId={}",
+            &content_id(&b)[..12]
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{info}");
+    assert_eq!(info["nameTag"], "app/b:1");
+    let (status, info) = server
+        .get(&format!(
+            "/v1/catalog/artifacts:info?ref.nameTag={}&includeTorrent=true",
+            q("app/a:1")
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{info}");
+    let bytes = data_encoding::BASE64
+        .decode(text(&info["torrent"]).as_bytes())
+        .unwrap();
+    let served = Torrent::from_bytes(&bytes).unwrap();
+    assert_eq!(served.info_hashes(), a.info_hashes());
+    assert_eq!(served.trackers(), vec![vec![ANNOUNCE.to_owned()]]);
+
+    // gRPC answers are the REST bodies, field for field.
+    let grpc = catalog
+        .get_artifact(v1::GetArtifactRequest {
+            r#ref: Some(v1::ArtifactRef {
+                kind: Some(v1::artifact_ref::Kind::NameTag("app/a:1".to_owned())),
+            }),
+            include_torrent: true,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(serde_json::to_value(&grpc).unwrap(), info);
+    let grpc = catalog
+        .list_artifacts(v1::ListArtifactsRequest {
+            prefix: String::new(),
+            page_size: 2,
+            page_token: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(grpc.artifacts.len(), 2);
+    let (_, rest) = server.get("/v1/catalog/artifacts?pageSize=2").await;
+    let mut grpc = serde_json::to_value(&grpc).unwrap();
+    // Page tokens are sealed afresh on each call; compare the rest.
+    assert!(!text(&grpc["nextPageToken"]).is_empty());
+    grpc["nextPageToken"] = rest["nextPageToken"].clone();
+    assert_eq!(grpc, rest);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catalog_refuses_bad_input_and_changes_nothing() {
+    let server = TestServer::start(Access::Open);
+    let a = torrent("a.bin", 1, 300 * 1024);
+    let other = torrent("a.bin", 2, 300 * 1024);
+    let original = server.bind("app:1", &a).await["artifact"].clone();
+    let before = server.snapshot().await;
+
+    let (info, layers) = parts(&a);
+    let base64 = |b: &[u8]| data_encoding::BASE64.encode(b);
+    let cases = [
+        (
+            json!({"nameTag": "app:2", "info": base64(b"not a torrent")}),
+            ErrorCode::InvalidTorrent,
+        ),
+        (json!({"nameTag": "app:2"}), ErrorCode::InvalidTorrent),
+        (
+            json!({"nameTag": "app:2", "info": base64(&info), "pieceLayers": base64(b"garbage")}),
+            ErrorCode::InvalidTorrent,
+        ),
+        (
+            json!({"nameTag": "app:2", "info": base64(&info[..info.len() - 1]), "pieceLayers": base64(&layers)}),
+            ErrorCode::InvalidTorrent,
+        ),
+        (bind_body("App:2", &a), ErrorCode::InvalidNameTag),
+        (bind_body("app", &a), ErrorCode::InvalidNameTag),
+        (bind_body("", &a), ErrorCode::InvalidNameTag),
+        (
+            bind_body("app:1", &other),
+            ErrorCode::TagBoundToOtherContent,
+        ),
+    ];
+    let mut catalog = server.catalog();
+    for (body, code) in cases {
+        let (status, reply) = server.post("/v1/catalog:bind", &body).await;
+        assert_rest_error(status, &reply, code);
+        if code == ErrorCode::TagBoundToOtherContent {
+            let metadata = &reply["error"]["details"][0]["metadata"];
+            assert_eq!(metadata["bound_content_id"], original["contentId"]);
+            assert_eq!(metadata["name_tag"], "app:1");
+        }
+        let request: v1::BindArtifactRequest = serde_json::from_value(body).unwrap();
+        assert_grpc_error(catalog.bind_artifact(request).await, code);
+    }
+
+    // Bodies that are not the message, and one over the REST limit.
+    for body in [
+        &b"{"[..],
+        br#"{"info": "!!not base64!!"}"#,
+        br#"{"nameTag": 1}"#,
+    ] {
+        let mut req = request(Method::POST, "/v1/catalog:bind", None);
+        *req.body_mut() = Body::from(body.to_vec());
+        let (status, _, reply) = server.send(req).await;
+        assert_rest_error(status, &reply, ErrorCode::InvalidArgument);
+    }
+    let huge = json!({"nameTag": "app:2", "info": "A".repeat(shoal_api::rest::MAX_BODY_BYTES)});
+    let (status, reply) = server.post("/v1/catalog:bind", &huge).await;
+    assert_rest_error(status, &reply, ErrorCode::RequestTooLarge);
+
+    // GetArtifact: unknown names and ids, references the catalog does not answer.
+    let refs = [
+        (json!({"nameTag": "app:9"}), ErrorCode::ArtifactNotFound),
+        (
+            json!({"contentId": "0123456789ab"}),
+            ErrorCode::ArtifactNotFound,
+        ),
+        (json!({}), ErrorCode::InvalidRef),
+        (json!({"contentId": "not-hex"}), ErrorCode::InvalidRef),
+        (json!({"contentId": "abc"}), ErrorCode::InvalidRef),
+        (json!({"magnet": "magnet:?dn=x"}), ErrorCode::InvalidRef),
+        (
+            json!({"magnet": text(&original["magnet"])}),
+            ErrorCode::InvalidRef,
+        ),
+        (
+            json!({"torrentUrl": "http://example.invalid/a.torrent"}),
+            ErrorCode::InvalidRef,
+        ),
+        (
+            json!({"torrent": base64(b"d4:infoe")}),
+            ErrorCode::InvalidRef,
+        ),
+        (json!({"nameTag": "App:1"}), ErrorCode::InvalidNameTag),
+    ];
+    for (r#ref, code) in refs {
+        let query: String = r#ref
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| format!("ref.{k}={}", q(text(v))))
+            .collect();
+        let (status, reply) = server
+            .get(&format!("/v1/catalog/artifacts:info?{query}"))
+            .await;
+        assert_rest_error(status, &reply, code);
+        if code == ErrorCode::ArtifactNotFound && r#ref.get("nameTag").is_some() {
+            assert_eq!(
+                reply["error"]["details"][0]["metadata"]["name_tag"],
+                "app:9"
+            );
+        }
+        let r#ref: Option<v1::ArtifactRef> = serde_json::from_value(r#ref).unwrap();
+        assert_grpc_error(
+            catalog
+                .get_artifact(v1::GetArtifactRequest {
+                    r#ref,
+                    include_torrent: false,
+                })
+                .await,
+            code,
+        );
+    }
+
+    // ListArtifacts: page tokens not sealed here, an overlong prefix.
+    for token in [
+        "garbage",
+        "YXBwOjE.AAAAAAAAAAAAAAAAAAAAAA",
+        &"x".repeat(2000),
+    ] {
+        let (status, reply) = server
+            .get(&format!("/v1/catalog/artifacts?pageToken={}", q(token)))
+            .await;
+        assert_rest_error(status, &reply, ErrorCode::InvalidPageToken);
+        assert_grpc_error(
+            catalog
+                .list_artifacts(v1::ListArtifactsRequest {
+                    prefix: String::new(),
+                    page_size: 0,
+                    page_token: token.to_owned(),
+                })
+                .await,
+            ErrorCode::InvalidPageToken,
+        );
+    }
+    let (status, reply) = server
+        .get(&format!("/v1/catalog/artifacts?prefix={}", "a".repeat(513)))
+        .await;
+    assert_rest_error(status, &reply, ErrorCode::InvalidArgument);
+
+    assert_eq!(server.snapshot().await, before);
+    let (_, info) = server
+        .get(&format!(
+            "/v1/catalog/artifacts:info?ref.nameTag={}",
+            q("app:1")
+        ))
+        .await;
+    assert_eq!(info, original, "the tag still names the first content");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_register_list_and_refuse_bad_heartbeats() {
+    let server = TestServer::start(Access::Open);
+
+    // Heartbeat over REST registers a node.
+    let (status, reply) = server
+        .post(
+            "/v1/nodes:heartbeat",
+            &json!({
+                "nodeId": "node-1",
+                "labels": {"region": "eu-west", "zone": "a"},
+                "peerAddress": "127.0.0.1:6881",
+                "agentApi": "127.0.0.1:7420",
+            }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    assert_eq!(reply["announceUrl"], ANNOUNCE);
+    assert_eq!(reply["intervalSeconds"], 10, "a third of the 30 s time-out");
+
+    // And over gRPC.
+    let mut nodes = server.nodes();
+    for (id, peer) in [("node-2", "127.0.0.2:6881"), ("node-3", "[::1]:6881")] {
+        let reply = nodes
+            .heartbeat(heartbeat(id, &[("region", "us-east")], peer))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(reply.announce_url, ANNOUNCE);
+    }
+
+    // ListNodes shows them with their labels, in id order, one page at a time.
+    let (status, list) = server.get("/v1/nodes").await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    let listed = array(&list["nodes"]);
+    assert_eq!(listed.len(), 3, "{list}");
+    assert_eq!(listed[0]["nodeId"], "node-1");
+    assert_eq!(
+        listed[0]["labels"],
+        json!({"region": "eu-west", "zone": "a"})
+    );
+    assert_eq!(listed[0]["peerAddress"], "127.0.0.1:6881");
+    assert_eq!(listed[0]["agentApi"], "127.0.0.1:7420");
+    assert_eq!(listed[0]["alive"], true);
+    assert!(listed[0]["lastHeartbeat"].is_string(), "{list}");
+    assert_eq!(listed[2]["peerAddress"], "[::1]:6881");
+    let mut ids = Vec::new();
+    let mut token = String::new();
+    loop {
+        let (status, page) = server
+            .get(&format!("/v1/nodes?pageSize=1&pageToken={}", q(&token)))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        ids.push(text(&array(&page["nodes"])[0]["nodeId"]).to_owned());
+        token = text(&page["nextPageToken"]).to_owned();
+        if token.is_empty() {
+            break;
+        }
+        assert!(ids.len() < 10, "pagination does not end");
+    }
+    assert_eq!(ids, ["node-1", "node-2", "node-3"]);
+    let grpc = nodes
+        .list_nodes(v1::ListNodesRequest {
+            page_size: 0,
+            page_token: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(serde_json::to_value(&grpc).unwrap(), list);
+
+    // A new heartbeat with other labels replaces them.
+    nodes
+        .heartbeat(heartbeat(
+            "node-2",
+            &[("region", "us-west")],
+            "127.0.0.2:6881",
+        ))
+        .await
+        .unwrap();
+    let (_, list) = server.get("/v1/nodes").await;
+    assert_eq!(
+        array(&list["nodes"])[1]["labels"],
+        json!({"region": "us-west"})
+    );
+
+    // Bad heartbeats are refused and register or change nothing.
+    let before = server.snapshot().await;
+    let cases = [
+        heartbeat("", &[], "127.0.0.9:6881"),
+        heartbeat("-node", &[], "127.0.0.9:6881"),
+        heartbeat("node 9", &[], "127.0.0.9:6881"),
+        heartbeat(&"n".repeat(300), &[], "127.0.0.9:6881"),
+        heartbeat("node-1", &[], "nowhere"),
+        heartbeat("node-1", &[], "example.com:6881"),
+        heartbeat("node-1", &[("bad key!", "x")], "127.0.0.1:6881"),
+        heartbeat("node-1", &[("region", "not a value")], "127.0.0.1:6881"),
+    ];
+    for case in cases {
+        let body = serde_json::to_value(&case).unwrap();
+        let (status, reply) = server.post("/v1/nodes:heartbeat", &body).await;
+        assert_rest_error(status, &reply, ErrorCode::InvalidArgument);
+        assert_grpc_error(nodes.heartbeat(case).await, ErrorCode::InvalidArgument);
+    }
+    for token in ["garbage", "bm9kZS0x.AAAAAAAAAAAAAAAAAAAAAA"] {
+        let (status, reply) = server
+            .get(&format!("/v1/nodes?pageToken={}", q(token)))
+            .await;
+        assert_rest_error(status, &reply, ErrorCode::InvalidPageToken);
+        assert_grpc_error(
+            nodes
+                .list_nodes(v1::ListNodesRequest {
+                    page_size: 0,
+                    page_token: token.to_owned(),
+                })
+                .await,
+            ErrorCode::InvalidPageToken,
+        );
+    }
+    assert_eq!(server.snapshot().await, before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_openapi_unknown_routes_and_callers() {
+    let server = TestServer::start(Access::LoopbackOrToken(vec!["tok".to_owned()]));
+    let response = server
+        .router
+        .clone()
+        .oneshot(request(Method::GET, "/healthz", None))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let (status, doc) = server.get(shoal_api::router::OPENAPI_PATH).await;
+    assert_eq!(status, StatusCode::OK);
+    for path in [
+        "/v1/catalog:bind",
+        "/v1/catalog/artifacts",
+        "/v1/catalog/artifacts:info",
+        "/v1/nodes",
+        "/v1/nodes:heartbeat",
+    ] {
+        assert!(
+            doc["paths"].get(path).is_some(),
+            "{path} is not in the document"
+        );
+    }
+    for (method, uri) in [
+        (Method::GET, "/v1/nope"),
+        (Method::GET, "/v1/artifacts"),
+        (Method::POST, "/x"),
+    ] {
+        let (status, _, reply) = server.send(request(method, uri, None)).await;
+        assert_rest_error(status, &reply, ErrorCode::NotFound);
+    }
+
+    // Off loopback, a caller needs the token, over REST and gRPC alike.
+    let a = torrent("a.bin", 1, 1000);
+    let before = server.snapshot().await;
+    let remote = |auth: Option<&str>, body: &Value| {
+        let mut req = request(Method::POST, "/v1/catalog:bind", Some(body));
+        req.extensions_mut()
+            .insert(ConnectInfo(SocketAddr::from(REMOTE)));
+        if let Some(auth) = auth {
+            req.headers_mut()
+                .insert(header::AUTHORIZATION, auth.parse().unwrap());
+        }
+        req
+    };
+    for auth in [None, Some("Bearer nope"), Some("tok")] {
+        let (status, _, reply) = server.send(remote(auth, &bind_body("app:1", &a))).await;
+        assert_rest_error(status, &reply, ErrorCode::Unauthenticated);
+    }
+    let (info, piece_layers) = parts(&a);
+    let mut refused = tonic::Request::new(v1::BindArtifactRequest {
+        name_tag: "app:1".to_owned(),
+        info,
+        piece_layers,
+    });
+    refused
+        .extensions_mut()
+        .insert(ConnectInfo(SocketAddr::from(REMOTE)));
+    assert_grpc_error(
+        server.catalog().bind_artifact(refused).await,
+        ErrorCode::Unauthenticated,
+    );
+    let mut refused = tonic::Request::new(heartbeat("node-1", &[], "127.0.0.1:6881"));
+    refused
+        .extensions_mut()
+        .insert(ConnectInfo(SocketAddr::from(REMOTE)));
+    assert_grpc_error(
+        server.nodes().heartbeat(refused).await,
+        ErrorCode::Unauthenticated,
+    );
+    assert_eq!(server.snapshot().await, before);
+
+    let (status, _, reply) = server
+        .send(remote(Some("Bearer tok"), &bind_body("app:1", &a)))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    assert_eq!(reply["artifact"]["createdBy"], "token");
+
+    // An open server names remote callers by address.
+    let open = TestServer::start(Access::Open);
+    let (status, _, reply) = open.send(remote(None, &bind_body("app:1", &a))).await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    assert_eq!(reply["artifact"]["createdBy"], "anonymous@192.0.2.7");
+}
