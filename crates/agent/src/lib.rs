@@ -135,11 +135,16 @@ pub async fn start(config: AgentConfig) -> Result<Running, AgentError> {
     let advertise_ip = match (config.advertise_ip, config.peer_listen.ip()) {
         (Some(ip), _) => ip,
         (None, ip) if !ip.is_unspecified() => ip,
-        (None, _) => config
-            .control_plane
-            .as_deref()
-            .and_then(route_to)
-            .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+        (None, _) => match config.control_plane.as_deref() {
+            Some(url) => route_to(url),
+            None => primary_ip(),
+        }
+        .unwrap_or_else(|| {
+            tracing::warn!(
+                "no network route found: advertising 127.0.0.1, which peers on other hosts cannot reach; set advertise_ip"
+            );
+            IpAddr::V4(Ipv4Addr::LOCALHOST)
+        }),
     };
     let listener = PeerListener::bind(config.peer_listen)
         .await
@@ -418,6 +423,35 @@ fn route_to(url: &str) -> Option<IpAddr> {
     let target: SocketAddr = std::net::ToSocketAddrs::to_socket_addrs(authority)
         .ok()?
         .next()?;
+    source_for(target)
+}
+
+/// The address other hosts most likely reach this one at, for an agent that runs the control
+/// plane itself and so has no control plane to route to: its source address on the default
+/// route, or else on its first route through a non-loopback interface (a host on an isolated
+/// network has no default route). No packet is sent.
+fn primary_ip() -> Option<IpAddr> {
+    let default_route = SocketAddr::from(([192, 0, 2, 1], 9)); // TEST-NET-1, never answered
+    source_for(default_route)
+        .filter(|ip| !ip.is_loopback())
+        .or_else(|| {
+            // Destination is the network's address as the kernel's native u32, in hex.
+            let routes = std::fs::read_to_string("/proc/net/route").ok()?;
+            routes.lines().skip(1).find_map(|line| {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                let (iface, dest) = (fields.first()?, fields.get(1)?);
+                if *iface == "lo" {
+                    return None;
+                }
+                let mut host = u32::from_str_radix(dest, 16).ok()?.to_ne_bytes();
+                host[3] |= 1;
+                source_for(SocketAddr::from((host, 9))).filter(|ip| !ip.is_loopback())
+            })
+        })
+}
+
+/// The source address the kernel would use to send to `target`.
+fn source_for(target: SocketAddr) -> Option<IpAddr> {
     let socket = std::net::UdpSocket::bind(if target.is_ipv4() {
         "0.0.0.0:0"
     } else {

@@ -7,6 +7,8 @@
     reason = "test support: a panic is the failure report"
 )]
 
+pub mod netns;
+
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
@@ -151,4 +153,19 @@ pub fn same_tree(expected: &Path, actual: &Path, empty_may_be_missing: bool) {
             empty_may_be_missing,
         );
     }
+}
+
+/// Waits for `child` (stdout and stderr piped) to exit; kills it after `limit`, returning
+/// `None`, so a stuck command fails its test with a report instead of hanging it.
+pub fn wait_within(mut child: Child, limit: Duration) -> Option<std::process::Output> {
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Some(child.wait_with_output().unwrap())
 }

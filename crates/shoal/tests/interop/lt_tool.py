@@ -6,7 +6,9 @@
   lt_tool.py magnet TORRENT                      print libtorrent's magnet link for it
   lt_tool.py parse-magnet URI                    print {"v1", "v2", "name", "trackers"} of a link
   lt_tool.py seed TORRENT SAVE_DIR PORT SECONDS    seed from SAVE_DIR on 127.0.0.1:PORT for SECONDS
-  lt_tool.py download TORRENT SAVE_DIR PEER SECONDS  download from PEER (HOST:PORT); exit 0 when complete
+  lt_tool.py download TORRENT SAVE_DIR PEER SECONDS  download from PEER (HOST:PORT), or from the
+                                                   peers the torrent's tracker names when PEER is
+                                                   "tracker"; exit 0 when complete
 
 MODE is v1, v2 or hybrid. Files are added in path order, component by component, which is
 the order BEP 52 file trees impose; libtorrent then lays them out (and pads them) itself.
@@ -104,7 +106,9 @@ def seed(torrent, save_dir, port, seconds, tuned=False):
 
 def download(torrent, save_dir, peer, seconds, tuned=False):
     import time
-    host, port = peer.rsplit(":", 1)
+    from_tracker = peer == "tracker"
+    if not from_tracker:
+        host, port = peer.rsplit(":", 1)
     ses = session(0, tuned)
     handle = add(ses, torrent, save_dir)
     deadline = time.time() + seconds
@@ -113,10 +117,12 @@ def download(torrent, save_dir, peer, seconds, tuned=False):
         if st.is_seeding:
             print(json.dumps({"seconds": seconds - (deadline - time.time()), "downloaded": st.total_payload_download}))
             return
-        if st.num_peers == 0:
+        if st.num_peers == 0 and not from_tracker:
             handle.connect_peer((host, int(port)))
         time.sleep(0.05)
-    sys.exit(f"download incomplete after {seconds}s: {handle.status().progress * 100:.1f}%")
+    st = handle.status()
+    sys.exit(f"download incomplete after {seconds}s: {st.progress * 100:.1f}%, "
+             f"{st.num_peers} peers, tracker {st.current_tracker!r}: {st.errc.message()}")
 
 
 def magnet(torrent):

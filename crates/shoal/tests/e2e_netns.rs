@@ -1,0 +1,267 @@
+//! End to end, with real processes on real addresses: six hosts in network namespaces on one
+//! bridge. Host 0 runs an agent with the embedded control plane and publishes an artifact;
+//! hosts 1-5 run agents pointed at it and `shoal get` the artifact by name. Every copy must be
+//! byte-exact, the control plane must list the six nodes with their labels, and the tracker's
+//! peer list must show all six hosts.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a panic is the failure report"
+)]
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::netns::Lab;
+use common::{Running, SHOAL, payload, same_tree};
+use shoal_tracker_proto::{AnnounceReply, AnnounceRequest, Event};
+
+/// One agent process in the lab.
+struct Agent {
+    host: usize,
+    log: PathBuf,
+    _process: Running,
+}
+
+impl Agent {
+    /// Starts `shoal agent` on `host`; `control_plane` is `None` for the embedded one.
+    fn start(lab: &Lab, host: usize, dir: &Path, control_plane: Option<&str>) -> Self {
+        let log = dir.join(format!("agent-{host}.log"));
+        let mut command = lab.command(host, SHOAL);
+        command
+            .arg("agent")
+            .arg("--data-dir")
+            .arg(dir.join(format!("data-{host}")))
+            .args(["--node-id", &format!("host-{host}")])
+            .args(["--label", &format!("rack=r{}", host % 2)])
+            .args(["--label", "region=lab"])
+            .env("RUST_LOG", "info,shoal_driver=debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap());
+        if let Some(url) = control_plane {
+            command.args(["--control-plane", url]);
+        }
+        let agent = Self {
+            host,
+            log,
+            _process: Running(command.spawn().unwrap()),
+        };
+        agent.wait_ready(lab);
+        agent
+    }
+
+    /// Waits until `shoal status` answers inside the host.
+    fn wait_ready(&self, lab: &Lab) {
+        let start = Instant::now();
+        loop {
+            if shoal(lab, self.host, &["status", "--json"])
+                .status
+                .success()
+            {
+                return;
+            }
+            assert!(
+                start.elapsed() < common::START_WITHIN,
+                "agent on host {} did not start:\n{}",
+                self.host,
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// Runs `shoal ARGS` inside host `host`.
+fn shoal(lab: &Lab, host: usize, args: &[&str]) -> Output {
+    lab.command(host, SHOAL).args(args).output().unwrap()
+}
+
+/// `shoal ARGS --json` inside `host`, which must succeed; its JSON.
+fn shoal_json(lab: &Lab, host: usize, args: &[&str]) -> serde_json::Value {
+    let out = lab
+        .command(host, SHOAL)
+        .args(args)
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "shoal {args:?} on host {host}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Asks the tracker (from inside host 0, over HTTP with curl) for the peers of `info_hash`,
+/// as a leecher would, then withdraws the asking peer.
+fn tracker_peers(lab: &Lab, announce: &str, info_hash: [u8; 20]) -> BTreeSet<SocketAddr> {
+    let mut request = AnnounceRequest {
+        info_hash,
+        peer_id: *b"-XX0000-e2e-observer",
+        port: 9,
+        uploaded: 0,
+        downloaded: 0,
+        left: 1,
+        event: Some(Event::Started),
+        compact: true,
+        numwant: Some(50),
+        key: None,
+        ip: None,
+        no_peer_id: true,
+        tracker_id: None,
+    };
+    let curl = |request: &AnnounceRequest| {
+        let out = lab
+            .command(0, "curl")
+            .args(["-sS", "--fail", &request.url(announce)])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        match AnnounceReply::parse(&out.stdout).unwrap() {
+            AnnounceReply::Ok(response) => response,
+            AnnounceReply::Failure(reason) => panic!("tracker refused: {reason}"),
+        }
+    };
+    let response = curl(&request);
+    request.event = Some(Event::Stopped);
+    curl(&request);
+    response.peers.into_iter().collect()
+}
+
+fn hex20(hex: &str) -> [u8; 20] {
+    let mut out = [0u8; 20];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap();
+    }
+    out
+}
+
+#[test]
+fn five_agents_get_a_published_artifact_by_name() {
+    const HOSTS: usize = 6;
+    let dir = tempfile::tempdir().unwrap();
+    let lab = Lab::new("e2e", HOSTS);
+    let control_plane = format!("http://{}:7421", lab.addr(0));
+
+    let mut agents = vec![Agent::start(&lab, 0, dir.path(), None)];
+    for host in 1..HOSTS {
+        agents.push(Agent::start(&lab, host, dir.path(), Some(&control_plane)));
+    }
+
+    let source = payload(&dir.path().join("src"), true);
+    let published = shoal_json(
+        &lab,
+        0,
+        &[
+            "publish",
+            source.to_str().unwrap(),
+            "--name",
+            "e2e/tools:1.0",
+        ],
+    );
+    let content_id = published["artifact"]["contentId"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no content id in {published}"))
+        .to_owned();
+
+    // Every other host retrieves it by name, all at once.
+    let gets: Vec<_> = (1..HOSTS)
+        .map(|host| {
+            let dest = dir.path().join(format!("out-{host}"));
+            let child = lab
+                .command(host, SHOAL)
+                .args(["get", "e2e/tools:1.0", "-o"])
+                .arg(&dest)
+                .arg("--json")
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            (host, dest, child)
+        })
+        .collect();
+    for (host, dest, child) in gets {
+        let out = common::wait_within(child, Duration::from_secs(120)).unwrap_or_else(|| {
+            panic!(
+                "get on host {host} did not finish in 2 minutes\n--- agent log ---\n{}\n--- publisher log ---\n{}",
+                agents[host].logs(),
+                agents[0].logs()
+            )
+        });
+        assert!(
+            out.status.success(),
+            "get on host {host}: {}\n--- agent log ---\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            agents[host].logs()
+        );
+        same_tree(&source, &dest, false);
+    }
+
+    // The control plane knows every node, alive, with its labels.
+    let nodes = shoal_json(&lab, 1, &["nodes", "--server", &control_plane]);
+    let nodes = nodes["nodes"].as_array().unwrap();
+    let ids: BTreeSet<&str> = nodes
+        .iter()
+        .map(|n| n["nodeId"].as_str().unwrap())
+        .collect();
+    let want: BTreeSet<String> = (0..HOSTS).map(|h| format!("host-{h}")).collect();
+    assert_eq!(ids, want.iter().map(String::as_str).collect(), "{nodes:?}");
+    for node in nodes {
+        assert_eq!(node["alive"], true, "{node}");
+        assert_eq!(node["labels"]["region"], "lab", "{node}");
+        let peer: SocketAddr = node["peerAddress"].as_str().unwrap().parse().unwrap();
+        let host: usize = node["nodeId"].as_str().unwrap()[5..].parse().unwrap();
+        assert_eq!(peer.ip(), IpAddr::V4(lab.addr(host)), "{node}");
+    }
+
+    // Each agent's status shows the artifact seeding.
+    for host in 0..HOSTS {
+        let status = shoal_json(&lab, host, &["status"]);
+        let torrent = status["torrents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["contentId"] == content_id.as_str())
+            .unwrap_or_else(|| panic!("host {host} does not hold {content_id}: {status}"));
+        assert_eq!(torrent["state"], "TORRENT_STATE_SEEDING", "{torrent}");
+    }
+
+    // The tracker lists all six hosts in the swarm (agents announce "completed" when done;
+    // poll briefly for the last announce to land).
+    let info = shoal_json(&lab, 0, &["info", "e2e/tools:1.0"]);
+    let v1 = info["infoHashV1"].as_str().unwrap();
+    let announce = format!("http://{}:6969/announce", lab.addr(0));
+    let want: BTreeSet<IpAddr> = (0..HOSTS).map(|h| IpAddr::V4(lab.addr(h))).collect();
+    let start = Instant::now();
+    loop {
+        let peers = tracker_peers(&lab, &announce, hex20(v1));
+        let ips: BTreeSet<IpAddr> = peers.iter().map(SocketAddr::ip).collect();
+        if want.is_subset(&ips) {
+            assert!(
+                peers.iter().all(|p| p.port() == 6881 || p.port() == 9),
+                "{peers:?}"
+            );
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the tracker lists {ips:?}, not every host {want:?}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // `agents` drops before `lab`: the processes stop before their namespaces go.
+}
