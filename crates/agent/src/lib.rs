@@ -319,6 +319,7 @@ impl Agent {
                 state: state as i32,
                 uploaded: p.stats.uploaded,
                 downloaded: p.stats.downloaded,
+                pieces_rechecked: p.rechecked,
                 error,
             });
         }

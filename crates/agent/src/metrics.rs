@@ -13,11 +13,12 @@ impl Agent {
     /// The metrics, rendered.
     pub fn render_metrics(&self) -> String {
         let retired = self.torrents.retired();
-        let (mut up, mut down, mut failed, mut banned) = (
+        let (mut up, mut down, mut failed, mut banned, mut rechecked) = (
             retired.uploaded,
             retired.downloaded,
             retired.pieces_failed,
             retired.peers_banned,
+            retired.pieces_rechecked,
         );
         let (mut verified, mut peers, mut up_rate, mut down_rate) = (0u64, 0u64, 0u64, 0u64);
         let mut states = [0u64; 4];
@@ -27,6 +28,7 @@ impl Agent {
             down += p.stats.downloaded;
             failed += u64::from(p.stats.pieces_failed);
             banned += u64::from(p.stats.peers_banned);
+            rechecked += u64::from(p.rechecked);
             verified += u64::from(p.have);
             peers += p.peers as u64;
             up_rate += view.rates.upload;
@@ -69,6 +71,12 @@ impl Agent {
             "counter",
             "Pieces that failed hash verification (their data was discarded).",
             failed,
+        );
+        metric(
+            "shoal_pieces_rechecked_total",
+            "counter",
+            "Pieces hash-checked when their torrent started (data the resume record did not cover).",
+            rechecked,
         );
         metric(
             "shoal_peers_banned_total",

@@ -81,6 +81,8 @@ pub struct Retired {
     pub pieces_failed: u64,
     /// Peers banned.
     pub peers_banned: u64,
+    /// Pieces hash-checked when their torrent started.
+    pub pieces_rechecked: u64,
 }
 
 /// Every torrent of the agent.
@@ -309,7 +311,10 @@ impl Torrents {
     pub async fn remove(&self, id: &str) -> Option<u64> {
         let entry = lock(&self.entries).remove(id)?;
         let info_torrent = entry.torrent.clone();
-        let last = entry.progress.borrow().stats;
+        let (last, entry_rechecked) = {
+            let p = entry.progress.borrow();
+            (p.stats, p.rechecked)
+        };
         stop(entry).await;
         {
             let mut retired = lock(&self.retired);
@@ -317,6 +322,7 @@ impl Torrents {
             retired.downloaded += last.downloaded;
             retired.pieces_failed += u64::from(last.pieces_failed);
             retired.peers_banned += u64::from(last.peers_banned);
+            retired.pieces_rechecked += u64::from(entry_rechecked);
         }
         let data = self.data.clone();
         let id = id.to_owned();

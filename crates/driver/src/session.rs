@@ -24,6 +24,10 @@ use crate::write_budget::{WRITE_BUDGET, WriteBudget, block_bytes};
 
 /// How often peers named in the configuration are dialled again while not connected.
 const REDIAL_INTERVAL: Duration = Duration::from_secs(3);
+/// The longest pause between redials of a peer a tracker named (each failure doubles it).
+const MAX_LEARNED_REDIAL: Duration = Duration::from_secs(60);
+/// How many tracker-named peers a download remembers for redialling.
+const MAX_LEARNED: usize = 1000;
 
 /// What the session needs. Defaults are the caller's; see each field.
 pub struct SessionConfig {
@@ -68,6 +72,9 @@ pub struct Progress {
     pub total: u32,
     /// Pieces hash-checked so far during the initial check (`None` once it is over).
     pub checking: Option<u32>,
+    /// Pieces the initial check hashed: those on disk that the resume record did not vouch
+    /// for. 0 when the record covered everything or the data was trusted as complete.
+    pub rechecked: u32,
     /// Engine counters.
     pub stats: Stats,
     /// Connected peers.
@@ -137,13 +144,15 @@ pub async fn run(
         let checker = verifier.clone();
         let report = progress.clone();
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        recheck_failed = tokio::task::spawn_blocking(move || {
+        let (checked, failed) = tokio::task::spawn_blocking(move || {
             storage_worker::recheck(&*store, &checker, threads, &|checked| {
                 report.send_modify(|p| p.checking = Some(checked));
             })
         })
         .await
         .map_err(|_| DriverError::StorageThread)??;
+        recheck_failed = failed;
+        progress.send_modify(|p| p.rechecked = checked);
         config.store.flush()?;
         if config.require_complete && recheck_failed > 0 {
             return Err(DriverError::DataMismatch {
@@ -290,6 +299,9 @@ pub async fn run(
     // Peers named in the configuration are dialled again while they are not connected (a seed
     // may still be checking its files, or restarting).
     let mut redial = tokio::time::interval_at(Instant::now() + REDIAL_INTERVAL, REDIAL_INTERVAL);
+    // Peers a tracker named, dialled again while the download is not complete, each on its
+    // own back-off: a seed that restarts is back within seconds, not at the next announce.
+    let mut learned: HashMap<SocketAddr, Redial> = HashMap::new();
 
     let (stop_announcing, announce_stop) = tokio::sync::oneshot::channel();
     let announce_task = (!config.trackers.is_empty()).then(|| {
@@ -372,12 +384,30 @@ pub async fn run(
             () = &mut shutdown => break,
             () = tokio::time::sleep_until(seed_deadline), if seed_until.is_some() => break,
             () = tokio::time::sleep_until(deadline) => swarm.handle_timeout(epoch.elapsed()),
-            _ = redial.tick(), if wants_peers(&config, finished, seed_until) => {
+            _ = redial.tick(), if wants_peers(&config, finished, seed_until) || !finished && !learned.is_empty() => {
+                pending.retain(|_, dial| !dial.is_finished());
                 let connected: HashSet<SocketAddr> = peers.values().map(|h| h.addr).collect();
                 for &addr in &config.peers {
                     let dialling = pending.get(&addr).is_some_and(|d| !d.is_finished());
                     if !connected.contains(&addr) && !banned.contains(&addr.ip()) && !dialling {
                         pending.insert(addr, dial(addr));
+                    }
+                }
+                if !finished {
+                    let now = Instant::now();
+                    let mut room = config.max_peers.saturating_sub(peers.len());
+                    for (&addr, next) in &mut learned {
+                        let dialling = pending.get(&addr).is_some_and(|d| !d.is_finished());
+                        if room == 0 {
+                            break;
+                        }
+                        if connected.contains(&addr) || dialling || banned.contains(&addr.ip()) || now < next.at {
+                            continue;
+                        }
+                        pending.insert(addr, dial(addr));
+                        next.wait = (next.wait * 2).min(MAX_LEARNED_REDIAL);
+                        next.at = now + next.wait;
+                        room -= 1;
                     }
                 }
             }
@@ -388,6 +418,9 @@ pub async fn run(
                     Event::Connected(done) => {
                         if banned.contains(&done.addr.ip()) || peers.len() >= config.max_peers || finished && seed_until.is_none() {
                             continue;
+                        }
+                        if let Some(next) = learned.get_mut(&done.addr) {
+                            next.wait = REDIAL_INTERVAL;
                         }
                         let key = PeerKey(next_key);
                         next_key += 1;
@@ -401,9 +434,12 @@ pub async fn run(
                         let room = config.max_peers.saturating_sub(peers.len());
                         let fresh = found.into_iter().filter(|a| !connected.contains(a) && !banned.contains(&a.ip()) && !is_us(a, config.listen));
                         if !(finished && seed_until.is_none()) {
-                            fresh.take(room).for_each(|addr| {
-                            dial(addr);
-                        });
+                            for addr in fresh.take(room) {
+                                pending.insert(addr, dial(addr));
+                                if learned.len() < MAX_LEARNED {
+                                    learned.entry(addr).or_insert_with(Redial::new);
+                                }
+                            }
                         }
                     }
                     Event::Frame { peer, frame } => {
@@ -565,6 +601,21 @@ pub async fn run(
 
 /// Returns true if and only if the session still needs the peers named in its configuration:
 /// it has some, and it is downloading or seeding.
+/// When to dial a tracker-named peer again.
+struct Redial {
+    at: Instant,
+    wait: Duration,
+}
+
+impl Redial {
+    fn new() -> Self {
+        Self {
+            at: Instant::now() + REDIAL_INTERVAL,
+            wait: REDIAL_INTERVAL,
+        }
+    }
+}
+
 fn wants_peers(config: &SessionConfig, finished: bool, seed_until: Option<Instant>) -> bool {
     !config.peers.is_empty() && (!finished || seed_until.is_some())
 }

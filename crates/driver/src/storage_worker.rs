@@ -192,13 +192,14 @@ impl Hashing {
 }
 
 /// Hash-checks every piece not yet verified, on `threads` threads, recording those that pass;
-/// calls `progress(checked)` as it goes. Returns the number of pieces that failed.
+/// calls `progress(checked)` as it goes. Returns how many pieces it checked and how many of
+/// those failed.
 pub(crate) fn recheck(
     store: &dyn PieceStore,
     verifier: &PieceVerifier,
     threads: usize,
     progress: &(dyn Fn(u32) + Sync),
-) -> Result<u32, shoal_storage::StorageError> {
+) -> Result<(u32, u32), shoal_storage::StorageError> {
     let verified = store.verified();
     let todo: Vec<PieceIndex> = verifier
         .geometry()
@@ -235,5 +236,5 @@ pub(crate) fn recheck(
                 .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
         })
     })?;
-    Ok(failed.into_inner())
+    Ok((checked.into_inner(), failed.into_inner()))
 }

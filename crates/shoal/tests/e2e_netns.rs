@@ -31,7 +31,10 @@ struct Agent {
 impl Agent {
     /// Starts `shoal agent` on `host`; `control_plane` is `None` for the embedded one.
     fn start(lab: &Lab, host: usize, dir: &Path, control_plane: Option<&str>) -> Self {
-        let log = dir.join(format!("agent-{host}.log"));
+        let log = (0..)
+            .map(|run| dir.join(format!("agent-{host}.{run}.log")))
+            .find(|log| !log.exists())
+            .unwrap();
         let mut command = lab.command(host, SHOAL);
         command
             .arg("agent")
@@ -78,6 +81,50 @@ impl Agent {
 
     fn logs(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The agent's status entry for `content_id`, if it holds it.
+    fn torrent(&self, lab: &Lab, content_id: &str) -> Option<serde_json::Value> {
+        let status = shoal_json(lab, self.host, &["status"]);
+        status["torrents"]
+            .as_array()?
+            .iter()
+            .find(|t| t["contentId"] == content_id)
+            .cloned()
+    }
+
+    /// Polls the agent's status until `done` holds for `content_id`'s entry; that entry.
+    fn wait_for(
+        &self,
+        lab: &Lab,
+        content_id: &str,
+        what: &str,
+        done: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let start = Instant::now();
+        loop {
+            if let Some(torrent) = self.torrent(lab, content_id).filter(|t| done(t)) {
+                return torrent;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(120),
+                "host {}: not {what} after 2 minutes: {:?}\n--- log ---\n{}",
+                self.host,
+                self.torrent(lab, content_id),
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// A number field of a status entry (proto3 JSON writes 64-bit integers as strings).
+fn number(torrent: &serde_json::Value, field: &str) -> u64 {
+    match &torrent[field] {
+        serde_json::Value::String(s) => s.parse().unwrap(),
+        serde_json::Value::Number(n) => n.as_u64().unwrap(),
+        serde_json::Value::Null => 0, // proto3 JSON omits zeros
+        other => panic!("{field} is {other}"),
     }
 }
 
@@ -264,4 +311,137 @@ fn five_agents_get_a_published_artifact_by_name() {
         std::thread::sleep(Duration::from_millis(500));
     }
     // `agents` drops before `lab`: the processes stop before their namespaces go.
+}
+
+/// The restart rules: an agent killed with SIGKILL mid-download resumes the download by itself
+/// when it starts again, fetching only what it had not verified; an agent killed mid-seed
+/// seeds again at once, trusting its record instead of hashing the data again.
+#[test]
+fn killed_agents_resume_downloading_and_seeding() {
+    let dir = tempfile::tempdir().unwrap();
+    let lab = Lab::new("restart", 3);
+    // 5 MB/s out of the publisher: slow enough to kill a download in its middle.
+    lab.shape_egress(0, "40mbit");
+    let control_plane = format!("http://{}:7421", lab.addr(0));
+    let mut seed = Agent::start(&lab, 0, dir.path(), None);
+    let mut leech = Agent::start(&lab, 1, dir.path(), Some(&control_plane));
+
+    let source = dir.path().join("src/big.bin");
+    std::fs::create_dir_all(source.parent().unwrap()).unwrap();
+    let bytes: Vec<u8> = (0..48u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(&source, &bytes).unwrap();
+    let published = shoal_json(
+        &lab,
+        0,
+        &[
+            "publish",
+            source.to_str().unwrap(),
+            "--name",
+            "restart/big:1",
+        ],
+    );
+    let artifact = &published["artifact"];
+    let content_id = artifact["contentId"].as_str().unwrap().to_owned();
+    let total = number(artifact, "size");
+    let piece = number(artifact, "pieceLength");
+
+    // Kill the downloader a quarter of the way through.
+    let dest = dir.path().join("out-1");
+    let get = lab
+        .command(1, SHOAL)
+        .args(["get", "restart/big:1", "-o"])
+        .arg(&dest)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let before = leech.wait_for(&lab, &content_id, "a quarter verified", |t| {
+        number(t, "bytesVerified") >= total / 4
+    });
+    drop(leech); // SIGKILL
+    let verified_before = number(&before, "bytesVerified");
+    assert!(
+        verified_before < total,
+        "finished before the kill: {before}"
+    );
+    let out = common::wait_within(get, Duration::from_secs(30)).expect("get ends with its agent");
+    assert!(!out.status.success(), "get succeeded without its agent");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with("error: ") && !err.contains("panicked"),
+        "{err}"
+    );
+    assert!(!dest.exists(), "a partial copy was exposed");
+
+    // Started again, it resumes by itself, and fetches only what it had not verified (what
+    // was in flight at the kill may come again: a few pieces).
+    leech = Agent::start(&lab, 1, dir.path(), Some(&control_plane));
+    let resumed = leech.wait_for(&lab, &content_id, "seeding", |t| {
+        t["state"] == "TORRENT_STATE_SEEDING"
+    });
+    let downloaded = number(&resumed, "downloaded");
+    let slack = 8 * piece;
+    assert!(
+        downloaded <= total - verified_before + slack,
+        "after the restart it downloaded {downloaded} bytes; {verified_before} of {total} were verified before"
+    );
+    let out = shoal(
+        &lab,
+        1,
+        &["get", "restart/big:1", "-o", dest.to_str().unwrap()],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    same_tree(&source, &dest, false);
+
+    // Kill the seed while a third host downloads from it alone.
+    drop(leech);
+    let third = Agent::start(&lab, 2, dir.path(), Some(&control_plane));
+    let dest = dir.path().join("out-2");
+    let get = lab
+        .command(2, SHOAL)
+        .args(["get", "restart/big:1", "-o"])
+        .arg(&dest)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    third.wait_for(&lab, &content_id, "a tenth verified", |t| {
+        number(t, "bytesVerified") >= total / 10
+    });
+    drop(seed); // SIGKILL
+    seed = Agent::start(&lab, 0, dir.path(), None);
+    let seeding = seed
+        .torrent(&lab, &content_id)
+        .expect("the restarted seed holds the artifact");
+    assert_eq!(seeding["state"], "TORRENT_STATE_SEEDING", "{seeding}");
+    assert_eq!(number(&seeding, "bytesVerified"), total, "{seeding}");
+    assert_eq!(
+        number(&seeding, "piecesRechecked"),
+        0,
+        "the seed hashed its verified data again: {seeding}"
+    );
+    let out = common::wait_within(get, Duration::from_secs(150)).unwrap_or_else(|| {
+        panic!(
+            "the download did not finish after the seed came back\n--- downloader ---\n{}\n--- seed ---\n{}",
+            third.logs(),
+            seed.logs()
+        )
+    });
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    same_tree(&source, &dest, false);
+    let after = seed.torrent(&lab, &content_id).unwrap();
+    assert!(
+        number(&after, "uploaded") > 0,
+        "the restarted seed sent nothing: {after}"
+    );
 }
