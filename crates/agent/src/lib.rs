@@ -271,7 +271,12 @@ pub fn api_router(agent: &Arc<Agent>) -> Result<axum::Router, AgentError> {
             }),
         );
     let access = shoal_api::router::Access::LoopbackOrToken(agent.config.api_tokens.clone());
-    shoal_api::router::build(grpc, rest, access).map_err(|e| AgentError::Config(e.message))
+    let services = [
+        v1::artifact_service_server::SERVICE_NAME,
+        v1::agent_service_server::SERVICE_NAME,
+    ];
+    shoal_api::router::build(grpc, &services, rest, access)
+        .map_err(|e| AgentError::Config(e.message))
 }
 
 impl Agent {

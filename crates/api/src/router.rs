@@ -53,27 +53,35 @@ impl Principal {
     }
 }
 
-/// Builds the router: `grpc` (tonic services) and `rest` (the generated REST routes and any
-/// extra routes), with reflection, OpenAPI, health and the access layer.
+/// Builds the router: `grpc` (tonic services, whose fully-qualified names are `services`) and
+/// `rest` (the generated REST routes and any extra routes), with reflection (advertising
+/// `services` only, so `grpcurl list` shows what this port serves), OpenAPI, health and the
+/// access layer.
 ///
 /// # Errors
 /// When the reflection service cannot read the descriptor set (a build problem).
 pub fn build(
     grpc: tonic::service::Routes,
+    services: &[&str],
     rest: Router,
     access: Access,
 ) -> Result<Router, ApiError> {
     let reflection = |e: tonic_reflection::server::Error| {
         ApiError::new(ErrorCode::Internal, format!("gRPC reflection: {e}"))
     };
-    let v1 = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(crate::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .map_err(reflection)?;
-    let v1alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(crate::FILE_DESCRIPTOR_SET)
-        .build_v1alpha()
-        .map_err(reflection)?;
+    let configure = || {
+        services
+            .iter()
+            .fold(
+                tonic_reflection::server::Builder::configure()
+                    .register_encoded_file_descriptor_set(crate::FILE_DESCRIPTOR_SET),
+                |builder, name| builder.with_service_name(*name),
+            )
+            .with_service_name("grpc.reflection.v1.ServerReflection")
+            .with_service_name("grpc.reflection.v1alpha.ServerReflection")
+    };
+    let v1 = configure().build_v1().map_err(reflection)?;
+    let v1alpha = configure().build_v1alpha().map_err(reflection)?;
     let grpc = grpc.add_service(v1).add_service(v1alpha);
     let access = Arc::new(access);
     Ok(grpc

@@ -51,5 +51,13 @@ pub fn api_router(
     control: &Arc<ControlPlane>,
     access: shoal_api::router::Access,
 ) -> Result<axum::Router, shoal_api::ApiError> {
-    shoal_api::router::build(grpc_routes(control), rest_routes(control), access)
+    shoal_api::router::build(
+        grpc_routes(control),
+        &[
+            shoal_api::v1::catalog_service_server::SERVICE_NAME,
+            shoal_api::v1::node_service_server::SERVICE_NAME,
+        ],
+        rest_routes(control),
+        access,
+    )
 }

@@ -193,20 +193,35 @@ fn grpcurl_and_curl_list_describe_and_call_the_same_api() {
         agent_log()
     );
 
-    // Reflection: the agent's port and the embedded control plane's port.
-    let listed = services(&agent_addr);
-    for service in ["shoal.v1.ArtifactService", "shoal.v1.AgentService"] {
-        assert!(listed.contains(service), "{agent_addr} lists {listed:?}");
-    }
-    assert!(
-        listed.iter().any(|s| s.starts_with("grpc.reflection.")),
-        "{agent_addr} lists {listed:?}"
+    // Reflection: each port lists exactly the services it serves, and reflection itself.
+    let shoal_services = |listed: &BTreeSet<String>| -> BTreeSet<String> {
+        assert!(
+            listed.iter().any(|s| s.starts_with("grpc.reflection.")),
+            "{listed:?}"
+        );
+        listed
+            .iter()
+            .filter(|s| !s.starts_with("grpc.reflection."))
+            .cloned()
+            .collect()
+    };
+    let want = |names: &[&str]| {
+        names
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect::<BTreeSet<_>>()
+    };
+    assert_eq!(
+        shoal_services(&services(&agent_addr)),
+        want(&["shoal.v1.AgentService", "shoal.v1.ArtifactService"]),
+        "the agent's port"
     );
     wait_for_port(LOCAL, server);
-    let listed = services(&server_addr);
-    for service in ["shoal.v1.CatalogService", "shoal.v1.NodeService"] {
-        assert!(listed.contains(service), "{server_addr} lists {listed:?}");
-    }
+    assert_eq!(
+        shoal_services(&services(&server_addr)),
+        want(&["shoal.v1.CatalogService", "shoal.v1.NodeService"]),
+        "the control plane's port"
+    );
     let described = ok(
         &mut grpcurl(&[], &agent_addr, &["describe", "shoal.v1.ArtifactService"]),
         "grpcurl describe",
