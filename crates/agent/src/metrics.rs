@@ -2,7 +2,8 @@
 //!
 //! Totals over every torrent (no per-torrent labels, so the series count stays fixed however
 //! many artifacts an agent holds): bytes up and down, pieces verified and failed, peers
-//! connected, peers banned, torrents by state, store bytes.
+//! connected, peers banned, pieces re-checked at start, tracker announces and their latency,
+//! torrents by state.
 
 use std::fmt::Write as _;
 
@@ -22,6 +23,7 @@ impl Agent {
         );
         let (mut verified, mut peers, mut up_rate, mut down_rate) = (0u64, 0u64, 0u64, 0u64);
         let mut states = [0u64; 4];
+        let mut announces = retired.announces;
         for view in self.torrents.list() {
             let p = view.progress.borrow().clone();
             up += p.stats.uploaded;
@@ -29,6 +31,9 @@ impl Agent {
             failed += u64::from(p.stats.pieces_failed);
             banned += u64::from(p.stats.peers_banned);
             rechecked += u64::from(p.rechecked);
+            announces.ok += p.announces.ok;
+            announces.failed += p.announces.failed;
+            announces.micros += p.announces.micros;
             verified += u64::from(p.have);
             peers += p.peers as u64;
             up_rate += view.rates.upload;
@@ -107,6 +112,21 @@ impl Agent {
             "gauge",
             "1 when the last heartbeat to the control plane succeeded.",
             u64::from(self.connected()),
+        );
+        let _ = write!(
+            out,
+            "# HELP shoal_tracker_announces_total Announces to trackers, by result.\n\
+             # TYPE shoal_tracker_announces_total counter\n\
+             shoal_tracker_announces_total{{result=\"ok\"}} {}\n\
+             shoal_tracker_announces_total{{result=\"failed\"}} {}\n\
+             # HELP shoal_tracker_announce_duration_seconds Time announces took (sum / count is the mean latency).\n\
+             # TYPE shoal_tracker_announce_duration_seconds summary\n\
+             shoal_tracker_announce_duration_seconds_sum {:.6}\n\
+             shoal_tracker_announce_duration_seconds_count {}\n",
+            announces.ok,
+            announces.failed,
+            announces.micros as f64 / 1e6,
+            announces.ok + announces.failed,
         );
         let _ = write!(
             out,

@@ -83,6 +83,8 @@ pub struct Retired {
     pub peers_banned: u64,
     /// Pieces hash-checked when their torrent started.
     pub pieces_rechecked: u64,
+    /// Tracker announces.
+    pub announces: shoal_driver::AnnounceStats,
 }
 
 /// Every torrent of the agent.
@@ -311,9 +313,9 @@ impl Torrents {
     pub async fn remove(&self, id: &str) -> Option<u64> {
         let entry = lock(&self.entries).remove(id)?;
         let info_torrent = entry.torrent.clone();
-        let (last, entry_rechecked) = {
+        let (last, entry_rechecked, announces) = {
             let p = entry.progress.borrow();
-            (p.stats, p.rechecked)
+            (p.stats, p.rechecked, p.announces)
         };
         stop(entry).await;
         {
@@ -323,6 +325,9 @@ impl Torrents {
             retired.pieces_failed += u64::from(last.pieces_failed);
             retired.peers_banned += u64::from(last.peers_banned);
             retired.pieces_rechecked += u64::from(entry_rechecked);
+            retired.announces.ok += announces.ok;
+            retired.announces.failed += announces.failed;
+            retired.announces.micros += announces.micros;
         }
         let data = self.data.clone();
         let id = id.to_owned();

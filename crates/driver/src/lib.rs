@@ -37,4 +37,4 @@ pub use error::DriverError;
 pub use listener::{Inbound, PeerListener};
 pub use magnet::{Fetched, fetch_metadata};
 pub use peer_id::new_peer_id;
-pub use session::{Progress, SessionConfig, Summary, run};
+pub use session::{AnnounceStats, Progress, SessionConfig, Summary, run};

@@ -81,6 +81,20 @@ pub struct Progress {
     pub peers: usize,
     /// Every piece verified and the data at its destination.
     pub complete: bool,
+    /// Announces to trackers so far, and how long they took.
+    pub announces: AnnounceStats,
+}
+
+/// Announces a session made, for metrics: counts and the total time they took (mean latency
+/// is `micros / (ok + failed)`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AnnounceStats {
+    /// Announces a tracker answered.
+    pub ok: u64,
+    /// Announces that failed (unreachable, timed out, refused, unreadable answer).
+    pub failed: u64,
+    /// Microseconds spent on all of them.
+    pub micros: u64,
 }
 
 /// How a session ended.
@@ -103,6 +117,8 @@ pub(crate) enum Event {
     Connected(Established),
     /// Peers a tracker returned.
     Peers(Vec<SocketAddr>),
+    /// One announce finished, successfully or not, after `took`.
+    Announced { took: Duration, ok: bool },
     Frame {
         peer: PeerKey,
         frame: Bytes,
@@ -442,6 +458,14 @@ pub async fn run(
                             }
                         }
                     }
+                    Event::Announced { took, ok } => progress.send_modify(|p| {
+                        if ok {
+                            p.announces.ok += 1;
+                        } else {
+                            p.announces.failed += 1;
+                        }
+                        p.announces.micros += u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+                    }),
                     Event::Frame { peer, frame } => {
                         budget_taken += block_bytes(&frame);
                         if let Err(e) = swarm.handle_frame(now, peer, frame) {

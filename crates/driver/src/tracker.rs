@@ -72,7 +72,7 @@ impl Announcer {
         let mut failed_rounds = 0u32;
         loop {
             let snapshot = progress.borrow().clone();
-            let interval = match self.announce_round(&client, &snapshot, event).await {
+            let interval = match self.announce_round(&client, &snapshot, event, &events).await {
                 Some((interval, peers)) => {
                     failed_rounds = 0;
                     if !peers.is_empty() && events.send(Event::Peers(peers)).await.is_err() {
@@ -95,7 +95,7 @@ impl Announcer {
                 tokio::select! {
                     _ = &mut stop => {
                         let snapshot = progress.borrow().clone();
-                        let _ = self.announce_round(&client, &snapshot, Some(AnnounceEvent::Stopped)).await;
+                        let _ = self.announce_round(&client, &snapshot, Some(AnnounceEvent::Stopped), &events).await;
                         return;
                     }
                     () = &mut next => break,
@@ -121,6 +121,7 @@ impl Announcer {
         client: &Client<hyper_util::client::legacy::connect::HttpConnector, Empty<Bytes>>,
         progress: &Progress,
         event: Option<AnnounceEvent>,
+        events: &mpsc::Sender<Event>,
     ) -> Option<(Duration, Vec<SocketAddr>)> {
         let have_bytes = u64::from(progress.have)
             .saturating_mul(self.piece_length)
@@ -147,7 +148,14 @@ impl Announcer {
         for t in 0..self.tiers.len() {
             for u in 0..self.tiers[t].len() {
                 let url = self.tiers[t][u].clone();
-                match announce(client, &request.url(&url)).await {
+                let started = tokio::time::Instant::now();
+                let result = announce(client, &request.url(&url)).await;
+                // For metrics only: dropped rather than waited for when the session is busy.
+                let _ = events.try_send(Event::Announced {
+                    took: started.elapsed(),
+                    ok: result.is_ok(),
+                });
+                match result {
                     Ok(reply) => {
                         tracing::debug!(tracker = %url, peers = reply.peers.len(), interval = reply.interval, "announced");
                         self.last_error.remove(&url);

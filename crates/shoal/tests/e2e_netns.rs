@@ -310,6 +310,27 @@ fn five_agents_get_a_published_artifact_by_name() {
         );
         std::thread::sleep(Duration::from_millis(500));
     }
+    // Each agent's metrics count its announces to the control plane's tracker.
+    for host in 0..HOSTS {
+        let out = lab
+            .command(host, "curl")
+            .args(["-sS", "--fail", "http://127.0.0.1:7420/metrics"])
+            .output()
+            .unwrap();
+        let metrics = String::from_utf8_lossy(&out.stdout);
+        let ok: u64 = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("shoal_tracker_announces_total{result=\"ok\"} "))
+            .unwrap_or_else(|| panic!("host {host}: no announce metric in\n{metrics}"))
+            .parse()
+            .unwrap();
+        assert!(ok >= 1, "host {host}: {metrics}");
+        assert!(
+            metrics.contains("shoal_tracker_announce_duration_seconds_count"),
+            "{metrics}"
+        );
+    }
+
     // `agents` drops before `lab`: the processes stop before their namespaces go.
 }
 
