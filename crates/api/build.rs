@@ -49,6 +49,9 @@ fn main() -> BuildResult<()> {
         .build_client(true)
         .build_server(true)
         .compile_well_known_types(true)
+        // pbjson-types 0.9 writes a Timestamp as `...+00:00` (chrono's `to_rfc3339`); proto3
+        // JSON wants `...Z`, as grpcurl prints. The more specific path wins in prost-build.
+        .extern_path(".google.protobuf.Timestamp", "crate::wkt::Timestamp")
         .extern_path(".google.protobuf", "::pbjson_types")
         .compile_fds(fds)?;
     pbjson_build::Builder::new()

@@ -10,11 +10,14 @@
 //!   as gRPC, so the two cannot drift apart.
 //! - [`router`]: one axum router serving gRPC, REST, the OpenAPI document, gRPC reflection
 //!   and health probes on one port, behind one authentication layer.
+//! - [`wkt`]: `google.protobuf.Timestamp` with its canonical proto3 JSON form (`...Z`); the
+//!   other well-known types are `pbjson_types`'.
 #![forbid(unsafe_code)]
 
 pub mod error;
 pub mod rest;
 pub mod router;
+pub mod wkt;
 
 pub use error::{ApiError, ErrorCode};
 

@@ -5,8 +5,8 @@ use shoal_control::{ArtifactRecord, NodeView};
 use shoal_metainfo::Torrent;
 
 /// A Unix-milliseconds time as a protobuf timestamp.
-pub fn timestamp(ms: u64) -> pbjson_types::Timestamp {
-    pbjson_types::Timestamp {
+pub fn timestamp(ms: u64) -> shoal_api::wkt::Timestamp {
+    shoal_api::wkt::Timestamp {
         seconds: i64::try_from(ms / 1000).unwrap_or(i64::MAX),
         // Below 1e9 by construction.
         nanos: i32::try_from((ms % 1000) * 1_000_000).unwrap_or(0),

@@ -569,7 +569,11 @@ async fn nodes_register_list_and_refuse_bad_heartbeats() {
     assert_eq!(listed[0]["peerAddress"], "127.0.0.1:6881");
     assert_eq!(listed[0]["agentApi"], "127.0.0.1:7420");
     assert_eq!(listed[0]["alive"], true);
-    assert!(listed[0]["lastHeartbeat"].is_string(), "{list}");
+    // Proto3 JSON: RFC 3339 in UTC with `Z`, 0, 3, 6 or 9 fractional digits.
+    let beat = text(&listed[0]["lastHeartbeat"]);
+    let parsed: shoal_api::wkt::Timestamp = beat.parse().unwrap();
+    assert_eq!(parsed.to_rfc3339().unwrap(), beat);
+    assert!(beat.ends_with('Z') && beat.len() >= 20, "{beat}");
     assert_eq!(listed[2]["peerAddress"], "[::1]:6881");
     let mut ids = Vec::new();
     let mut token = String::new();

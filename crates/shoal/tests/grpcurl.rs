@@ -101,44 +101,9 @@ fn rest_get(url: &str) -> Value {
     serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{what}: not JSON ({e}): {stdout}"))
 }
 
-/// The one difference allowed between the two answers. Proto3 JSON writes a
-/// `google.protobuf.Timestamp` "Z-normalized"; grpcurl (Go protojson) does, but the REST side
-/// (pbjson-types 0.9, which formats with chrono's `to_rfc3339`) writes the same UTC instant
-/// with `+00:00`. Both are RFC 3339 and parse to the same instant. Only that suffix of the
-/// Timestamp fields (`createdAt`) is rewritten, and only on the REST side; the grpcurl side
-/// must already end in `Z`, so fractional digits, the time itself and everything else are
-/// still compared exactly.
-fn z_normalize_timestamps(value: &mut Value, from_grpcurl: bool) {
-    match value {
-        Value::Object(fields) => {
-            for (key, field) in fields.iter_mut() {
-                if key == "createdAt" {
-                    let Value::String(time) = field else {
-                        panic!("createdAt is not a string: {field}")
-                    };
-                    if from_grpcurl {
-                        assert!(time.ends_with('Z'), "grpcurl's createdAt {time}");
-                    } else if let Some(utc) = time.strip_suffix("+00:00") {
-                        *time = format!("{utc}Z");
-                    }
-                } else {
-                    z_normalize_timestamps(field, from_grpcurl);
-                }
-            }
-        }
-        Value::Array(items) => {
-            for item in items {
-                z_normalize_timestamps(item, from_grpcurl);
-            }
-        }
-        _ => {}
-    }
-}
-
-/// Asserts that the gRPC and REST answers are the same message.
-fn assert_same(what: &str, mut grpc: Value, mut rest: Value) {
-    z_normalize_timestamps(&mut grpc, true);
-    z_normalize_timestamps(&mut rest, false);
+/// Asserts that the gRPC and REST answers are the same message, exactly: Timestamps
+/// (`createdAt`) included, which both write in UTC with `Z` as proto3 JSON requires.
+fn assert_same(what: &str, grpc: Value, rest: Value) {
     assert_eq!(grpc, rest, "{what}: gRPC (left) and REST (right) differ");
 }
 
