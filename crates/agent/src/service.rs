@@ -590,32 +590,86 @@ fn describe(torrent: &Torrent, include_torrent: bool) -> v1::Artifact {
     }
 }
 
-/// Fetches a `.torrent` over plain HTTP.
+/// Fetches a `.torrent` over HTTP or HTTPS (certificates checked against the system's CA
+/// store; `SSL_CERT_FILE` names another bundle), following up to five redirects.
 async fn fetch(url: &str) -> Result<Vec<u8>, ApiError> {
     use http_body_util::{BodyExt, Empty, Limited};
+    const MAX_REDIRECTS: usize = 5;
     let bad = |m: String| ApiError::new(ErrorCode::InvalidRef, m);
-    if url.starts_with("https://") {
-        return Err(bad(format!(
-            "{url}: https is not supported yet; download the .torrent and pass its path"
-        )));
-    }
-    let uri: http::Uri = url
-        .parse()
-        .map_err(|e| bad(format!("{url} is not a valid URL: {e}")))?;
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_native_roots()
+        .map_err(|e| {
+            ApiError::new(
+                ErrorCode::Internal,
+                format!("cannot load the system's CA certificates for {url}: {e}"),
+            )
+        })?
+        .https_or_http()
+        .enable_http1()
+        .build();
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http::<Empty<axum::body::Bytes>>();
-    let response = tokio::time::timeout(Duration::from_secs(30), client.get(uri))
-        .await
-        .map_err(|_| bad(format!("{url} did not answer within 30 s")))?
-        .map_err(|e| bad(format!("cannot fetch {url}: {e}")))?;
-    if !response.status().is_success() {
-        return Err(bad(format!("{url} answered {}", response.status())));
+        .build::<_, Empty<axum::body::Bytes>>(https);
+    let mut current = url.to_owned();
+    for _ in 0..=MAX_REDIRECTS {
+        let uri: http::Uri = current
+            .parse()
+            .map_err(|e| bad(format!("{current} is not a valid URL: {e}")))?;
+        let response = tokio::time::timeout(Duration::from_secs(30), client.get(uri.clone()))
+            .await
+            .map_err(|_| bad(format!("{current} did not answer within 30 s")))?
+            .map_err(|e| bad(format!("cannot fetch {current}: {}", error_chain(&e))))?;
+        let status = response.status();
+        if status.is_redirection() {
+            let location = response
+                .headers()
+                .get(http::header::LOCATION)
+                .and_then(|l| l.to_str().ok())
+                .ok_or_else(|| bad(format!("{current} answered {status} without a Location")))?;
+            current = resolve_location(&uri, location);
+            continue;
+        }
+        if !status.is_success() {
+            return Err(bad(format!("{current} answered {status}")));
+        }
+        let body = Limited::new(response.into_body(), MAX_TORRENT_BYTES)
+            .collect()
+            .await
+            .map_err(|e| bad(format!("cannot read {current}: {e}")))?;
+        return Ok(body.to_bytes().to_vec());
     }
-    let body = Limited::new(response.into_body(), MAX_TORRENT_BYTES)
-        .collect()
-        .await
-        .map_err(|e| bad(format!("cannot read {url}: {e}")))?;
-    Ok(body.to_bytes().to_vec())
+    Err(bad(format!(
+        "{url} redirected more than {MAX_REDIRECTS} times"
+    )))
+}
+
+/// A redirect target: absolute as given, or a path on the same origin.
+fn resolve_location(base: &http::Uri, location: &str) -> String {
+    if location.contains("://") {
+        return location.to_owned();
+    }
+    let scheme = base.scheme_str().unwrap_or("http");
+    let authority = base.authority().map_or("", http::uri::Authority::as_str);
+    if location.starts_with('/') {
+        format!("{scheme}://{authority}{location}")
+    } else {
+        let path = base.path();
+        let dir = &path[..path.rfind('/').map_or(0, |i| i + 1)];
+        format!("{scheme}://{authority}{dir}{location}")
+    }
+}
+
+/// An error and its causes, joined: hyper's client errors say little at the top level
+/// ("client error (Connect)") and the reason (a refused connection, a certificate the
+/// system does not trust) sits below.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 fn io_error(action: &str, path: &Path, e: &std::io::Error) -> ApiError {

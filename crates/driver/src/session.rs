@@ -118,7 +118,10 @@ pub(crate) enum Event {
     /// Peers a tracker returned.
     Peers(Vec<SocketAddr>),
     /// One announce finished, successfully or not, after `took`.
-    Announced { took: Duration, ok: bool },
+    Announced {
+        took: Duration,
+        ok: bool,
+    },
     Frame {
         peer: PeerKey,
         frame: Bytes,

@@ -72,7 +72,10 @@ impl Announcer {
         let mut failed_rounds = 0u32;
         loop {
             let snapshot = progress.borrow().clone();
-            let interval = match self.announce_round(&client, &snapshot, event, &events).await {
+            let interval = match self
+                .announce_round(&client, &snapshot, event, &events)
+                .await
+            {
                 Some((interval, peers)) => {
                     failed_rounds = 0;
                     if !peers.is_empty() && events.send(Event::Peers(peers)).await.is_err() {

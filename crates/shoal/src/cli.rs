@@ -348,7 +348,9 @@ pub struct LsArgs {
 /// `shoal info`
 #[derive(Debug, Args)]
 pub struct InfoArgs {
-    /// NAME:TAG, a content id (or a prefix of 12+ hex digits), a magnet link, a .torrent path or URL.
+    /// NAME:TAG, a content id (or a prefix of 12+ hex digits), a magnet link, a .torrent path, or
+    /// an http(s) URL of a .torrent (fetched by the agent, which checks https certificates
+    /// against its CA store).
     pub reference: String,
     /// Also write the artifact's .torrent file here (for standard BitTorrent clients).
     #[arg(long, value_name = "FILE")]
@@ -361,7 +363,9 @@ pub struct InfoArgs {
 /// `shoal get`
 #[derive(Debug, Args)]
 pub struct GetArgs {
-    /// NAME:TAG, a content id (or a prefix of 12+ hex digits), a magnet link, a .torrent path or URL.
+    /// NAME:TAG, a content id (or a prefix of 12+ hex digits), a magnet link, a .torrent path, or
+    /// an http(s) URL of a .torrent (fetched by the agent, which checks https certificates
+    /// against its CA store).
     pub reference: String,
     /// Where to put it: the file (single-file artifacts) or directory.
     #[arg(long, short, value_name = "DEST")]

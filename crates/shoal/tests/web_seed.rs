@@ -9,91 +9,16 @@
 )]
 
 use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 mod common;
 
-use common::{Running, SHOAL, create, free_port, payload, same_tree, wait_for_port};
+use common::nginx::Nginx;
+use common::{Running, SHOAL, create, free_port, payload, same_tree};
 
 const LOOPBACK: Ipv4Addr = Ipv4Addr::LOCALHOST;
-
-/// nginx serving `root` on a free loopback port, as one process (no master/worker pair) so
-/// dropping it leaves nothing behind.
-struct Nginx {
-    _process: Running,
-    port: u16,
-}
-
-impl Nginx {
-    fn serve(root: &Path, work: &Path) -> Self {
-        let port = free_port(LOOPBACK);
-        std::fs::create_dir_all(work).unwrap();
-        let w = work.display();
-        let user = if is_root() { "user root;" } else { "" };
-        let conf = format!(
-            "{user}
-daemon off;
-master_process off;
-pid {w}/nginx.pid;
-error_log {w}/error.log;
-events {{}}
-http {{
-  access_log {w}/access.log;
-  client_body_temp_path {w}; proxy_temp_path {w}; fastcgi_temp_path {w};
-  uwsgi_temp_path {w}; scgi_temp_path {w};
-  server {{ listen 127.0.0.1:{port}; root {root}; }}
-}}
-",
-            root = root.display()
-        );
-        std::fs::write(work.join("nginx.conf"), conf).unwrap();
-        let child = Command::new(nginx())
-            .arg("-p")
-            .arg(work)
-            .arg("-c")
-            .arg(work.join("nginx.conf"))
-            .arg("-e")
-            .arg(work.join("error.log"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nginx (scripts/install-test-deps.sh installs nginx-light)");
-        let process = Running(child);
-        wait_for_port(LOOPBACK, port);
-        Self {
-            _process: process,
-            port,
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}/{path}", self.port)
-    }
-
-    /// Requests the server answered, from its access log.
-    fn requests(work: &Path) -> usize {
-        std::fs::read_to_string(work.join("access.log"))
-            .map(|log| log.lines().count())
-            .unwrap_or(0)
-    }
-}
-
-fn nginx() -> PathBuf {
-    ["/usr/sbin/nginx", "/usr/bin/nginx"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
-        .unwrap_or_else(|| PathBuf::from("nginx"))
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
-}
 
 /// `shoal torrent download TORRENT -o OUT --json` with `extra` arguments.
 fn download(torrent: &Path, out: &Path, extra: &[&str]) -> (Output, serde_json::Value) {

@@ -8,6 +8,7 @@
 )]
 
 pub mod netns;
+pub mod nginx;
 
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
