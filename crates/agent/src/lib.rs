@@ -97,12 +97,13 @@ pub struct Running {
 }
 
 impl Running {
-    /// Stops serving, stops every session (making what was verified durable).
+    /// Stops every session (making what was verified durable), then stops serving.
     pub async fn shutdown(self) {
+        // Sessions first: their final `stopped` announces may go to the embedded tracker.
+        self.agent.torrents.shutdown().await;
         for task in &self.tasks {
             task.abort();
         }
-        self.agent.torrents.shutdown().await;
     }
 }
 

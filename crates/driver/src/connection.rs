@@ -158,13 +158,13 @@ impl Link {
 /// The handle tells whether the attempt is still under way.
 pub(crate) fn dial(
     addr: SocketAddr,
+    source: Option<std::net::IpAddr>,
     ours: Handshake,
     accepted: Arc<Vec<[u8; 20]>>,
     events: mpsc::Sender<Event>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let Ok(Ok(stream)) =
-            tokio::time::timeout(HANDSHAKE_TIMEOUT, TcpStream::connect(addr)).await
+        let Ok(Ok(stream)) = tokio::time::timeout(HANDSHAKE_TIMEOUT, connect(addr, source)).await
         else {
             return;
         };
@@ -176,6 +176,24 @@ pub(crate) fn dial(
             Err(e) => tracing::debug!(peer = %addr, error = %e, "outbound handshake failed"),
         }
     })
+}
+
+/// Connects to `addr` from `source` when given (several agents on one host, each on its own
+/// address, must each be seen at their own address, or bans and duplicate checks would lump
+/// them together), or from wherever the kernel picks when `source` cannot be bound (an
+/// advertised address that belongs to a NAT, say).
+async fn connect(addr: SocketAddr, source: Option<std::net::IpAddr>) -> std::io::Result<TcpStream> {
+    if let Some(ip) = source.filter(|ip| !ip.is_unspecified() && ip.is_ipv4() == addr.is_ipv4()) {
+        let socket = if ip.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()
+        } else {
+            tokio::net::TcpSocket::new_v6()
+        }?;
+        if socket.bind(SocketAddr::new(ip, 0)).is_ok() {
+            return socket.connect(addr).await;
+        }
+    }
+    TcpStream::connect(addr).await
 }
 
 /// Reads frames and hands each payload (the bytes after the length prefix) to the session as a

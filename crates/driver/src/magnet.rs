@@ -61,8 +61,9 @@ pub async fn fetch_metadata(
     let budget = WriteBudget::new(WRITE_BUDGET);
 
     let accepted = std::sync::Arc::new(accepted);
-    let dial =
-        |addr: SocketAddr| connection::dial(addr, handshake, accepted.clone(), events_tx.clone());
+    let dial = |addr: SocketAddr| {
+        connection::dial(addr, None, handshake, accepted.clone(), events_tx.clone())
+    };
     let mut known: HashSet<SocketAddr> = HashSet::new();
     let from_link = magnet
         .peers

@@ -308,8 +308,10 @@ pub async fn run(
             }
         })
     });
-    let dial =
-        |addr: SocketAddr| connection::dial(addr, handshake, accepted.clone(), events_tx.clone());
+    let source = config.listen.map(|l| l.ip());
+    let dial = |addr: SocketAddr| {
+        connection::dial(addr, source, handshake, accepted.clone(), events_tx.clone())
+    };
     // The latest dial of each configured peer, so a slow handshake is not doubled.
     let mut pending: HashMap<SocketAddr, tokio::task::JoinHandle<()>> = HashMap::new();
     for &addr in &config.peers {

@@ -61,8 +61,9 @@ fn failed(status: &tonic::Status, url: &str, what: &str) -> anyhow::Error {
         status.code(),
         tonic::Code::Unavailable | tonic::Code::Unknown
     ) && !status.metadata().contains_key("grpc-status-details-bin")
-        && e.code != ErrorCode::ControlPlaneUnavailable
     {
+        // No ErrorInfo: the call never reached a Shoal service (a refused connection, a
+        // timeout), so say where we tried; a Shoal error keeps its own message.
         ApiError::new(
             ErrorCode::ControlPlaneUnavailable,
             format!(
@@ -269,13 +270,13 @@ pub fn get(args: GetArgs) -> anyhow::Result<()> {
             let p = item.map_err(|s| failed(&s, &agent, "agent"))?;
             bar.set_length(p.bytes_total);
             bar.set_position(p.bytes_verified);
-            bar.set_message(format!("{} peers", p.peers));
+            bar.set_message(peers(p.peers));
             if bar.is_hidden() && !json && reported.elapsed().as_secs() >= 5 {
                 crate::output::status(&format!(
-                    "{} of {} verified, {} peers",
+                    "{} of {} verified, {}",
                     format_size(p.bytes_verified),
                     format_size(p.bytes_total),
-                    p.peers
+                    peers(p.peers)
                 ));
                 reported = std::time::Instant::now();
             }
@@ -367,13 +368,13 @@ pub fn status(args: StatusArgs) -> anyhow::Result<()> {
             v1::TorrentState::Unspecified => "unknown",
         });
         line(&format!(
-            "  {:<11} {} {:<32} {:>10}/{:<10} {} peers{}{}",
+            "  {:<11} {} {:<32} {:>10}/{:<10} {}{}{}",
             state,
             t.content_id.get(..12).unwrap_or(&t.content_id),
             t.name_tag,
             format_size(t.bytes_verified),
             format_size(t.bytes_total),
-            t.peers,
+            peers(t.peers),
             if t.banned_peers > 0 {
                 format!(", {} banned", t.banned_peers)
             } else {
@@ -431,4 +432,13 @@ pub fn nodes(args: NodesArgs) -> anyhow::Result<()> {
         ));
     }
     Ok(())
+}
+
+/// "1 peer", "3 peers".
+fn peers(n: u32) -> String {
+    if n == 1 {
+        "1 peer".to_owned()
+    } else {
+        format!("{n} peers")
+    }
 }

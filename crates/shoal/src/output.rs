@@ -214,6 +214,7 @@ pub fn init_logging() {
         .unwrap_or(tracing_subscriber::filter::LevelFilter::WARN);
     let _ = tracing_subscriber::fmt()
         .with_max_level(level)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .try_init();
 }

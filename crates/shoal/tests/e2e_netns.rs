@@ -43,7 +43,7 @@ impl Agent {
             .args(["--node-id", &format!("host-{host}")])
             .args(["--label", &format!("rack=r{}", host % 2)])
             .args(["--label", "region=lab"])
-            .env("RUST_LOG", "info,shoal_driver=debug")
+            .env("SHOAL_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap());
