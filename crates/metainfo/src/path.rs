@@ -105,12 +105,13 @@ fn is_reserved_on_windows(s: &str) -> bool {
     let upper = stem.to_ascii_uppercase();
     match upper.as_str() {
         "CON" | "PRN" | "AUX" | "NUL" => true,
-        _ => {
-            let (prefix, digit) = upper.split_at(upper.len().min(3));
-            (prefix == "COM" || prefix == "LPT")
-                && digit.len() == 1
-                && matches!(digit.as_bytes()[0], b'1'..=b'9')
-        }
+        // Bytes, not a `str` split: the name may have a multi-byte character at byte 3.
+        _ => match upper.as_bytes() {
+            [a, b, c, digit] => {
+                matches!(&[*a, *b, *c], b"COM" | b"LPT") && matches!(digit, b'1'..=b'9')
+            }
+            _ => false,
+        },
     }
 }
 
@@ -186,6 +187,16 @@ impl fmt::Debug for TorrentPath {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the `torrent` fuzz target: a four-byte name with a multi-byte character
+    /// across byte 3 made the reserved-name check slice inside the character and panic.
+    #[test]
+    fn multi_byte_names_near_reserved_lengths_are_fine() {
+        for name in ["16ν4", "COMν", "LPν", "ν123", "CΟΜ1", "ǅ1.bin"] {
+            assert!(PathComponent::new(name).is_ok(), "{name}");
+        }
+        assert!(PathComponent::new("com9.ν").is_err());
+    }
 
     #[test]
     fn the_rule() {
