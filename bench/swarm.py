@@ -1,0 +1,420 @@
+#!/usr/bin/env python3
+"""One seed, N downloaders, real processes on shaped links: Shoal against libtorrent and a plain
+HTTP server, in one run, each reported against the fluid lower bound.
+
+Every host is a network namespace with one veth on a bridge (10.88.0.0/24); `tc` shapes each
+host's upload (its veth) and download (the bridge side) to RATE (default 100mbit), with DELAY
+one way (default 0ms). Host 0 seeds an artifact of SIZE_MIB (default 256) of random data;
+hosts 1..N download it at the same moment. For each system the harness records every host's
+completion time and reports p50, p99 and max divided by
+
+    T* = max(S / u_seed, S / d_min, N * S / (u_seed + sum of the downloaders' u_i))
+
+the time no distribution scheme can beat (every byte leaves the seed at least once, reaches
+each host through its own link, and all N copies have to be uploaded by someone).
+
+Systems:
+  shoal       agents (host 0 with the embedded control plane) and `shoal get NAME:TAG`; the
+              clock stops when `shoal get` exits (every byte verified and the copy in place).
+  libtorrent  a libtorrent 2 session per host (PyPI binding; TCP, no DHT/LSD/encryption, no rate
+              limits, unlimited unchoke slots, deep request queues), with the same .torrent and
+              the same tracker (Shoal's control plane on host 0, which keeps running after its
+              agents have dropped their copies); the clock stops when the host is seeding.
+  http        nginx on host 0 and `curl` on every downloader.
+
+Every copy is checked byte for byte (SHA-256) against the source. Results go to OUT (default
+bench/results/swarm-<N>x<SIZE>MiB): `results.json`, `results.md` (also printed), and
+`cdf.svg`, the completion-time CDF of each system.
+
+    sudo bench/swarm.py                                  # N=16, 256 MiB, 100 Mbit/s
+    N=4 SIZE_MIB=32 bench/swarm.py                       # a quick run (what CI runs)
+    N=8 RATE=50mbit DELAY=5ms SYSTEMS=shoal,http bench/swarm.py
+
+Needs root (namespaces), a release build of `shoal` (built here), nginx, curl and PyPI
+`libtorrent` (scripts/install-test-deps.sh). Adding another client: write a `run_<name>`
+function like `run_http` below (start the seed on host 0, start every downloader at once,
+return each host's seconds and the path of its copy) and add it to SYSTEMS.
+"""
+import hashlib
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# SHOAL_BIN: a `shoal` binary to use instead of building the release one (the CI smoke test
+# passes its debug build).
+SHOAL = os.environ.get("SHOAL_BIN") or os.path.join(ROOT, "target/release/shoal")
+N = int(os.environ.get("N", "16"))
+SIZE_MIB = int(os.environ.get("SIZE_MIB", "256"))
+RATE = os.environ.get("RATE", "100mbit")
+DELAY = os.environ.get("DELAY", "0ms")
+SYSTEMS = os.environ.get("SYSTEMS", "shoal,libtorrent,http").split(",")
+TIMEOUT = float(os.environ.get("TIMEOUT", "900"))
+PREFIX = f"sw{os.getpid() % 100000}"
+
+LT_HOST = r"""
+import sys, time, libtorrent as lt
+torrent, save, ip, role = sys.argv[1:5]
+ses = lt.session({
+    "listen_interfaces": f"{ip}:6882", "enable_dht": False, "enable_lsd": False,
+    "enable_upnp": False, "enable_natpmp": False, "enable_outgoing_utp": False,
+    "enable_incoming_utp": False, "out_enc_policy": lt.enc_policy.disabled,
+    "in_enc_policy": lt.enc_policy.enabled, "allow_multiple_connections_per_ip": True,
+    "unchoke_slots_limit": -1, "max_out_request_queue": 1500,
+    "max_allowed_in_request_queue": 2000, "request_queue_time": 3,
+    "send_buffer_watermark": 8 * 1024 * 1024, "max_queued_disk_bytes": 64 * 1024 * 1024,
+    "connections_limit": 400, "alert_mask": 0,
+})
+atp = lt.add_torrent_params()
+atp.ti = lt.torrent_info(torrent)
+atp.save_path = save
+h = ses.add_torrent(atp)
+start = time.time()
+while not h.status().is_seeding:
+    time.sleep(0.02)
+print(f"done {time.time() - start:.3f}", flush=True)
+time.sleep(1e9)  # keep seeding until killed
+"""
+
+
+def sh(*argv, check=True, **kw):
+    return subprocess.run(argv, check=check, **kw)
+
+
+def ns(i):
+    return f"{PREFIX}-{i}"
+
+
+def addr(i):
+    return f"10.88.0.{i + 1}"
+
+
+def in_ns(i, *argv):
+    return ["ip", "netns", "exec", ns(i), *argv]
+
+
+def rate_bytes(rate):
+    units = {"kbit": 1e3 / 8, "mbit": 1e6 / 8, "gbit": 1e9 / 8}
+    for unit, factor in units.items():
+        if rate.endswith(unit):
+            return float(rate[: -len(unit)]) * factor
+    raise SystemExit(f"RATE {rate!r}: use kbit, mbit or gbit")
+
+
+def shape(netns, dev):
+    """Caps `dev`'s egress at RATE (a token bucket), behind a netem DELAY when one is asked
+    for (netem is a kernel module some kernels lack: then a delay cannot be had, and the
+    harness says so rather than run without it)."""
+    tbf = ["tbf", "rate", RATE, "burst", "64kb", "latency", "400ms"]
+    if DELAY in ("0", "0ms"):
+        sh("tc", "-n", netns, "qdisc", "replace", "dev", dev, "root", "handle", "1:", *tbf)
+        return
+    netem = subprocess.run(["tc", "-n", netns, "qdisc", "replace", "dev", dev, "root", "handle",
+                            "1:", "netem", "delay", DELAY, "limit", "100000"],
+                           capture_output=True, text=True)
+    if netem.returncode != 0:
+        raise SystemExit(f"DELAY={DELAY} needs the kernel's netem qdisc (sch_netem), which "
+                         f"this kernel lacks: {netem.stderr.strip()}")
+    sh("tc", "-n", netns, "qdisc", "replace", "dev", dev, "parent", "1:1", "handle", "10:", *tbf)
+
+
+def build_lab(hosts):
+    hub = f"{PREFIX}-hub"
+    sh("ip", "netns", "add", hub)
+    sh("ip", "-n", hub, "link", "add", "br0", "type", "bridge")
+    sh("ip", "-n", hub, "link", "set", "br0", "up")
+    for i in range(hosts):
+        sh("ip", "netns", "add", ns(i))
+        sh("ip", "link", "add", "eth0", "netns", ns(i), "type", "veth", "peer", "name", f"h{i}",
+           "netns", hub)
+        sh("ip", "-n", hub, "link", "set", f"h{i}", "master", "br0", "up")
+        sh("ip", "-n", ns(i), "addr", "add", f"{addr(i)}/24", "dev", "eth0")
+        sh("ip", "-n", ns(i), "link", "set", "eth0", "up")
+        sh("ip", "-n", ns(i), "link", "set", "lo", "up")
+        shape(ns(i), "eth0")   # the host's upload
+        shape(hub, f"h{i}")    # the host's download
+
+
+def destroy_lab(hosts):
+    for name in [f"{PREFIX}-hub"] + [ns(i) for i in range(hosts)]:
+        subprocess.run(["ip", "netns", "del", name], capture_output=True)
+
+
+def wait_until(what, predicate, timeout=60):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise SystemExit(f"timed out waiting for {what}")
+
+
+def sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class Procs:
+    """Processes to kill when a system's run ends."""
+
+    def __init__(self):
+        self.procs = []
+
+    def start(self, argv, log, **kw):
+        p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=kw.pop("stdout", log),
+                             stderr=log, **kw)
+        self.procs.append(p)
+        return p
+
+    def stop(self):
+        for p in self.procs:
+            p.terminate()
+        for p in self.procs:
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        self.procs = []
+
+
+def shoal(i, *args):
+    return in_ns(i, SHOAL, *args)
+
+
+def start_control_plane(work, procs, source):
+    """Host 0's agent: the embedded control plane and tracker, and the published artifact."""
+    log = open(f"{work}/shoal-0.log", "w")
+    procs.start(shoal(0, "agent", "--data-dir", f"{work}/shoal-0", "--node-id", "host-0",
+                      "--advertise-ip", addr(0)), log)
+    wait_until("the seed agent", lambda: sh(*shoal(0, "status"), check=False,
+                                            capture_output=True).returncode == 0)
+    sh(*shoal(0, "publish", source, "--name", "bench/swarm:1"), stdout=subprocess.DEVNULL)
+    sh(*shoal(0, "info", "bench/swarm:1", "--torrent", f"{work}/artifact.torrent"),
+       stdout=subprocess.DEVNULL)
+
+
+def run_shoal(work, source, procs):
+    agents = Procs()
+    for i in range(1, N + 1):
+        log = open(f"{work}/shoal-{i}.log", "w")
+        agents.start(shoal(i, "agent", "--data-dir", f"{work}/shoal-{i}", "--node-id",
+                           f"host-{i}", "--control-plane", f"http://{addr(0)}:7421"), log)
+    for i in range(1, N + 1):
+        wait_until(f"agent {i}", lambda i=i: sh(*shoal(i, "status"), check=False,
+                                                capture_output=True).returncode == 0)
+    start = time.time()
+    gets = {i: subprocess.Popen(shoal(i, "get", "bench/swarm:1", "-o", f"{work}/out-shoal-{i}"),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            for i in range(1, N + 1)}
+    times = {}
+    while len(times) < N:
+        for i, p in gets.items():
+            if i not in times and p.poll() is not None:
+                if p.returncode != 0:
+                    raise SystemExit(f"shoal get on host {i}: {p.stderr.read().decode()}")
+                times[i] = time.time() - start
+        if time.time() - start > TIMEOUT:
+            raise SystemExit(f"shoal: {N - len(times)} hosts unfinished after {TIMEOUT} s")
+        time.sleep(0.02)
+    agents.stop()
+    # Host 0 keeps the control plane (the tracker for libtorrent) but not its copy.
+    sh(*shoal(0, "rm", "bench/swarm:1"), stdout=subprocess.DEVNULL)
+    return times, {i: f"{work}/out-shoal-{i}" for i in times}
+
+
+def run_libtorrent(work, source, procs):
+    hosts = Procs()
+    torrent = f"{work}/artifact.torrent"
+    seed_dir = os.path.dirname(source)
+    seed = hosts.start(in_ns(0, sys.executable, "-c", LT_HOST, torrent, seed_dir, addr(0), "seed"),
+                       open(f"{work}/lt-0.log", "w"), stdout=subprocess.PIPE, text=True)
+    if not seed.stdout.readline().startswith("done"):
+        raise SystemExit("the libtorrent seed did not finish checking its data")
+    start = time.time()
+    leechers = {}
+    for i in range(1, N + 1):
+        save = f"{work}/out-lt-{i}"
+        os.makedirs(save)
+        leechers[i] = hosts.start(in_ns(i, sys.executable, "-c", LT_HOST, torrent, save, addr(i),
+                                        "leech"), open(f"{work}/lt-{i}.log", "w"),
+                                  stdout=subprocess.PIPE, text=True)
+    times = {}
+    import selectors
+    sel = selectors.DefaultSelector()
+    for i, p in leechers.items():
+        sel.register(p.stdout, selectors.EVENT_READ, i)
+    while len(times) < N:
+        for key, _ in sel.select(timeout=1):
+            i = key.data
+            line = key.fileobj.readline()
+            sel.unregister(key.fileobj)
+            if not line.startswith("done"):
+                raise SystemExit(f"libtorrent on host {i} failed; see {work}/lt-{i}.log")
+            times[i] = time.time() - start
+        if time.time() - start > TIMEOUT:
+            raise SystemExit(f"libtorrent: {N - len(times)} hosts unfinished after {TIMEOUT} s")
+    hosts.stop()
+    name = os.path.basename(source)
+    return times, {i: f"{work}/out-lt-{i}/{name}" for i in times}
+
+
+def run_http(work, source, procs):
+    hosts = Procs()
+    www = os.path.dirname(source)
+    conf = f"""user root; daemon off; master_process off; worker_processes 1;
+pid {work}/nginx.pid; error_log {work}/nginx-error.log;
+events {{ worker_connections 1024; }}
+http {{ access_log off; sendfile on; tcp_nopush on;
+  client_body_temp_path {work}; proxy_temp_path {work}; fastcgi_temp_path {work};
+  uwsgi_temp_path {work}; scgi_temp_path {work};
+  server {{ listen {addr(0)}:8080; root {www}; }} }}
+"""
+    with open(f"{work}/nginx.conf", "w") as f:
+        f.write(conf)
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    hosts.start(in_ns(0, nginx, "-p", work, "-c", f"{work}/nginx.conf", "-e",
+                      f"{work}/nginx-error.log"), open(f"{work}/nginx.log", "w"))
+    wait_until("nginx", lambda: sh(*in_ns(0, "curl", "-sf", "-o", "/dev/null", "-r", "0-0",
+                                         f"http://{addr(0)}:8080/{os.path.basename(source)}"),
+                                  check=False).returncode == 0)
+    start = time.time()
+    url = f"http://{addr(0)}:8080/{os.path.basename(source)}"
+    curls = {i: subprocess.Popen(in_ns(i, "curl", "-sSf", "-o", f"{work}/out-http-{i}", url),
+                                 stderr=subprocess.PIPE) for i in range(1, N + 1)}
+    times = {}
+    while len(times) < N:
+        for i, p in curls.items():
+            if i not in times and p.poll() is not None:
+                if p.returncode != 0:
+                    raise SystemExit(f"curl on host {i}: {p.stderr.read().decode()}")
+                times[i] = time.time() - start
+        if time.time() - start > TIMEOUT:
+            raise SystemExit(f"http: {N - len(times)} hosts unfinished after {TIMEOUT} s")
+        time.sleep(0.02)
+    hosts.stop()
+    return times, {i: f"{work}/out-http-{i}" for i in times}
+
+
+def percentile(values, p):
+    ordered = sorted(values)
+    k = max(0, min(len(ordered) - 1, round(p / 100 * len(ordered) + 0.5) - 1))
+    return ordered[k]
+
+
+def cdf_svg(results, t_star, path):
+    """A completion-time CDF per system, as a small standalone SVG (no plotting library)."""
+    width, height, left, bottom, top, right = 640, 400, 60, 50, 20, 150
+    t_max = max(max(r["seconds"]) for r in results.values()) * 1.05
+    x = lambda t: left + (width - left - right) * t / t_max  # noqa: E731
+    y = lambda f: top + (height - top - bottom) * (1 - f)  # noqa: E731
+    colours = {"shoal": "#1f77b4", "libtorrent": "#ff7f0e", "http": "#2ca02c"}
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+           f'font-family="sans-serif" font-size="12">',
+           f'<rect width="{width}" height="{height}" fill="white"/>',
+           f'<line x1="{left}" y1="{y(0)}" x2="{width - right}" y2="{y(0)}" stroke="black"/>',
+           f'<line x1="{left}" y1="{y(0)}" x2="{left}" y2="{y(1)}" stroke="black"/>',
+           f'<text x="{(left + width - right) / 2}" y="{height - 10}" text-anchor="middle">'
+           f'seconds after the start</text>',
+           f'<text x="15" y="{(top + height - bottom) / 2}" transform="rotate(-90 15 '
+           f'{(top + height - bottom) / 2})" text-anchor="middle">hosts done</text>',
+           f'<line x1="{x(t_star)}" y1="{y(0)}" x2="{x(t_star)}" y2="{y(1)}" stroke="grey" '
+           f'stroke-dasharray="4"/><text x="{x(t_star) + 3}" y="{y(1) + 12}" fill="grey">T*</text>']
+    for k in range(5):
+        t = t_max * k / 4
+        out.append(f'<text x="{x(t)}" y="{y(0) + 16}" text-anchor="middle">{t:.0f}</text>')
+        out.append(f'<text x="{left - 6}" y="{y(k / 4) + 4}" text-anchor="end">{k * 25}%</text>')
+    for n, (name, r) in enumerate(results.items()):
+        times = sorted(r["seconds"])
+        points = [f"{x(0)},{y(0)}"]
+        for k, t in enumerate(times):
+            points += [f"{x(t)},{y(k / len(times))}", f"{x(t)},{y((k + 1) / len(times))}"]
+        colour = colours.get(name, "#555")
+        out.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" '
+                   f'points="{" ".join(points)}"/>')
+        out.append(f'<text x="{width - right + 10}" y="{top + 20 + 18 * n}" fill="{colour}">'
+                   f'{name}</text>')
+    out.append("</svg>")
+    with open(path, "w") as f:
+        f.write("\n".join(out))
+
+
+def main():
+    if os.geteuid() != 0:
+        raise SystemExit("bench/swarm.py needs root (network namespaces, tc)")
+    unknown = set(SYSTEMS) - {"shoal", "libtorrent", "http"}
+    if unknown:
+        raise SystemExit(f"unknown systems {sorted(unknown)}: use shoal, libtorrent, http")
+    if not os.environ.get("SHOAL_BIN"):
+        sh("cargo", "build", "--release", "--locked", "--quiet", "-p", "shoal", cwd=ROOT)
+    out_dir = os.environ.get("OUT", os.path.join(ROOT, f"bench/results/swarm-{N}x{SIZE_MIB}MiB"))
+    os.makedirs(out_dir, exist_ok=True)
+    work = tempfile.mkdtemp(prefix="shoal-bench-swarm-")
+    size = SIZE_MIB << 20
+    u = rate_bytes(RATE)
+    t_star = max(size / u, size / u, N * size / (u + N * u))
+    destroy_lab(N + 1)
+    procs = Procs()
+    results = {}
+    try:
+        build_lab(N + 1)
+        os.makedirs(f"{work}/src")
+        source = f"{work}/src/artifact.bin"
+        with open(source, "wb") as f:
+            for _ in range(SIZE_MIB):
+                f.write(os.urandom(1 << 20))
+        want = sha256(source)
+        start_control_plane(work, procs, source)
+        runners = {"shoal": run_shoal, "libtorrent": run_libtorrent, "http": run_http}
+        for name in SYSTEMS:
+            times, copies = runners[name](work, source, procs)
+            for i, path in copies.items():
+                if sha256(path) != want:
+                    raise SystemExit(f"{name}: host {i}'s copy differs from the source")
+                os.remove(path)
+            seconds = [times[i] for i in sorted(times)]
+            results[name] = {
+                "seconds": seconds,
+                "p50": statistics.median(seconds),
+                "p99": percentile(seconds, 99),
+                "max": max(seconds),
+            }
+            print(f"{name}: max {max(seconds):.1f} s = {max(seconds) / t_star:.2f} x T*",
+                  file=sys.stderr, flush=True)
+    finally:
+        procs.stop()
+        destroy_lab(N + 1)
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                            capture_output=True, text=True).stdout.strip()
+    report = {
+        "n": N, "size_bytes": size, "rate": RATE, "delay": DELAY, "t_star_seconds": t_star,
+        "commit": commit, "date": time.strftime("%Y-%m-%d"), "cpus": os.cpu_count(),
+        "systems": results,
+    }
+    with open(os.path.join(out_dir, "results.json"), "w") as f:
+        json.dump(report, f, indent=2)
+    lines = [f"{N} downloaders, {SIZE_MIB} MiB, every link {RATE} each way, {DELAY} one-way "
+             f"delay; T* = {t_star:.1f} s; commit {commit}, {os.cpu_count()} cores\n",
+             "| system | p50 s | p99 s | max s | p50 / T* | p99 / T* | max / T* |",
+             "|---|---|---|---|---|---|---|"]
+    for name, r in results.items():
+        lines.append(f"| {name} | {r['p50']:.1f} | {r['p99']:.1f} | {r['max']:.1f} | "
+                     f"{r['p50'] / t_star:.2f} | {r['p99'] / t_star:.2f} | "
+                     f"**{r['max'] / t_star:.2f}** |")
+    table = "\n".join(lines) + "\n"
+    with open(os.path.join(out_dir, "results.md"), "w") as f:
+        f.write(table)
+    cdf_svg(results, t_star, os.path.join(out_dir, "cdf.svg"))
+    print(table)
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
