@@ -29,6 +29,7 @@ bench/results/swarm-<N>x<SIZE>MiB): `results.json`, `results.md` (also printed),
     sudo bench/swarm.py                                  # N=16, 256 MiB, 100 Mbit/s
     N=4 SIZE_MIB=32 bench/swarm.py                       # a quick run (what CI runs)
     N=8 RATE=50mbit DELAY=5ms SYSTEMS=shoal,http bench/swarm.py
+    QUEUE=50ms TMPDIR=/dev/shm bench/swarm.py            # shallower link queues; data on tmpfs
 
 Needs root (namespaces), a release build of `shoal` (built here), nginx, curl and PyPI
 `libtorrent` (scripts/install-test-deps.sh). Adding another client: write a `run_<name>`
@@ -110,7 +111,7 @@ def shape(netns, dev):
     """Caps `dev`'s egress at RATE (a token bucket), behind a netem DELAY when one is asked
     for (netem is a kernel module some kernels lack: then a delay cannot be had, and the
     harness says so rather than run without it)."""
-    tbf = ["tbf", "rate", RATE, "burst", "64kb", "latency", "400ms"]
+    tbf = ["tbf", "rate", RATE, "burst", "64kb", "latency", os.environ.get("QUEUE", "400ms")]
     if DELAY in ("0", "0ms"):
         sh("tc", "-n", netns, "qdisc", "replace", "dev", dev, "root", "handle", "1:", *tbf)
         return
