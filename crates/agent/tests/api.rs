@@ -26,11 +26,11 @@ use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use shoal_agent::config::EmbeddedServer;
 use shoal_agent::{AgentConfig, Running};
-use shoal_api::error::grpc_status_name;
+use shoal_api::ErrorCode;
+use shoal_api::testing::{array, assert_grpc_error, assert_rest_error, payload, q, request, text};
 use shoal_api::v1;
 use shoal_api::v1::agent_service_client::AgentServiceClient;
 use shoal_api::v1::artifact_service_client::ArtifactServiceClient;
-use shoal_api::{ApiError, ErrorCode};
 use tower::ServiceExt;
 
 /// No single call may take longer than this; a hang fails the test instead of stalling it.
@@ -215,30 +215,6 @@ fn walk(dir: &Path, skip: &Path, out: &mut BTreeMap<PathBuf, u64>) {
     }
 }
 
-/// `len` bytes from an xorshift generator seeded by `seed`.
-fn payload(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
-
-fn request(method: Method, uri: &str, body: Option<&Value>) -> Request<Body> {
-    let builder = Request::builder().method(method).uri(uri);
-    match body {
-        Some(body) => builder
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(Body::from(serde_json::to_vec(body).unwrap()))
-            .unwrap(),
-        None => builder.body(Body::empty()).unwrap(),
-    }
-}
-
 /// The request as if it came from `addr` over a socket (what `serve` attaches).
 fn from(addr: impl Into<SocketAddr>, mut request: Request<Body>) -> Request<Body> {
     request.extensions_mut().insert(ConnectInfo(addr.into()));
@@ -254,16 +230,6 @@ fn json_of(body: &[u8]) -> Value {
     })
 }
 
-/// A repeated field of proto3 JSON: absent when empty.
-fn array(value: &Value) -> Vec<Value> {
-    value.as_array().cloned().unwrap_or_default()
-}
-
-/// A string field of proto3 JSON: absent when empty.
-fn text(value: &Value) -> &str {
-    value.as_str().unwrap_or("")
-}
-
 /// A uint64 field of proto3 JSON: a decimal string, absent when 0.
 fn uint64(value: &Value) -> u64 {
     match value {
@@ -271,48 +237,6 @@ fn uint64(value: &Value) -> u64 {
         Value::String(s) => s.parse().unwrap(),
         other => panic!("a uint64 is a JSON string, not {other}"),
     }
-}
-
-/// Percent-encodes a query-string value.
-fn q(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
-/// Asserts a REST error: the HTTP status, the Google JSON shape and the reason.
-fn assert_rest_error(status: StatusCode, body: &Value, code: ErrorCode) {
-    assert_eq!(status.as_u16(), code.http_status(), "{code}: {body}");
-    let error = &body["error"];
-    assert_eq!(error["code"], code.http_status(), "{body}");
-    assert_eq!(
-        error["status"],
-        grpc_status_name(code.grpc_code()),
-        "{body}"
-    );
-    assert!(!text(&error["message"]).is_empty(), "{body}");
-    let info = &error["details"][0];
-    assert_eq!(
-        info["@type"], "type.googleapis.com/google.rpc.ErrorInfo",
-        "{body}"
-    );
-    assert_eq!(info["reason"], code.as_str(), "{body}");
-    assert_eq!(info["domain"], "shoal", "{body}");
-}
-
-/// Asserts a gRPC error: the status code and the `ErrorInfo` reason it carries.
-fn assert_grpc_error(result: Result<impl std::fmt::Debug, tonic::Status>, code: ErrorCode) {
-    let status = result.expect_err("the call must fail");
-    assert_eq!(status.code(), code.grpc_code(), "{code}: {status:?}");
-    assert!(!status.details().is_empty(), "no ErrorInfo: {status:?}");
-    assert_eq!(ApiError::from_status(&status).code, code, "{status:?}");
 }
 
 /// A gRPC `ArtifactRef` by name:tag.

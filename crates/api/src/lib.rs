@@ -10,6 +10,8 @@
 //!   as gRPC, so the two cannot drift apart.
 //! - [`router`]: one axum router serving gRPC, REST, the OpenAPI document, gRPC reflection
 //!   and health probes on one port, behind one authentication layer.
+//! - `testing` (feature `testing`, for other crates' tests): in-process requests and the
+//!   assertions that an error has its documented REST and gRPC shape.
 //! - [`wkt`]: `google.protobuf.Timestamp` with its canonical proto3 JSON form (`...Z`); the
 //!   other well-known types are `pbjson_types`'.
 #![forbid(unsafe_code)]
@@ -17,6 +19,8 @@
 pub mod error;
 pub mod rest;
 pub mod router;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod wkt;
 
 pub use error::{ApiError, ErrorCode};

@@ -18,12 +18,12 @@ use axum::body::Body;
 use axum::extract::ConnectInfo;
 use http::{HeaderMap, Method, Request, StatusCode, header};
 use serde_json::{Value, json};
-use shoal_api::error::grpc_status_name;
+use shoal_api::ErrorCode;
 use shoal_api::router::Access;
+use shoal_api::testing::{array, assert_grpc_error, assert_rest_error, payload, q, request, text};
 use shoal_api::v1;
 use shoal_api::v1::catalog_service_client::CatalogServiceClient;
 use shoal_api::v1::node_service_client::NodeServiceClient;
-use shoal_api::{ApiError, ErrorCode};
 use shoal_control::ArtifactRecord;
 use shoal_metainfo::create::{CreateOptions, InputFile, Plan};
 use shoal_metainfo::{PathComponent, Torrent, TorrentPath};
@@ -108,30 +108,6 @@ impl TestServer {
     }
 }
 
-fn request(method: Method, uri: &str, body: Option<&Value>) -> Request<Body> {
-    let builder = Request::builder().method(method).uri(uri);
-    match body {
-        Some(body) => builder
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(Body::from(serde_json::to_vec(body).unwrap()))
-            .unwrap(),
-        None => builder.body(Body::empty()).unwrap(),
-    }
-}
-
-/// `len` bytes from an xorshift generator seeded by `seed`.
-fn payload(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
-
 /// A hybrid single-file torrent over [`payload`]`(seed, len)`, 16 KiB pieces, built in memory.
 fn torrent(name: &str, seed: u64, len: usize) -> Torrent {
     let plan = Plan::new(
@@ -183,51 +159,6 @@ fn bind_body(name_tag: &str, torrent: &Torrent) -> Value {
 
 fn content_id(torrent: &Torrent) -> String {
     torrent.info_hashes().v2().unwrap().to_hex()
-}
-
-fn text(value: &Value) -> &str {
-    value.as_str().unwrap_or("")
-}
-
-fn array(value: &Value) -> Vec<Value> {
-    value.as_array().cloned().unwrap_or_default()
-}
-
-/// Percent-encodes a query-string value.
-fn q(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
-fn assert_rest_error(status: StatusCode, body: &Value, code: ErrorCode) {
-    assert_eq!(status.as_u16(), code.http_status(), "{code}: {body}");
-    let error = &body["error"];
-    assert_eq!(error["code"], code.http_status(), "{body}");
-    assert_eq!(
-        error["status"],
-        grpc_status_name(code.grpc_code()),
-        "{body}"
-    );
-    assert!(!text(&error["message"]).is_empty(), "{body}");
-    let info = &error["details"][0];
-    assert_eq!(info["@type"], "type.googleapis.com/google.rpc.ErrorInfo");
-    assert_eq!(info["reason"], code.as_str(), "{body}");
-    assert_eq!(info["domain"], "shoal", "{body}");
-}
-
-fn assert_grpc_error(result: Result<impl std::fmt::Debug, tonic::Status>, code: ErrorCode) {
-    let status = result.expect_err("the call must fail");
-    assert_eq!(status.code(), code.grpc_code(), "{code}: {status:?}");
-    assert!(!status.details().is_empty(), "no ErrorInfo: {status:?}");
-    assert_eq!(ApiError::from_status(&status).code, code, "{status:?}");
 }
 
 fn heartbeat(node_id: &str, labels: &[(&str, &str)], peer: &str) -> v1::HeartbeatRequest {
