@@ -77,6 +77,28 @@ fn failed(status: &tonic::Status, url: &str, what: &str) -> anyhow::Error {
     CallFailed(e).into()
 }
 
+/// Entries per page when a command lists everything (the API's maximum).
+const PAGE_SIZE: u32 = 1000;
+
+/// Every entry of a paginated list: `fetch(page_token)` returns one page's entries and the
+/// next page's token, empty after the last page.
+async fn every_page<T, F, Fut>(mut fetch: F) -> Result<Vec<T>, tonic::Status>
+where
+    F: FnMut(String) -> Fut,
+    Fut: Future<Output = Result<(Vec<T>, String), tonic::Status>>,
+{
+    let mut out = Vec::new();
+    let mut token = String::new();
+    loop {
+        let (entries, next) = fetch(token).await?;
+        out.extend(entries);
+        if next.is_empty() {
+            return Ok(out);
+        }
+        token = next;
+    }
+}
+
 fn reference(text: &str) -> anyhow::Result<v1::ArtifactRef> {
     use v1::artifact_ref::Kind;
     let parsed: shoal_control::ArtifactRef =
@@ -142,25 +164,21 @@ pub fn publish(args: PublishArgs) -> anyhow::Result<()> {
 pub fn ls(args: LsArgs) -> anyhow::Result<()> {
     let ClientArgs { agent, json } = args.client;
     let artifacts = runtime()?.block_on(async {
-        let mut client = ArtifactServiceClient::new(channel(&agent, "agent")?);
-        let mut out = Vec::new();
-        let mut token = String::new();
-        loop {
-            let page = client
-                .list_artifacts(v1::ListArtifactsRequest {
-                    prefix: args.prefix.clone(),
-                    page_size: 1000,
-                    page_token: token,
-                })
-                .await
-                .map_err(|s| failed(&s, &agent, "agent"))?
-                .into_inner();
-            out.extend(page.artifacts);
-            if page.next_page_token.is_empty() {
-                return Ok::<_, anyhow::Error>(out);
+        let client = ArtifactServiceClient::new(channel(&agent, "agent")?);
+        every_page(|page_token| {
+            let mut client = client.clone();
+            let request = v1::ListArtifactsRequest {
+                prefix: args.prefix.clone(),
+                page_size: PAGE_SIZE,
+                page_token,
+            };
+            async move {
+                let page = client.list_artifacts(request).await?.into_inner();
+                Ok((page.artifacts, page.next_page_token))
             }
-            token = page.next_page_token;
-        }
+        })
+        .await
+        .map_err(|s| failed(&s, &agent, "agent"))
     })?;
     if json {
         return json_value(&v1::ListArtifactsResponse {
@@ -395,24 +413,20 @@ pub fn nodes(args: NodesArgs) -> anyhow::Result<()> {
     let json = args.client.json;
     let server = args.server;
     let nodes = runtime()?.block_on(async {
-        let mut client = NodeServiceClient::new(channel(&server, "control plane")?);
-        let mut out = Vec::new();
-        let mut token = String::new();
-        loop {
-            let page = client
-                .list_nodes(v1::ListNodesRequest {
-                    page_size: 1000,
-                    page_token: token,
-                })
-                .await
-                .map_err(|s| failed(&s, &server, "control plane"))?
-                .into_inner();
-            out.extend(page.nodes);
-            if page.next_page_token.is_empty() {
-                return Ok::<_, anyhow::Error>(out);
+        let client = NodeServiceClient::new(channel(&server, "control plane")?);
+        every_page(|page_token| {
+            let mut client = client.clone();
+            let request = v1::ListNodesRequest {
+                page_size: PAGE_SIZE,
+                page_token,
+            };
+            async move {
+                let page = client.list_nodes(request).await?.into_inner();
+                Ok((page.nodes, page.next_page_token))
             }
-            token = page.next_page_token;
-        }
+        })
+        .await
+        .map_err(|s| failed(&s, &server, "control plane"))
     })?;
     if json {
         return json_value(&v1::ListNodesResponse {
