@@ -22,6 +22,8 @@ import sys
 import tempfile
 import time
 
+from benchlib import cpu_seconds, stop, wait_port
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHOAL = os.path.join(ROOT, "target/release/shoal")
 ARTIFACTS = int(os.environ.get("ARTIFACTS", "100"))
@@ -52,24 +54,6 @@ def status(pid, key):
             if line.startswith(key + ":"):
                 return int(line.split()[1]) / 1024  # MiB
     raise KeyError(key)
-
-
-def cpu_seconds(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def wait_port(port, timeout=30):
-    import socket
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    sys.exit(f"nothing listens on 127.0.0.1:{port}")
 
 
 def main():
@@ -145,12 +129,7 @@ def main():
               f"| shoal CPU / libtorrent CPU | "
               f"{f'{shoal[3] / lt[3]:.2f}' if lt[3] >= 0.05 else 'n/a (libtorrent under 0.05 s)'} |")
     finally:
-        for p in procs:
-            p.terminate()
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop(procs)
 
 
 if __name__ == "__main__":

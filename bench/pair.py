@@ -19,7 +19,6 @@ not touched for a while, so whichever system ran second in a fixed order had an 
 libtorrent is tuned for a LAN: TCP only, no encryption, no DHT/LSD, unlimited unchoke slots, deep
 request queues. Both sides of each pair share the machine's two cores.
 """
-import json
 import os
 import re
 import socket
@@ -29,12 +28,13 @@ import sys
 import tempfile
 import time
 
+from benchlib import cpu_seconds, wait_port
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHOAL = os.path.join(ROOT, "target", "release", "shoal")
 LT_TOOL = os.path.join(ROOT, "crates", "shoal", "tests", "interop", "lt_tool.py")
 SIZE_MIB = int(os.environ.get("SIZE_MIB", "1024"))
 ROUNDS = int(os.environ.get("ROUNDS", "3"))
-TICK = os.sysconf("SC_CLK_TCK")
 
 
 def free_port():
@@ -43,27 +43,10 @@ def free_port():
         return s.getsockname()[1]
 
 
-def cpu_seconds(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
-
-
 def peak_rss_mib(pid):
     with open(f"/proc/{pid}/status") as f:
         m = re.search(r"VmHWM:\s+(\d+) kB", f.read())
     return int(m.group(1)) / 1024 if m else float("nan")
-
-
-def wait_port(port, timeout=600):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    sys.exit(f"nothing listens on {port}")
 
 
 def run_pair(kind, torrent, data_dir, data_file, work):
@@ -72,7 +55,7 @@ def run_pair(kind, torrent, data_dir, data_file, work):
     if kind == "shoal":
         seed = subprocess.Popen([SHOAL, "torrent", "seed", torrent, "--data", data_file, "--listen", f"127.0.0.1:{port}"],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_port(port)  # listens only after the hash check
+        wait_port(port, timeout=600)  # listens only after the hash check
         leech_cmd = [SHOAL, "torrent", "download", torrent, "-o", out, "--peer", f"127.0.0.1:{port}"]
     else:
         seed = subprocess.Popen([sys.executable, LT_TOOL, "seed", torrent, data_dir, str(port), "3600", "--tuned"],

@@ -29,6 +29,8 @@ import time
 import urllib.parse
 import urllib.request
 
+from benchlib import cpu_seconds, stop, wait_port
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHOAL = os.path.join(ROOT, "target/release/shoal")
 CLIENTS = os.path.join(ROOT, "crates/shoal/tests/interop/clients.py")
@@ -86,18 +88,6 @@ def ensure_tools():
     sh("cargo", "build", "--release", "--locked", "--quiet", "-p", "shoal", cwd=ROOT)
 
 
-def wait_port(port, timeout=30):
-    import socket
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    sys.exit(f"nothing listens on 127.0.0.1:{port}")
-
-
 def prefill(base, hash_escaped):
     """Announces every peer once, so the swarm holds PEERS peers before the clock starts."""
     for i in range(PEERS):
@@ -132,12 +122,6 @@ def run_wrk(port, hash_escaped, script, seconds):
     if errors and errors[0]:
         sys.exit(f"{errors[0]} bad responses from 127.0.0.1:{port}: {samples}")
     return rate
-
-
-def cpu_seconds(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main():
@@ -223,12 +207,7 @@ def main():
               f"| shoal / opentracker, both a connection per announce | "
               f"{close_rate / ot_rate:.2f} | |")
     finally:
-        for p in procs:
-            p.terminate()
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop(procs)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::process::{Output, Stdio};
+use std::process::{Child, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::netns::Lab;
@@ -133,6 +133,17 @@ fn shoal(lab: &Lab, host: usize, args: &[&str]) -> Output {
     lab.command(host, SHOAL).args(args).output().unwrap()
 }
 
+/// Starts `shoal get REFERENCE -o DEST` inside `host`, its output piped, without waiting.
+fn spawn_get(lab: &Lab, host: usize, reference: &str, dest: &Path) -> Child {
+    lab.command(host, SHOAL)
+        .args(["get", reference, "-o"])
+        .arg(dest)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 /// `shoal ARGS --json` inside `host`, which must succeed; its JSON.
 fn shoal_json(lab: &Lab, host: usize, args: &[&str]) -> serde_json::Value {
     let out = lab
@@ -229,15 +240,7 @@ fn five_agents_get_a_published_artifact_by_name() {
     let gets: Vec<_> = (1..HOSTS)
         .map(|host| {
             let dest = dir.path().join(format!("out-{host}"));
-            let child = lab
-                .command(host, SHOAL)
-                .args(["get", "e2e/tools:1.0", "-o"])
-                .arg(&dest)
-                .arg("--json")
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap();
+            let child = spawn_get(&lab, host, "e2e/tools:1.0", &dest);
             (host, dest, child)
         })
         .collect();
@@ -370,14 +373,7 @@ fn killed_agents_resume_downloading_and_seeding() {
 
     // Kill the downloader a quarter of the way through.
     let dest = dir.path().join("out-1");
-    let get = lab
-        .command(1, SHOAL)
-        .args(["get", "restart/big:1", "-o"])
-        .arg(&dest)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let get = spawn_get(&lab, 1, "restart/big:1", &dest);
     let before = leech.wait_for(&lab, &content_id, "a quarter verified", |t| {
         number(t, "bytesVerified") >= total / 4
     });
@@ -424,14 +420,7 @@ fn killed_agents_resume_downloading_and_seeding() {
     drop(leech);
     let third = Agent::start(&lab, 2, dir.path(), Some(&control_plane));
     let dest = dir.path().join("out-2");
-    let get = lab
-        .command(2, SHOAL)
-        .args(["get", "restart/big:1", "-o"])
-        .arg(&dest)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let get = spawn_get(&lab, 2, "restart/big:1", &dest);
     third.wait_for(&lab, &content_id, "a tenth verified", |t| {
         number(t, "bytesVerified") >= total / 10
     });
