@@ -593,22 +593,15 @@ fn describe(torrent: &Torrent, include_torrent: bool) -> v1::Artifact {
 /// Fetches a `.torrent` over HTTP or HTTPS (certificates checked against the system's CA
 /// store; `SSL_CERT_FILE` names another bundle), following up to five redirects.
 async fn fetch(url: &str) -> Result<Vec<u8>, ApiError> {
-    use http_body_util::{BodyExt, Empty, Limited};
+    use http_body_util::{BodyExt, Limited};
     const MAX_REDIRECTS: usize = 5;
     let bad = |m: String| ApiError::new(ErrorCode::InvalidRef, m);
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_native_roots()
-        .map_err(|e| {
-            ApiError::new(
-                ErrorCode::Internal,
-                format!("cannot load the system's CA certificates for {url}: {e}"),
-            )
-        })?
-        .https_or_http()
-        .enable_http1()
-        .build();
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build::<_, Empty<axum::body::Bytes>>(https);
+    let client = http_client().map_err(|e| {
+        ApiError::new(
+            ErrorCode::Internal,
+            format!("cannot load the system's CA certificates for {url}: {e}"),
+        )
+    })?;
     let mut current = url.to_owned();
     for _ in 0..=MAX_REDIRECTS {
         let uri: http::Uri = current
@@ -640,6 +633,34 @@ async fn fetch(url: &str) -> Result<Vec<u8>, ApiError> {
     Err(bad(format!(
         "{url} redirected more than {MAX_REDIRECTS} times"
     )))
+}
+
+/// The HTTP(S) client for `.torrent` URLs, built once: building it reads the CA store.
+type HttpClient = hyper_util::client::legacy::Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    http_body_util::Empty<axum::body::Bytes>,
+>;
+
+fn http_client() -> Result<&'static HttpClient, &'static str> {
+    static CLIENT: std::sync::OnceLock<Result<HttpClient, String>> = std::sync::OnceLock::new();
+    CLIENT
+        .get_or_init(|| {
+            let https = hyper_rustls::HttpsConnectorBuilder::new()
+                .with_native_roots()
+                .map_err(|e| e.to_string())?
+                .https_or_http()
+                .enable_http1()
+                .build();
+            // No idle connections kept: fetches are rare, and a pooled connection would
+            // belong to the runtime that opened it.
+            Ok(
+                hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                    .pool_max_idle_per_host(0)
+                    .build(https),
+            )
+        })
+        .as_ref()
+        .map_err(String::as_str)
 }
 
 /// A redirect target: absolute as given, or a path on the same origin.
