@@ -66,18 +66,8 @@ pub struct NodeRecord {
 /// One node as shown to an operator: its record and whether it is alive now.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NodeView {
-    /// The node's id.
-    pub id: NodeId,
-    /// Its labels.
-    pub labels: Labels,
-    /// Where its BitTorrent peer listens.
-    pub peer_addr: SocketAddr,
-    /// The URL of its agent API, if any.
-    pub agent_api: Option<String>,
-    /// When it first registered, in Unix milliseconds.
-    pub registered_at_ms: u64,
-    /// When it was last heard from, in Unix milliseconds.
-    pub last_heartbeat_ms: u64,
+    /// What the registry keeps about it.
+    pub record: NodeRecord,
     /// Whether it was heard from within [`NodeConfig::ttl_ms`].
     pub alive: bool,
 }
@@ -247,12 +237,7 @@ impl NodeRegistry {
 
     fn view_of(&self, now_ms: u64, node: &NodeRecord) -> NodeView {
         NodeView {
-            id: node.id.clone(),
-            labels: node.labels.clone(),
-            peer_addr: node.peer_addr,
-            agent_api: node.agent_api.clone(),
-            registered_at_ms: node.registered_at_ms,
-            last_heartbeat_ms: node.last_heartbeat_ms,
+            record: node.clone(),
             alive: now_ms.saturating_sub(node.last_heartbeat_ms) <= self.config.ttl_ms,
         }
     }
@@ -364,13 +349,16 @@ mod tests {
             "30,000 ms is within the TTL"
         );
         let views = r.list(31_001);
-        let ids: Vec<&str> = views.iter().map(|v| v.id.as_str()).collect();
+        let ids: Vec<&str> = views.iter().map(|v| v.record.id.as_str()).collect();
         assert_eq!(ids, ["a", "b"], "sorted by id");
         assert!(!views[0].alive, "a: 30,001 ms since its last heartbeat");
         assert!(views[1].alive);
-        assert_eq!(views[1].last_heartbeat_ms, 20_000);
-        assert_eq!(views[1].labels, labels);
-        assert!(r.view(0, &id("a")).is_some_and(|v| v.agent_api.is_some()));
+        assert_eq!(views[1].record.last_heartbeat_ms, 20_000);
+        assert_eq!(views[1].record.labels, labels);
+        assert!(
+            r.view(0, &id("a"))
+                .is_some_and(|v| v.record.agent_api.is_some())
+        );
         assert!(r.view(0, &id("zz")).is_none());
 
         // Registering again replaces labels and addresses, keeps the first time.

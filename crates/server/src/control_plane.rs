@@ -292,13 +292,13 @@ impl NodeService for ControlPlane {
         let views = lock(&self.nodes).list(now_ms());
         let mut page: Vec<_> = views
             .iter()
-            .filter(|v| after.as_deref().is_none_or(|a| v.id.as_str() > a))
+            .filter(|v| after.as_deref().is_none_or(|a| v.record.id.as_str() > a))
             .take(size + 1)
             .collect();
         let more = page.len() > size;
         page.truncate(size);
         let next_page_token = match page.last() {
-            Some(last) if more => PageToken::seal(last.id.as_str(), &self.secret),
+            Some(last) if more => PageToken::seal(last.record.id.as_str(), &self.secret),
             _ => String::new(),
         };
         Ok(Response::new(v1::ListNodesResponse {

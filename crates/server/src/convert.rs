@@ -57,16 +57,17 @@ pub fn artifact(record: &ArtifactRecord, announce: &str, include_torrent: bool) 
 
 /// The API form of a registered node.
 pub fn node(view: &NodeView) -> v1::Node {
+    let node = &view.record;
     v1::Node {
-        node_id: view.id.as_str().to_owned(),
-        labels: view
+        node_id: node.id.as_str().to_owned(),
+        labels: node
             .labels
             .iter()
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .collect(),
-        peer_address: view.peer_addr.to_string(),
-        last_heartbeat: Some(timestamp(view.last_heartbeat_ms)),
+        peer_address: node.peer_addr.to_string(),
+        last_heartbeat: Some(timestamp(node.last_heartbeat_ms)),
         alive: view.alive,
-        agent_api: view.agent_api.clone().unwrap_or_default(),
+        agent_api: node.agent_api.clone().unwrap_or_default(),
     }
 }
