@@ -57,6 +57,8 @@ DELAY = os.environ.get("DELAY", "0ms")
 SYSTEMS = os.environ.get("SYSTEMS", "shoal,libtorrent,http").split(",")
 TIMEOUT = float(os.environ.get("TIMEOUT", "900"))
 PREFIX = f"sw{os.getpid() % 100000}"
+# Payload bytes each host sent and received, per system that can tell: {system: {host: (up, down)}}.
+TRAFFIC = {}
 
 LT_HOST = r"""
 import sys, time, libtorrent as lt
@@ -225,6 +227,13 @@ def run_shoal(work, source, procs):
         if time.time() - start > TIMEOUT:
             raise SystemExit(f"shoal: {N - len(times)} hosts unfinished after {TIMEOUT} s")
         time.sleep(0.02)
+    traffic = {}
+    for i in range(0, N + 1):
+        status = json.loads(sh(*shoal(i, "status", "--json"), capture_output=True).stdout)
+        for t in status.get("torrents", []):
+            if t.get("nameTag") == "bench/swarm:1":
+                traffic[i] = (int(t.get("uploaded", 0)), int(t.get("downloaded", 0)))
+    TRAFFIC["shoal"] = traffic
     agents.stop()
     # Host 0 keeps the control plane (the tracker for libtorrent) but not its copy.
     sh(*shoal(0, "rm", "bench/swarm:1"), stdout=subprocess.DEVNULL)
@@ -387,8 +396,15 @@ def main():
                 "p99": percentile(seconds, 99),
                 "max": max(seconds),
             }
-            print(f"{name}: max {max(seconds):.1f} s = {max(seconds) / t_star:.2f} x T*",
-                  file=sys.stderr, flush=True)
+            traffic = TRAFFIC.get(name)
+            if traffic:
+                results[name]["seed_upload_over_size"] = traffic.get(0, (0, 0))[0] / size
+                results[name]["download_over_n_size"] = (
+                    sum(d for _, d in traffic.values()) / (N * size))
+            print(f"{name}: max {max(seconds):.1f} s = {max(seconds) / t_star:.2f} x T*"
+                  + (f"; seed sent {results[name]['seed_upload_over_size']:.2f} x S, "
+                     f"hosts received {results[name]['download_over_n_size']:.2f} x N*S"
+                     if traffic else ""), file=sys.stderr, flush=True)
     finally:
         procs.stop()
         destroy_lab(N + 1)
