@@ -1,9 +1,12 @@
 """Helpers the benchmark scripts share: a process's CPU time from /proc, waiting for a
-listener, and stopping the processes a benchmark started."""
+listener, stopping the processes a benchmark started, and a stub tracker that hands out a
+fixed peer list."""
+import http.server
 import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 TICK = os.sysconf("SC_CLK_TCK")
@@ -38,3 +41,33 @@ def stop(procs, timeout=10):
             p.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             p.kill()
+
+
+class PeerListTracker:
+    """An HTTP tracker that answers every announce, whatever its info-hash, with the same
+    compact peer list `peers` ([(ip, port)]), for clients that cannot be handed a peer
+    directly (aria2 has no option to add one). Serves from a thread of this process on
+    `host`, on a free port; `url` is the announce URL. Stop it with close()."""
+
+    def __init__(self, peers, host="127.0.0.1"):
+        compact = b"".join(socket.inet_aton(ip) + port.to_bytes(2, "big") for ip, port in peers)
+        body = b"d8:intervali3600e5:peers%d:%se" % (len(compact), compact)
+
+        class Announce(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer((host, 0), Announce)
+        self.url = f"http://{host}:{self.server.server_address[1]}/announce"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
