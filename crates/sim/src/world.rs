@@ -1,0 +1,670 @@
+//! The simulated world: hosts with their engines and links, the connections between them, and
+//! the loop that plays events in time order and carries out what the engines ask.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Duration;
+
+use bytes::Bytes;
+use shoal_metainfo::{BLOCK_SIZE, Bitfield, BlockRef, Geometry, GeometryError, PieceLength};
+use shoal_swarm::{Command, PeerKey, Rng, Swarm, Verification};
+use shoal_wire::Message as Wire;
+
+use crate::event::{Event, Nanos, Queue};
+use crate::link::{Fifo, Message, Uplink, transmit_nanos};
+use crate::report::{HostReport, Report};
+use crate::scenario::{Behaviour, Invariants, Scenario};
+
+/// Why a simulation could not run or had to stop.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    /// The scenario is not one the simulator can play.
+    #[error("bad scenario: {0}")]
+    Scenario(String),
+    /// The piece length or size does not make a torrent.
+    #[error("bad geometry: {0}")]
+    Geometry(#[from] GeometryError),
+    /// Something that must always hold did not: a bug in the engine or the simulator.
+    #[error("invariant broken at {at:.6} s on host {host}: {what}")]
+    Invariant {
+        /// Virtual seconds.
+        at: f64,
+        /// The host.
+        host: usize,
+        /// What broke.
+        what: String,
+    },
+}
+
+/// The payload every simulated block carries (blocks are never materialised).
+static ZEROS: [u8; BLOCK_SIZE as usize] = [0; BLOCK_SIZE as usize];
+
+/// A piece being downloaded: who sent each block, and what its check concluded.
+#[derive(Debug)]
+struct Pending {
+    senders: Vec<Option<usize>>,
+    digests: bool,
+}
+
+struct Host {
+    swarm: Swarm,
+    up: f64,
+    down: f64,
+    site: usize,
+    seed: bool,
+    behaviour: Behaviour,
+    uplink: Uplink,
+    downlink: Fifo,
+    hasher: Fifo,
+    /// Pieces whose data the host holds verified (what it may upload).
+    stored: Vec<bool>,
+    /// Pieces whose last hash check passed and are not yet recorded.
+    passed: Vec<bool>,
+    pending: BTreeMap<u32, Pending>,
+    open: usize,
+    completed: Option<Nanos>,
+    timer: Option<Nanos>,
+    steps: u32,
+}
+
+struct Conn {
+    ends: [usize; 2],
+    open: bool,
+    out: [VecDeque<Message>; 2],
+    /// When the last message toward each end reached its downlink (order is kept).
+    last_arrival: [Nanos; 2],
+}
+
+impl Conn {
+    fn side(&self, host: usize) -> usize {
+        usize::from(self.ends[0] != host)
+    }
+}
+
+struct World<'s> {
+    scenario: &'s Scenario,
+    geometry: Geometry,
+    hosts: Vec<Host>,
+    conns: Vec<Conn>,
+    pairs: BTreeSet<(usize, usize)>,
+    announced: Vec<usize>,
+    /// Per site: the link out of it and the link into it.
+    wan: Vec<[Fifo; 2]>,
+    queue: Queue,
+    rng: Rng,
+    now: Nanos,
+    digest: u64,
+    events: u64,
+    bans: u64,
+    unfinished: usize,
+}
+
+fn nanos(d: Duration) -> Nanos {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+fn key(conn: usize) -> PeerKey {
+    PeerKey(conn as u64)
+}
+
+/// Plays `scenario` out until every downloader has the artifact, nothing is left to happen, or
+/// the time limit passes, and reports what happened.
+///
+/// # Errors
+/// The scenario cannot be played ([`SimError::Scenario`], [`SimError::Geometry`]), or an
+/// invariant broke ([`SimError::Invariant`]).
+pub fn run(scenario: &Scenario) -> Result<Report, SimError> {
+    let mut world = World::new(scenario)?;
+    world.play()?;
+    Ok(world.report())
+}
+
+impl<'s> World<'s> {
+    fn new(scenario: &'s Scenario) -> Result<Self, SimError> {
+        if scenario.hosts.is_empty() || !scenario.hosts.iter().any(|h| h.seed) {
+            return Err(SimError::Scenario("no host starts as a seed".into()));
+        }
+        if scenario.size == 0 {
+            return Err(SimError::Scenario("the artifact is empty".into()));
+        }
+        for (i, h) in scenario.hosts.iter().enumerate() {
+            if h.site >= scenario.sites.len() {
+                return Err(SimError::Scenario(format!("host {i} is in no site")));
+            }
+            if !(h.up > 0.0 && h.down > 0.0) {
+                return Err(SimError::Scenario(format!("host {i} has no capacity")));
+            }
+        }
+        if !(0.0..1.0).contains(&scenario.loss) {
+            return Err(SimError::Scenario("loss must be in [0, 1)".into()));
+        }
+        let geometry = Geometry::new(PieceLength::new_v2(scenario.piece_length)?, [scenario.size])?;
+        let pieces = geometry.piece_count();
+        let mut rng = Rng::new(scenario.rng_seed);
+        let hosts = scenario
+            .hosts
+            .iter()
+            .map(|spec| {
+                let base = if spec.seed {
+                    &scenario.seed_engine
+                } else {
+                    &scenario.engine
+                };
+                let config = shoal_swarm::Config {
+                    seed: rng.next_u64(),
+                    ..base.clone()
+                };
+                let have = if spec.seed {
+                    Bitfield::full(pieces)
+                } else {
+                    Bitfield::new(pieces)
+                };
+                Host {
+                    swarm: Swarm::new(config, geometry.clone(), have, None, true),
+                    up: spec.up,
+                    down: spec.down,
+                    site: spec.site,
+                    seed: spec.seed,
+                    behaviour: spec.behaviour,
+                    uplink: Uplink::default(),
+                    downlink: Fifo::default(),
+                    hasher: Fifo::default(),
+                    stored: vec![spec.seed; pieces as usize],
+                    passed: vec![false; pieces as usize],
+                    pending: BTreeMap::new(),
+                    open: 0,
+                    completed: spec.seed.then_some(0),
+                    timer: None,
+                    steps: 0,
+                }
+            })
+            .collect();
+        let mut world = Self {
+            scenario,
+            geometry,
+            hosts,
+            conns: Vec::new(),
+            pairs: BTreeSet::new(),
+            announced: Vec::new(),
+            wan: vec![[Fifo::default(), Fifo::default()]; scenario.sites.len()],
+            queue: Queue::default(),
+            rng,
+            now: 0,
+            digest: 0xcbf2_9ce4_8422_2325,
+            events: 0,
+            bans: 0,
+            unfinished: scenario.downloaders(),
+        };
+        // Seeds are registered with the tracker before the downloads start.
+        for host in 0..world.hosts.len() {
+            if world.hosts[host].seed {
+                world.announced.push(host);
+            }
+        }
+        let spread = nanos(scenario.start_spread).max(1);
+        for host in 0..world.hosts.len() {
+            if !world.hosts[host].seed {
+                let at = world.rng.next_u64() % spread;
+                world.queue.push(at, Event::Announce { host });
+            }
+        }
+        Ok(world)
+    }
+
+    fn play(&mut self) -> Result<(), SimError> {
+        let limit = nanos(self.scenario.time_limit);
+        while self.unfinished > 0 {
+            let Some((at, event)) = self.queue.pop() else {
+                break;
+            };
+            if at > limit {
+                break;
+            }
+            self.now = at;
+            self.events += 1;
+            let (kind, place) = event.tag();
+            for word in [at, kind, place] {
+                self.digest = (self.digest ^ word).wrapping_mul(0x0000_0100_0000_01b3);
+            }
+            self.handle(event)?;
+        }
+        self.check_links()
+    }
+
+    fn handle(&mut self, event: Event) -> Result<(), SimError> {
+        match event {
+            Event::Announce { host } => self.announce(host),
+            Event::Handshake { from, to } => self.handshake(from, to),
+            Event::UplinkDone {
+                host,
+                conn,
+                message,
+            } => {
+                self.hosts[host].uplink.busy = false;
+                self.route(host, conn, message);
+                self.start_uplink(host);
+                Ok(())
+            }
+            Event::Arrive { conn, to, message } => {
+                if self.conns[conn].open {
+                    let host = &mut self.hosts[to];
+                    let at = host.downlink.pass(self.now, message.wire_len(), host.down);
+                    self.queue.push(at, Event::Deliver { conn, to, message });
+                }
+                Ok(())
+            }
+            Event::Deliver { conn, to, message } => self.deliver(conn, to, message),
+            Event::Closed { host, conn } => {
+                let now = self.now_d();
+                self.hosts[host].swarm.handle_disconnected(now, key(conn));
+                self.after(host)
+            }
+            Event::Hashed { host, piece } => self.hashed(host, piece),
+            Event::Timer { host } => {
+                if self.hosts[host].timer == Some(self.now) {
+                    self.hosts[host].timer = None;
+                    let now = self.now_d();
+                    self.hosts[host].swarm.handle_timeout(now);
+                }
+                self.after(host)
+            }
+        }
+    }
+
+    fn now_d(&self) -> Duration {
+        Duration::from_nanos(self.now)
+    }
+
+    fn latency(&self, a: usize, b: usize) -> Nanos {
+        let (sa, sb) = (self.hosts[a].site, self.hosts[b].site);
+        let mut latency = nanos(self.scenario.latency);
+        if sa != sb {
+            latency += nanos(self.scenario.sites[sa].wan_latency);
+        }
+        latency
+    }
+
+    fn invariant(&self, host: usize, what: impl Into<String>) -> SimError {
+        SimError::Invariant {
+            at: self.now as f64 / 1e9,
+            host,
+            what: what.into(),
+        }
+    }
+
+    // ----- peers -----
+
+    /// The tracker hands `host` up to `numwant` random hosts that announced before it.
+    fn announce(&mut self, host: usize) -> Result<(), SimError> {
+        let known = self.announced.len();
+        let want = self.scenario.numwant.min(known);
+        let mut picked = BTreeSet::new();
+        if want == known {
+            picked.extend(self.announced.iter().copied());
+        } else {
+            while picked.len() < want {
+                let i = self.rng.below(known);
+                picked.insert(self.announced[i]);
+            }
+        }
+        self.announced.push(host);
+        // Dial in a random order, as the tracker's list comes.
+        let mut order: Vec<usize> = picked.into_iter().collect();
+        for i in (1..order.len()).rev() {
+            order.swap(i, self.rng.below(i + 1));
+        }
+        for to in order {
+            // TCP's handshake, then both BitTorrent handshakes: two round trips.
+            let at = self.now + 4 * self.latency(host, to);
+            self.queue.push(at, Event::Handshake { from: host, to });
+        }
+        Ok(())
+    }
+
+    fn handshake(&mut self, from: usize, to: usize) -> Result<(), SimError> {
+        let max = self.scenario.max_peers;
+        let pair = (from.min(to), from.max(to));
+        if from == to
+            || self.hosts[from].open >= max
+            || self.hosts[to].open >= max
+            || !self.pairs.insert(pair)
+        {
+            return Ok(());
+        }
+        let conn = self.conns.len();
+        self.conns.push(Conn {
+            ends: [from, to],
+            open: true,
+            out: [VecDeque::new(), VecDeque::new()],
+            last_arrival: [0, 0],
+        });
+        let now = self.now_d();
+        for (a, b) in [(from, to), (to, from)] {
+            self.hosts[a].open += 1;
+            let reserved = self.hosts[b].swarm.reserved();
+            self.hosts[a]
+                .swarm
+                .handle_connected(now, key(conn), reserved);
+        }
+        self.after(from)?;
+        self.after(to)
+    }
+
+    fn close(&mut self, host: usize, conn: usize) {
+        let c = &mut self.conns[conn];
+        if !c.open {
+            return;
+        }
+        c.open = false;
+        c.out = [VecDeque::new(), VecDeque::new()];
+        let other = c.ends[1 - c.side(host)];
+        let pair = (host.min(other), host.max(other));
+        self.pairs.remove(&pair);
+        self.hosts[host].open -= 1;
+        self.hosts[other].open -= 1;
+        let at = self.now + self.latency(host, other);
+        self.queue.push(at, Event::Closed { host: other, conn });
+    }
+
+    // ----- links -----
+
+    fn enqueue(&mut self, host: usize, conn: usize, message: Message) {
+        let c = &mut self.conns[conn];
+        if !c.open {
+            return;
+        }
+        let side = c.side(host);
+        let was_empty = c.out[side].is_empty();
+        c.out[side].push_back(message);
+        if was_empty {
+            self.hosts[host].uplink.ready(conn);
+        }
+        self.start_uplink(host);
+    }
+
+    fn start_uplink(&mut self, host: usize) {
+        if self.hosts[host].uplink.busy {
+            return;
+        }
+        while let Some(conn) = self.hosts[host].uplink.take_turn() {
+            let c = &mut self.conns[conn];
+            let side = c.side(host);
+            let Some(message) = c.out[side].pop_front() else {
+                continue;
+            };
+            if !c.out[side].is_empty() {
+                self.hosts[host].uplink.ready(conn);
+            }
+            let h = &mut self.hosts[host];
+            let bytes = message.wire_len();
+            h.uplink.busy = true;
+            h.uplink.bytes += bytes;
+            let at = self.now + transmit_nanos(bytes, h.up);
+            self.queue.push(
+                at,
+                Event::UplinkDone {
+                    host,
+                    conn,
+                    message,
+                },
+            );
+            return;
+        }
+    }
+
+    /// A message left `from`'s uplink: across the sites' links if it must, then the latency,
+    /// then the receiver's downlink.
+    fn route(&mut self, from: usize, conn: usize, message: Message) {
+        let c = &self.conns[conn];
+        if !c.open {
+            return;
+        }
+        let to_side = 1 - c.side(from);
+        let to = c.ends[to_side];
+        let (sa, sb) = (self.hosts[from].site, self.hosts[to].site);
+        let mut at = self.now;
+        if sa != sb {
+            let bytes = message.wire_len();
+            at = self.wan[sa][0].pass(at, bytes, self.scenario.sites[sa].wan_rate);
+            at = self.wan[sb][1].pass(at, bytes, self.scenario.sites[sb].wan_rate);
+        }
+        at += self.latency(from, to);
+        if self.scenario.loss > 0.0 {
+            let draw = (self.rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+            if draw < self.scenario.loss {
+                at += nanos(self.scenario.rto);
+            }
+        }
+        let c = &mut self.conns[conn];
+        at = at.max(c.last_arrival[to_side]);
+        c.last_arrival[to_side] = at;
+        self.queue.push(at, Event::Arrive { conn, to, message });
+    }
+
+    fn check_links(&self) -> Result<(), SimError> {
+        let elapsed = self.now as f64 / 1e9;
+        // One message may still be on the wire, and one whole block is the largest.
+        let slack = f64::from(BLOCK_SIZE) + 64.0;
+        for (i, h) in self.hosts.iter().enumerate() {
+            if h.uplink.bytes as f64 > h.up * elapsed + slack {
+                return Err(self.invariant(i, "its uplink sent faster than its rate"));
+            }
+            if h.downlink.bytes as f64 > h.down * (elapsed + 1.0) + slack {
+                return Err(self.invariant(i, "its downlink took more than its rate"));
+            }
+        }
+        Ok(())
+    }
+
+    // ----- engines -----
+
+    fn deliver(&mut self, conn: usize, to: usize, message: Message) -> Result<(), SimError> {
+        if !self.conns[conn].open {
+            return Ok(());
+        }
+        let now = self.now_d();
+        let swarm = &mut self.hosts[to].swarm;
+        match message {
+            Message::Block(block) => swarm.handle_message(
+                now,
+                key(conn),
+                Wire::Piece {
+                    piece: block.piece.get(),
+                    offset: block.offset,
+                    data: &ZEROS[..block.len as usize],
+                },
+            ),
+            Message::Frames(frames) => {
+                let mut rest = &frames[..];
+                while let Some((len, tail)) = rest.split_first_chunk::<4>() {
+                    let len = u32::from_be_bytes(*len) as usize;
+                    let Some(frame) = tail.get(..len) else {
+                        return Err(self.invariant(to, "an engine sent a truncated frame"));
+                    };
+                    if let Err(e) =
+                        swarm.handle_frame(now, key(conn), Bytes::copy_from_slice(frame))
+                    {
+                        return Err(self.invariant(to, format!("an engine sent a bad frame: {e}")));
+                    }
+                    rest = &tail[len..];
+                }
+            }
+        }
+        self.after(to)
+    }
+
+    fn hashed(&mut self, host: usize, piece: shoal_metainfo::PieceIndex) -> Result<(), SimError> {
+        let index = piece.get();
+        let Some(pending) = self.hosts[host].pending.remove(&index) else {
+            return Err(self.invariant(host, format!("piece {index} hashed but never written")));
+        };
+        let honest = |sender: &Option<usize>| {
+            sender.is_some_and(|s| self.hosts[s].behaviour == Behaviour::Honest)
+        };
+        let passed = pending.senders.iter().all(honest);
+        let block_digests = pending.digests.then(|| {
+            pending
+                .senders
+                .iter()
+                .map(|s| {
+                    let mut digest = [0u8; 32];
+                    if !honest(s) {
+                        digest[..8].copy_from_slice(&(s.unwrap_or(0) as u64 + 1).to_be_bytes());
+                    }
+                    shoal_metainfo::Sha256Hash(digest)
+                })
+                .collect()
+        });
+        self.hosts[host].passed[index as usize] = passed;
+        let now = self.now_d();
+        self.hosts[host].swarm.handle_verified(
+            now,
+            piece,
+            Verification {
+                passed,
+                block_digests,
+            },
+        );
+        self.after(host)
+    }
+
+    /// Carries out what `host`'s engine asked for, checks invariants, and sets its timer.
+    fn after(&mut self, host: usize) -> Result<(), SimError> {
+        while let Some(command) = self.hosts[host].swarm.poll_command() {
+            self.command(host, command)?;
+        }
+        let h = &mut self.hosts[host];
+        h.steps = h.steps.wrapping_add(1);
+        let check = match self.scenario.invariants {
+            Invariants::EveryStep => true,
+            Invariants::EveryNth(n) => h.steps.is_multiple_of(n.max(1)),
+            Invariants::SimulatorOnly => false,
+        };
+        if check && let Err(what) = h.swarm.check_invariants() {
+            return Err(self.invariant(host, format!("engine: {what}")));
+        }
+        let h = &mut self.hosts[host];
+        let wake = nanos(h.swarm.poll_timeout()).max(self.now);
+        if h.timer.is_none_or(|t| wake < t) {
+            h.timer = Some(wake);
+            self.queue.push(wake, Event::Timer { host });
+        }
+        Ok(())
+    }
+
+    fn command(&mut self, host: usize, command: Command) -> Result<(), SimError> {
+        match command {
+            Command::Send { peer, frame } => {
+                self.enqueue(host, peer.0 as usize, Message::Frames(frame));
+            }
+            Command::Read { peer, block } => {
+                if !self.hosts[host].stored[block.piece.get() as usize] {
+                    return Err(self.invariant(
+                        host,
+                        format!("uploads piece {} it has not verified", block.piece.get()),
+                    ));
+                }
+                self.enqueue(host, peer.0 as usize, Message::Block(block));
+            }
+            Command::Write { peer, block, .. } => self.write(host, peer, block)?,
+            Command::Verify {
+                piece,
+                block_digests,
+            } => {
+                let h = &mut self.hosts[host];
+                let complete = h
+                    .pending
+                    .get_mut(&piece.get())
+                    .filter(|p| p.senders.iter().all(Option::is_some));
+                let Some(pending) = complete else {
+                    return Err(self.invariant(
+                        host,
+                        format!(
+                            "verifies piece {} before every block is written",
+                            piece.get()
+                        ),
+                    ));
+                };
+                pending.digests = block_digests;
+                let len = u64::from(self.geometry.piece_len(piece));
+                let at = h.hasher.pass(self.now, len, self.scenario.hash_rate);
+                self.queue.push(at, Event::Hashed { host, piece });
+            }
+            Command::Verified { piece } => {
+                let h = &mut self.hosts[host];
+                let index = piece.get() as usize;
+                if !std::mem::take(&mut h.passed[index]) {
+                    return Err(self.invariant(
+                        host,
+                        format!("records piece {index}, which failed its check"),
+                    ));
+                }
+                h.stored[index] = true;
+            }
+            Command::Disconnect { peer, .. } => self.close(host, peer.0 as usize),
+            Command::Ban { peer } => {
+                self.bans += 1;
+                self.close(host, peer.0 as usize);
+            }
+            Command::Completed => {
+                let h = &mut self.hosts[host];
+                if !h.stored.iter().all(|&s| s) {
+                    return Err(self.invariant(host, "complete without every piece recorded"));
+                }
+                if h.completed.is_none() {
+                    h.completed = Some(self.now);
+                    self.unfinished -= 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, host: usize, peer: PeerKey, block: BlockRef) -> Result<(), SimError> {
+        let conn = &self.conns[peer.0 as usize];
+        let sender = conn.ends[1 - conn.side(host)];
+        let index = block.piece.get();
+        let blocks = self.geometry.blocks_in(block.piece) as usize;
+        let h = &mut self.hosts[host];
+        if h.stored[index as usize] {
+            return Err(self.invariant(host, format!("writes into verified piece {index}")));
+        }
+        let pending = h.pending.entry(index).or_insert_with(|| Pending {
+            senders: vec![None; blocks],
+            digests: false,
+        });
+        let slot = (block.offset / BLOCK_SIZE) as usize;
+        match pending.senders.get_mut(slot) {
+            Some(s) => *s = Some(sender),
+            None => return Err(self.invariant(host, format!("writes outside piece {index}"))),
+        }
+        Ok(())
+    }
+
+    fn report(&self) -> Report {
+        let hosts = self
+            .hosts
+            .iter()
+            .map(|h| {
+                let stats = h.swarm.stats();
+                HostReport {
+                    site: h.site,
+                    seed: h.seed,
+                    completed: h.completed.map(|t| t as f64 / 1e9),
+                    uploaded: stats.uploaded,
+                    downloaded: stats.downloaded,
+                    wire_up: h.uplink.bytes,
+                }
+            })
+            .collect();
+        Report {
+            hosts,
+            lower_bound: self.scenario.lower_bound(),
+            size: self.scenario.size,
+            inter_site_bytes: self.wan.iter().map(|w| w[0].bytes).sum(),
+            bans: self.bans,
+            events: self.events,
+            end: self.now as f64 / 1e9,
+            trace_digest: self.digest,
+        }
+    }
+}

@@ -1,0 +1,143 @@
+//! The simulator's own guarantees: the same scenario gives the same trace, the link model moves
+//! a transfer at its link's rate, lying hosts are caught, sites count their traffic, and a
+//! 100-host swarm completes with every invariant held (the CI smoke run).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a panic is the failure report"
+)]
+
+use std::time::Duration;
+
+use shoal_sim::{Behaviour, HostSpec, Invariants, Scenario, SimError, run};
+
+const MIB: u64 = 1 << 20;
+const MBIT: f64 = 1e6 / 8.0;
+
+#[test]
+fn the_same_seed_gives_the_same_trace_and_another_seed_another() {
+    let mut scenario = Scenario::lan(6, 4 * MIB, 50.0 * MBIT);
+    scenario.latency = Duration::from_millis(2);
+    scenario.loss = 0.01;
+    let a = run(&scenario).unwrap();
+    let b = run(&scenario).unwrap();
+    assert_eq!(a, b, "two runs of one scenario differ");
+    scenario.rng_seed = 2;
+    let c = run(&scenario).unwrap();
+    assert_ne!(a.trace_digest, c.trace_digest);
+    // Checking the engines' invariants observes; it does not change the run.
+    scenario.invariants = Invariants::SimulatorOnly;
+    assert_eq!(run(&scenario).unwrap().trace_digest, c.trace_digest);
+}
+
+/// One seed, one downloader whose `down` is the only narrow link.
+fn single_transfer(size: u64, rate: f64, latency: Duration) -> f64 {
+    let mut scenario = Scenario::lan(1, size, 1e12);
+    scenario.hosts[1].down = rate;
+    scenario.latency = latency;
+    scenario.start_spread = Duration::from_nanos(1);
+    let report = run(&scenario).unwrap();
+    let took = report.percentile(100.0).unwrap();
+    assert!((report.lower_bound - size as f64 / rate).abs() < 1e-9);
+    took / (size as f64 / rate)
+}
+
+#[test]
+fn a_single_transfer_over_a_capped_link_takes_size_over_rate() {
+    // With 10 ms each way, the handshakes and the first request cost about 80 ms: a larger
+    // transfer keeps that under the 2 %.
+    for (size, rate, latency) in [
+        (32 * MIB, 10.0 * MBIT, Duration::from_micros(100)),
+        (32 * MIB, 100.0 * MBIT, Duration::from_micros(100)),
+        (128 * MIB, 100.0 * MBIT, Duration::from_millis(10)),
+    ] {
+        let ratio = single_transfer(size, rate, latency);
+        assert!(
+            (1.0..1.02).contains(&ratio),
+            "{rate} B/s, {latency:?}: took {ratio:.4} x size/rate"
+        );
+    }
+}
+
+#[test]
+fn two_seeds_fill_a_wider_downlink_together() {
+    // Each seed's uplink carries half: the download takes S / (2 u).
+    let rate = 20.0 * MBIT;
+    let size = 16 * MIB;
+    let mut scenario = Scenario::lan(1, size, rate);
+    scenario.hosts[1].down = 10.0 * rate;
+    scenario.hosts.push(scenario.hosts[0].clone());
+    scenario.start_spread = Duration::from_nanos(1);
+    let report = run(&scenario).unwrap();
+    let expect = size as f64 / (2.0 * rate);
+    assert!((report.lower_bound - expect).abs() < 1e-9);
+    let took = report.percentile(100.0).unwrap();
+    assert!(
+        (1.0..1.02).contains(&(took / expect)),
+        "{took} s, expected {expect} s"
+    );
+}
+
+#[test]
+fn a_lying_seed_is_banned_and_everyone_still_completes() {
+    let mut scenario = Scenario::lan(5, 2 * MIB, 50.0 * MBIT);
+    scenario.hosts.insert(
+        1,
+        HostSpec {
+            up: 50.0 * MBIT,
+            down: 50.0 * MBIT,
+            site: 0,
+            seed: true,
+            behaviour: Behaviour::Liar,
+        },
+    );
+    let report = run(&scenario).unwrap();
+    assert_eq!(report.unfinished(), 0);
+    assert!(report.bans >= 1, "nobody banned the liar");
+}
+
+#[test]
+fn two_sites_count_what_crosses_between_them() {
+    let wan = 10.0 * MBIT;
+    let scenario = Scenario::two_sites(6, 4 * MIB, 100.0 * MBIT, wan, Duration::from_millis(5));
+    // Three downloaders in the seed's site, three behind the link.
+    assert_eq!(scenario.hosts.iter().filter(|h| h.site == 1).count(), 3);
+    assert!(scenario.lower_bound() >= (4 * MIB) as f64 / wan);
+    let report = run(&scenario).unwrap();
+    assert_eq!(report.unfinished(), 0);
+    // At least one copy crossed, and no more than one per remote host (plus protocol bytes).
+    let crossed = report.inter_site_ratio();
+    assert!((1.0..3.2).contains(&crossed), "{crossed} x S crossed");
+}
+
+#[test]
+fn scenarios_the_simulator_cannot_play_are_refused() {
+    let mut scenario = Scenario::lan(2, MIB, MBIT);
+    scenario.hosts[0].seed = false;
+    assert!(matches!(run(&scenario), Err(SimError::Scenario(_))));
+    let mut scenario = Scenario::lan(2, MIB, MBIT);
+    scenario.piece_length = 3000;
+    assert!(matches!(run(&scenario), Err(SimError::Geometry(_))));
+    let mut scenario = Scenario::lan(2, MIB, MBIT);
+    scenario.hosts[1].site = 4;
+    assert!(matches!(run(&scenario), Err(SimError::Scenario(_))));
+}
+
+#[test]
+fn a_hundred_hosts_complete_with_every_invariant_held() {
+    let mut scenario = Scenario::lan(100, 4 * MIB, 100.0 * MBIT);
+    scenario.seed_engine.super_seed = true;
+    scenario.invariants = Invariants::EveryNth(50);
+    let report = run(&scenario).unwrap();
+    assert_eq!(report.unfinished(), 0);
+    for h in report.hosts.iter().filter(|h| !h.seed) {
+        assert_eq!(h.downloaded, 4 * MIB, "every byte arrived once");
+    }
+    let ratio = report.max_ratio().unwrap();
+    eprintln!(
+        "N=100, 4 MiB: max {ratio:.2} x T*, seed sent {:.2} x S, {} events",
+        report.seed_upload_ratio(),
+        report.events
+    );
+    assert!(ratio >= 1.0, "faster than the lower bound: {ratio}");
+}
