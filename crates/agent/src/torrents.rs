@@ -216,6 +216,9 @@ impl Torrents {
             swarm: shoal_swarm::Config {
                 listen_port: Some(self.advertise.port()),
                 seed: u64::from_le_bytes(seed),
+                // A torrent that starts complete (a publish, a restart) is an origin: it
+                // offers each downloader fresh pieces so that each leaves it about once.
+                super_seed: true,
                 ..shoal_swarm::Config::default()
             },
             peer_id: self.peer_id,

@@ -15,7 +15,10 @@ pub struct Config {
     /// The most requests in flight to one peer (also capped by the peer's `reqq`). Default: 500.
     pub max_requests: u32,
     /// How much data, in time at the peer's measured rate, to keep requested from it: the
-    /// bandwidth-delay product with headroom. Default: 3 s.
+    /// bandwidth-delay product with headroom (never fewer than [`Config::min_requests`]).
+    /// Deeper queues hoard blocks on peers whose upload is shared by many: in `shoal-sim`,
+    /// 16 downloaders of a 100 Mbit/s LAN finish in 1.10 x the lower bound with 300 ms and
+    /// 1.75 x with 3 s. Default: 300 ms.
     pub request_queue_time: Duration,
     /// A peer that owes us blocks and sends none for this long is snubbed: its requests go to
     /// other peers and it gets one request at a time until it delivers. Default: 20 s.
@@ -36,6 +39,11 @@ pub struct Config {
     /// spread, so the origin sends each piece about once. Slower for a single downloader;
     /// saves the origin's upload when many download at once. Default: off.
     pub super_seed: bool,
+    /// While super-seeding, the least data, in bytes, each peer holds offers for (more when
+    /// its measured rate times [`Config::request_queue_time`] is larger): a window of pieces
+    /// rather than BEP 16's one, so that a lone downloader is not held to one piece per round
+    /// trip. Default: 1 MiB.
+    pub super_seed_window: u64,
     /// Seed for the engine's random choices (piece tie-breaks). Default: 0; the driver should
     /// pass a random seed so that swarms do not all pick alike.
     pub seed: u64,
@@ -48,7 +56,7 @@ impl Default for Config {
             rotation_interval: Duration::from_secs(10),
             min_requests: 16,
             max_requests: 500,
-            request_queue_time: Duration::from_secs(3),
+            request_queue_time: Duration::from_millis(300),
             snub_timeout: Duration::from_secs(20),
             idle_timeout: Duration::from_secs(120),
             keepalive_interval: Duration::from_secs(60),
@@ -56,6 +64,7 @@ impl Default for Config {
             client_name: concat!("Shoal/", env!("CARGO_PKG_VERSION")).to_owned(),
             listen_port: None,
             super_seed: false,
+            super_seed_window: 1 << 20,
             seed: 0,
         }
     }

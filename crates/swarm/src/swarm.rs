@@ -203,14 +203,29 @@ impl Swarm {
         self.next_tick = self.next_tick.min(now + TICK);
     }
 
-    /// While super-seeding: tells `key` of the next piece to fetch from us.
+    /// While super-seeding: offers `key` pieces until it holds a window of offers — enough data
+    /// to keep its link busy for [`Config::request_queue_time`] at its measured rate, and at
+    /// least [`Config::super_seed_window`] bytes — while pieces never offered remain; then one
+    /// at a time.
     fn offer_next(&mut self, now: Duration, key: PeerKey) {
         let (Some(super_seed), Some(peer)) = (self.super_seed.as_mut(), self.peers.get(&key))
         else {
             return;
         };
+        let bytes = (peer.upload.rate(now) * self.config.request_queue_time.as_secs_f64())
+            .max(self.config.super_seed_window as f64);
+        let window = (bytes / self.geometry.piece_length().bytes() as f64).ceil() as usize;
         let picker = &self.picker;
-        if let Some(piece) = super_seed.offer(key, &peer.has, |p| picker.availability(p)) {
+        let mut offers = Vec::new();
+        while super_seed.outstanding(key) < window.max(1) {
+            // Fresh pieces fill the window; a repeat only when the peer has no offer left.
+            let repeat = super_seed.outstanding(key) == 0;
+            match super_seed.offer(key, &peer.has, |p| picker.availability(p), repeat) {
+                Some(piece) => offers.push(piece),
+                None => break,
+            }
+        }
+        for piece in offers {
             self.send(now, key, Message::Have { piece });
         }
     }
@@ -464,17 +479,11 @@ impl Swarm {
         } else {
             self.picker.add_availability(piece);
         }
-        if let Some(super_seed) = &self.super_seed {
-            // The peer finished its offer: give it the next. Others offered this piece can now
-            // get it from this peer: give them theirs too.
-            let mut next = super_seed.offered_to_others(piece, key);
-            if super_seed.offered(key) == Some(piece) {
-                next.push(key);
-            }
-            for other in next {
-                self.offer_next(now, other);
-            }
+        if let Some(super_seed) = self.super_seed.as_mut() {
+            // The peer finished an offer (or got it elsewhere): top its window up.
+            super_seed.announced(key, piece);
         }
+        self.offer_next(now, key);
         self.update_interest(now, key);
     }
 
@@ -498,11 +507,13 @@ impl Swarm {
         if peer.is_seed && self.picker.is_complete() {
             return self.disconnect(now, key, DisconnectReason::BothSeeds);
         }
-        // The piece offered on connect may be one the peer turns out to have.
-        let offered = self.super_seed.as_ref().and_then(|s| s.offered(key));
-        if offered.is_some_and(|piece| peer.has.contains(piece)) {
-            self.offer_next(now, key);
+        // Pieces offered on connect may be ones the peer turns out to have.
+        if let Some(super_seed) = self.super_seed.as_mut() {
+            for piece in peer.has.iter() {
+                super_seed.announced(key, piece);
+            }
         }
+        self.offer_next(now, key);
         self.update_interest(now, key);
     }
 
@@ -933,6 +944,11 @@ impl Swarm {
             }
         }
         self.fill_all(now);
+        if self.super_seed.is_some() {
+            for key in self.peers.keys().copied().collect::<Vec<_>>() {
+                self.offer_next(now, key);
+            }
+        }
         self.next_tick = now + TICK;
     }
 
