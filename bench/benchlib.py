@@ -1,4 +1,4 @@
-"""Helpers the benchmark scripts share: a process's CPU time from /proc, waiting for a
+"""Helpers the benchmark scripts share: a process's CPU time and the machine's from /proc, waiting for a
 listener, stopping the processes a benchmark started, and a stub tracker that hands out a
 fixed peer list."""
 import http.server
@@ -10,6 +10,27 @@ import threading
 import time
 
 TICK = os.sysconf("SC_CLK_TCK")
+
+
+class MachineCpu:
+    """How busy the whole machine was between construction and `busy()`: the fraction of all
+    cores' time not idle (from /proc/stat). Near 1.0 means the machine, not the system under
+    test, set the pace."""
+
+    def __init__(self):
+        self.start = self._sample()
+
+    @staticmethod
+    def _sample():
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+        idle = fields[3] + fields[4]  # idle + iowait
+        return sum(fields), idle
+
+    def busy(self):
+        total, idle = self._sample()
+        dt = total - self.start[0]
+        return 1.0 - (idle - self.start[1]) / dt if dt > 0 else 0.0
 
 
 def cpu_seconds(pid):

@@ -69,6 +69,8 @@ import sys
 import tempfile
 import time
 
+from benchlib import MachineCpu
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # SHOAL_BIN: a `shoal` binary to use instead of building the release one (the CI smoke test
 # passes its debug build).
@@ -87,6 +89,8 @@ HUB = f"{PREFIX}-hub"
 ROUTER = f"{PREFIX}-router"
 # Payload bytes each host sent and received, per system that can tell: {system: {host: (up, down)}}.
 TRAFFIC = {}
+# The machine's CPU busy fraction during each system's timed run: {system: 0..1}.
+CPU_BUSY = {}
 
 LT_HOST = r"""
 import sys, time, libtorrent as lt
@@ -306,6 +310,7 @@ def run_shoal(work, source, procs):
         wait_until(f"agent {i}", lambda i=i: sh(*shoal(i, "status"), check=False,
                                                 capture_output=True).returncode == 0)
     start = time.time()
+    cpu = MachineCpu()
     gets = {i: subprocess.Popen(shoal(i, "get", "bench/swarm:1", "-o", f"{work}/out-shoal-{i}"),
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             for i in range(1, N + 1)}
@@ -319,6 +324,7 @@ def run_shoal(work, source, procs):
         if time.time() - start > TIMEOUT:
             raise SystemExit(f"shoal: {N - len(times)} hosts unfinished after {TIMEOUT} s")
         time.sleep(0.02)
+    CPU_BUSY["shoal"] = cpu.busy()
     traffic = {}
     for i in range(0, N + 1):
         status = json.loads(sh(*shoal(i, "status", "--json"), capture_output=True).stdout)
@@ -341,6 +347,7 @@ def run_libtorrent(work, source, procs):
     if not seed.stdout.readline().startswith("done"):
         raise SystemExit("the libtorrent seed did not finish checking its data")
     start = time.time()
+    cpu = MachineCpu()
     leechers = {}
     for i in range(1, N + 1):
         save = f"{work}/out-lt-{i}"
@@ -363,6 +370,7 @@ def run_libtorrent(work, source, procs):
             times[i] = time.time() - start
         if time.time() - start > TIMEOUT:
             raise SystemExit(f"libtorrent: {N - len(times)} hosts unfinished after {TIMEOUT} s")
+    CPU_BUSY["libtorrent"] = cpu.busy()
     hosts.stop()
     name = os.path.basename(source)
     return times, {i: f"{work}/out-lt-{i}/{name}" for i in times}
@@ -388,6 +396,7 @@ http {{ access_log off; sendfile on; tcp_nopush on;
                                          f"http://{addr(0)}:8080/{os.path.basename(source)}"),
                                   check=False).returncode == 0)
     start = time.time()
+    cpu = MachineCpu()
     url = f"http://{addr(0)}:8080/{os.path.basename(source)}"
     curls = {i: subprocess.Popen(in_ns(i, "curl", "-sSf", "-o", f"{work}/out-http-{i}", url),
                                  stderr=subprocess.PIPE) for i in range(1, N + 1)}
@@ -401,6 +410,7 @@ http {{ access_log off; sendfile on; tcp_nopush on;
         if time.time() - start > TIMEOUT:
             raise SystemExit(f"http: {N - len(times)} hosts unfinished after {TIMEOUT} s")
         time.sleep(0.02)
+    CPU_BUSY["http"] = cpu.busy()
     hosts.stop()
     return times, {i: f"{work}/out-http-{i}" for i in times}
 
@@ -519,6 +529,7 @@ def main():
                 "p50": statistics.median(seconds),
                 "p99": percentile(seconds, 99),
                 "max": max(seconds),
+                "machine_cpu_busy": CPU_BUSY.get(name),
             }
             traffic = TRAFFIC.get(name)
             if traffic:
@@ -538,7 +549,9 @@ def main():
                      f"hosts received {results[name]['download_over_n_size']:.2f} x N*S"
                      if traffic else "")
                   + (f"; WAN carried {results[name]['wan_over_size']:.2f} x S"
-                     if SITES == 2 else ""), file=sys.stderr, flush=True)
+                     if SITES == 2 else "")
+                  + f"; machine CPU {100 * CPU_BUSY.get(name, 0):.0f} % busy",
+                  file=sys.stderr, flush=True)
     finally:
         procs.stop()
         destroy_lab(N + 1)
@@ -563,18 +576,24 @@ def main():
                  f"{WAN_DELAY} on the WAN; T* = {t_star:.1f} s (S / WAN_RATE = "
                  f"{t_star_terms['S/w']:.1f} s); commit {commit}, {os.cpu_count()} cores\n",
                  "| system | p50 s | p99 s | max s | p50 / T* | p99 / T* | max / T* | "
-                 "WAN bytes / S |",
-                 "|---|---|---|---|---|---|---|---|"]
+                 "seed sent / S | CPU busy | WAN bytes / S |",
+                 "|---|---|---|---|---|---|---|---|---|---|"]
     else:
         lines = [f"{N} downloaders, {SIZE_MIB} MiB, every link {RATE} each way, {DELAY} one-way "
                  f"delay; T* = {t_star:.1f} s; commit {commit}, {os.cpu_count()} cores\n",
-                 "| system | p50 s | p99 s | max s | p50 / T* | p99 / T* | max / T* |",
-                 "|---|---|---|---|---|---|---|"]
+                 "| system | p50 s | p99 s | max s | p50 / T* | p99 / T* | max / T* | "
+                 "seed sent / S | CPU busy |",
+                 "|---|---|---|---|---|---|---|---|---|"]
     for name, r in results.items():
         lines.append(f"| {name} | {r['p50']:.1f} | {r['p99']:.1f} | {r['max']:.1f} | "
                      f"{r['p50'] / t_star:.2f} | {r['p99'] / t_star:.2f} | "
-                     f"**{r['max'] / t_star:.2f}** |"
+                     f"**{r['max'] / t_star:.2f}** | "
+                     + (f"{r['seed_upload_over_size']:.2f}" if "seed_upload_over_size" in r
+                        else "–")
+                     + f" | {100 * (r['machine_cpu_busy'] or 0):.0f} % |"
                      + (f" {r['wan_over_size']:.2f} |" if SITES == 2 else ""))
+    lines.append("\nCPU busy: the machine's cores not idle during the timed run; near 100 % the "
+                 "machine, not the system, set the pace.")
     table = "\n".join(lines) + "\n"
     with open(os.path.join(out_dir, "results.md"), "w") as f:
         f.write(table)

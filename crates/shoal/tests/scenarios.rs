@@ -225,6 +225,26 @@ fn killed_half_way_resumes_without_downloading_again() {
     let mut line = String::new();
     said.read_line(&mut line).unwrap();
     assert!(line.starts_with("served"), "{line}");
+    // Served is not yet verified and recorded: on a loaded machine the leecher's hashing and
+    // its batched resume record (every 64 pieces or 2 s) lag what the seed sent. Kill it only
+    // once a record is on disk, so the kill lands half way through, not before the first flush.
+    let staging = out_dir.join(".shoal-staging");
+    let recorded = || {
+        std::fs::read_dir(&staging)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|entry| std::fs::metadata(entry.path().join("resume")).is_ok_and(|m| m.len() > 0))
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !recorded() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no resume record in {} after 60 s",
+            staging.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     drop(first); // SIGKILL
     assert!(
         !out_dir.join("payload.bin").exists(),

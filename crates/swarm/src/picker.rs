@@ -342,6 +342,19 @@ impl Picker {
         }
     }
 
+    /// How many requests for `block` are out (0 if it is open, received, or not wanted).
+    pub fn requests_out(&self, block: &BlockRef) -> u8 {
+        let index = (block.offset / BLOCK_SIZE) as usize;
+        match self
+            .partials
+            .get(&block.piece.get())
+            .and_then(|p| p.blocks.get(index))
+        {
+            Some(BlockState::Requested(n)) => *n,
+            _ => 0,
+        }
+    }
+
     /// `block` arrived from `from`.
     pub fn receive(&mut self, block: &BlockRef, from: PeerKey) -> Received {
         let piece = block.piece.get();

@@ -8,8 +8,9 @@
 //! offers of pieces never offered before, sized by the engine (enough to keep the link busy
 //! over its round trip, see [`crate::Config::super_seed_window`]); when it announces an
 //! offered piece, the window is topped up. Once every piece has been offered, a piece goes to a
-//! second peer only when that peer has no offer left, one at a time, as in BEP 16: the seed's
-//! upload goes to pieces nobody has for as long as there are any. A peer may still request any
+//! second peer only when that peer has no offer left, one at a time, as in BEP 16, and only when
+//! nobody still holds an offer of it: the seed's upload goes to pieces nobody has for as long as
+//! there are any, and a piece is never on its way out of the seed twice. A peer may still request any
 //! piece it learns we have; offers steer, they do not refuse.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -25,6 +26,8 @@ use crate::rng::Rng;
 pub(crate) struct SuperSeed {
     offered: BTreeMap<PeerKey, BTreeSet<u32>>,
     times: Vec<u32>,
+    /// Per piece: the peers holding it as an outstanding offer.
+    holders: Vec<u32>,
     rng: Rng,
 }
 
@@ -34,6 +37,7 @@ impl SuperSeed {
         Self {
             offered: BTreeMap::new(),
             times: vec![0; pieces as usize],
+            holders: vec![0; pieces as usize],
             rng: Rng::new(seed),
         }
     }
@@ -44,8 +48,9 @@ impl SuperSeed {
     }
 
     /// Chooses the next piece to offer `key`, which has `has`; `availability(p)` is how many
-    /// peers are known to have `p`. Only pieces never offered to anyone unless `repeat`. `None`
-    /// when there is no such piece that `key` lacks and was not offered.
+    /// peers are known to have `p`. Only pieces never offered to anyone; with `repeat`, also
+    /// pieces offered before whose every offer was announced or abandoned (a piece still on its
+    /// way to someone is not sent twice). `None` when there is no such piece that `key` lacks.
     pub(crate) fn offer(
         &mut self,
         key: PeerKey,
@@ -59,11 +64,16 @@ impl SuperSeed {
         for piece in 0..self.times.len() as u32 {
             if has.contains(piece)
                 || offered.contains(&piece)
-                || (!repeat && self.times[piece as usize] > 0)
+                || (self.times[piece as usize] > 0 && (!repeat || self.holders[piece as usize] > 0))
             {
                 continue;
             }
-            let rank = (availability(piece), self.times[piece as usize]);
+            let available = availability(piece);
+            // A repeat only of a piece no peer of ours has: the rest spread peer to peer.
+            if self.times[piece as usize] > 0 && available > 0 {
+                continue;
+            }
+            let rank = (available, self.times[piece as usize]);
             match best {
                 Some((_, r)) if rank > r => {}
                 Some((_, r)) if rank == r => {
@@ -81,20 +91,25 @@ impl SuperSeed {
         }
         let (piece, _) = best?;
         self.times[piece as usize] += 1;
+        self.holders[piece as usize] += 1;
         offered.insert(piece);
         Some(piece)
     }
 
     /// `key` announced `piece`: it is no longer outstanding.
     pub(crate) fn announced(&mut self, key: PeerKey, piece: u32) {
-        if let Some(offered) = self.offered.get_mut(&key) {
-            offered.remove(&piece);
+        if let Some(offered) = self.offered.get_mut(&key)
+            && offered.remove(&piece)
+        {
+            self.holders[piece as usize] -= 1;
         }
     }
 
     /// `key` is gone.
     pub(crate) fn forget(&mut self, key: PeerKey) {
-        self.offered.remove(&key);
+        for piece in self.offered.remove(&key).unwrap_or_default() {
+            self.holders[piece as usize] -= 1;
+        }
     }
 }
 
@@ -120,12 +135,20 @@ mod tests {
         assert_eq!(s.outstanding(a), 3);
         // Every piece has been offered: b gets a repeat only when it may have one.
         assert_eq!(s.offer(b, &none, |_| 0, false), None);
-        // The repeat is the piece fewest peers have: a announced piece 1, which the caller
-        // counts as available.
+        // Pieces still on their way to a are not sent twice.
+        assert_eq!(s.offer(b, &none, |_| 0, true), None);
+        // a announced piece 1, then left with 0 and 2 unannounced: all three may go to b now,
+        // the rarer (0 and 2, which nobody has) first.
         s.announced(a, 1);
         assert_eq!(s.outstanding(a), 2);
-        let repeat = s.offer(b, &none, |p| u32::from(p == 1), true);
-        assert!(matches!(repeat, Some(0 | 2)), "{repeat:?}");
+        s.forget(a);
+        let availability = |p| u32::from(p == 1);
+        let first = s.offer(b, &none, availability, true);
+        let second = s.offer(b, &none, availability, true);
+        let mut rare = [first, second];
+        rare.sort_unstable();
+        assert_eq!(rare, [Some(0), Some(2)]);
+        assert_eq!(s.offer(b, &none, availability, true), Some(1));
         // A peer is never offered what it has.
         let mut has = Bitfield::new(3);
         for p in 0..3 {

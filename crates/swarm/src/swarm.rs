@@ -610,6 +610,9 @@ impl Swarm {
         if !requested && !peer.was_cancelled(&block) {
             self.violation(now, key, "block never requested");
         }
+        // Requests for this block still out at other peers (endgame duplicates): `key`'s own,
+        // if it had one, is among those the picker counts.
+        let elsewhere = self.picker.requests_out(&block) > u8::from(requested);
         match self.picker.receive(&block, key) {
             Received::Unwanted => self.stats.wasted += u64::from(block.len),
             outcome => {
@@ -619,7 +622,9 @@ impl Swarm {
                     block,
                     data,
                 });
-                self.cancel_elsewhere(now, key, &block);
+                if elsewhere {
+                    self.cancel_elsewhere(now, key, &block);
+                }
                 if outcome == Received::PieceComplete {
                     let senders: BTreeSet<PeerKey> = self
                         .picker
