@@ -289,6 +289,17 @@ pub fn get(args: GetArgs) -> anyhow::Result<()> {
             bar.set_length(p.bytes_total);
             bar.set_position(p.bytes_verified);
             bar.set_message(peers(p.peers));
+            // A large copy after 100 % would otherwise look like a hang.
+            if p.phase == Phase::Materializing as i32 && last.phase != p.phase && !json {
+                bar.set_message("every byte verified; copying into place");
+                if bar.is_hidden() {
+                    crate::output::status(&format!(
+                        "every byte verified; copying {} into {}",
+                        format_size(p.bytes_total),
+                        destination.display()
+                    ));
+                }
+            }
             if bar.is_hidden() && !json && reported.elapsed().as_secs() >= 5 {
                 crate::output::status(&format!(
                     "{} of {} verified, {}",

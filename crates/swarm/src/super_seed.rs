@@ -4,10 +4,11 @@
 //!
 //! The seed announces `have none` (or nothing), then `have` messages: each peer is offered
 //! pieces it lacks, those the fewest peers are known to have first, then those offered least
-//! often, ties broken at random. Unlike BEP 16's one piece at a time, a peer holds a window of
-//! offers of pieces never offered before, sized by the engine (enough to keep the link busy
-//! over its round trip, see [`crate::Config::super_seed_window`]); when it announces an
-//! offered piece, the window is topped up. Once every piece has been offered, a piece goes to a
+//! often, ties broken at random. Unlike BEP 16's one piece at a time, a peer may hold a window
+//! of offers of pieces never offered before, and the offers outstanding in all are capped, both
+//! sized by the engine from measured rates (see [`crate::Config::super_seed_window`]): pieces
+//! leave the seed at full speed, a few at a time, and peers without an offer are served first;
+//! when a peer announces an offered piece, offers are handed out again. Once every piece has been offered, a piece goes to a
 //! second peer only when that peer has no offer left, one at a time, as in BEP 16, and only when
 //! nobody still holds an offer of it: the seed's upload goes to pieces nobody has for as long as
 //! there are any, and a piece is never on its way out of the seed twice. A peer may still request any
@@ -28,6 +29,10 @@ pub(crate) struct SuperSeed {
     times: Vec<u32>,
     /// Per piece: the peers holding it as an outstanding offer.
     holders: Vec<u32>,
+    /// Offers outstanding in all.
+    total: usize,
+    /// The peer offered a piece last: the next round starts after it.
+    cursor: PeerKey,
     rng: Rng,
 }
 
@@ -38,6 +43,8 @@ impl SuperSeed {
             offered: BTreeMap::new(),
             times: vec![0; pieces as usize],
             holders: vec![0; pieces as usize],
+            total: 0,
+            cursor: PeerKey(0),
             rng: Rng::new(seed),
         }
     }
@@ -45,6 +52,16 @@ impl SuperSeed {
     /// The pieces offered to `key` that it has not announced yet.
     pub(crate) fn outstanding(&self, key: PeerKey) -> usize {
         self.offered.get(&key).map_or(0, BTreeSet::len)
+    }
+
+    /// Offers outstanding over all peers.
+    pub(crate) fn total_outstanding(&self) -> usize {
+        self.total
+    }
+
+    /// The peer last offered a piece.
+    pub(crate) fn cursor(&self) -> PeerKey {
+        self.cursor
     }
 
     /// Chooses the next piece to offer `key`, which has `has`; `availability(p)` is how many
@@ -92,6 +109,8 @@ impl SuperSeed {
         let (piece, _) = best?;
         self.times[piece as usize] += 1;
         self.holders[piece as usize] += 1;
+        self.total += 1;
+        self.cursor = key;
         offered.insert(piece);
         Some(piece)
     }
@@ -102,6 +121,7 @@ impl SuperSeed {
             && offered.remove(&piece)
         {
             self.holders[piece as usize] -= 1;
+            self.total -= 1;
         }
     }
 
@@ -109,6 +129,7 @@ impl SuperSeed {
     pub(crate) fn forget(&mut self, key: PeerKey) {
         for piece in self.offered.remove(&key).unwrap_or_default() {
             self.holders[piece as usize] -= 1;
+            self.total -= 1;
         }
     }
 }
@@ -137,8 +158,8 @@ mod tests {
         assert_eq!(s.offer(b, &none, |_| 0, false), None);
         // Pieces still on their way to a are not sent twice.
         assert_eq!(s.offer(b, &none, |_| 0, true), None);
-        // a announced piece 1, then left with 0 and 2 unannounced: all three may go to b now,
-        // the rarer (0 and 2, which nobody has) first.
+        // a announced piece 1, then left with 0 and 2 unannounced: 0 and 2, which no peer has,
+        // may go to b now; 1 spreads from peer to peer, not again from the seed.
         s.announced(a, 1);
         assert_eq!(s.outstanding(a), 2);
         s.forget(a);
@@ -148,7 +169,8 @@ mod tests {
         let mut rare = [first, second];
         rare.sort_unstable();
         assert_eq!(rare, [Some(0), Some(2)]);
-        assert_eq!(s.offer(b, &none, availability, true), Some(1));
+        assert_eq!(s.offer(b, &none, availability, true), None);
+        assert_eq!(s.total_outstanding(), 2);
         // A peer is never offered what it has.
         let mut has = Bitfield::new(3);
         for p in 0..3 {

@@ -199,33 +199,49 @@ impl Swarm {
                 },
             );
         }
-        self.offer_next(now, key);
+        self.offer_round(now);
         self.next_tick = self.next_tick.min(now + TICK);
     }
 
-    /// While super-seeding: offers `key` pieces until it holds a window of offers — enough data
-    /// to keep its link busy for [`Config::request_queue_time`] at its measured rate, and at
-    /// least [`Config::super_seed_window`] bytes — while pieces never offered remain; then one
-    /// at a time.
-    fn offer_next(&mut self, now: Duration, key: PeerKey) {
-        let (Some(super_seed), Some(peer)) = (self.super_seed.as_mut(), self.peers.get(&key))
-        else {
+    /// While super-seeding: hands out offers. Pieces on their way out of the seed are capped in
+    /// all — enough to keep its uplink busy for [`Config::request_queue_time`] at its measured
+    /// rate, and at least [`Config::super_seed_window`] bytes — so that each piece leaves at
+    /// full speed and can spread sooner; each peer holds at most that much of its own rate.
+    /// Peers holding no offer are served first, in turn.
+    fn offer_round(&mut self, now: Duration) {
+        let Some(super_seed) = self.super_seed.as_ref() else {
             return;
         };
-        let bytes = (peer.upload.rate(now) * self.config.request_queue_time.as_secs_f64())
-            .max(self.config.super_seed_window as f64);
-        let window = (bytes / self.geometry.piece_length().bytes() as f64).ceil() as usize;
-        let picker = &self.picker;
-        let mut offers = Vec::new();
-        while super_seed.outstanding(key) < window.max(1) {
-            // Fresh pieces fill the window; a repeat only when the peer has no offer left.
-            let repeat = super_seed.outstanding(key) == 0;
-            match super_seed.offer(key, &peer.has, |p| picker.availability(p), repeat) {
-                Some(piece) => offers.push(piece),
-                None => break,
+        let queue = self.config.request_queue_time.as_secs_f64();
+        let floor = self.config.super_seed_window as f64;
+        let piece = self.geometry.piece_length().bytes() as f64;
+        let pieces = |bytes: f64| ((bytes.max(floor) / piece).ceil() as usize).max(1);
+        let total_rate: f64 = self.peers.values().map(|p| p.upload.rate(now)).sum();
+        let global = pieces(total_rate * queue);
+        let cursor = super_seed.cursor();
+        let mut keys: Vec<PeerKey> = self.peers.keys().copied().collect();
+        keys.sort_by_key(|k| (super_seed.outstanding(*k) > 0, *k <= cursor, *k));
+        let mut sends = Vec::new();
+        for key in keys {
+            let (Some(super_seed), Some(peer)) = (self.super_seed.as_mut(), self.peers.get(&key))
+            else {
+                continue;
+            };
+            if super_seed.total_outstanding() >= global {
+                break;
+            }
+            let window = pieces(peer.upload.rate(now) * queue);
+            let picker = &self.picker;
+            while super_seed.outstanding(key) < window && super_seed.total_outstanding() < global {
+                // Fresh pieces fill the window; a repeat only when the peer has no offer left.
+                let repeat = super_seed.outstanding(key) == 0;
+                match super_seed.offer(key, &peer.has, |p| picker.availability(p), repeat) {
+                    Some(piece) => sends.push((key, piece)),
+                    None => break,
+                }
             }
         }
-        for piece in offers {
+        for (key, piece) in sends {
             self.send(now, key, Message::Have { piece });
         }
     }
@@ -241,6 +257,8 @@ impl Swarm {
         };
         if let Some(super_seed) = self.super_seed.as_mut() {
             super_seed.forget(key);
+            // Its offers are free to go to others.
+            self.offer_round(now);
         }
         for block in &peer.requests {
             self.picker.release(block);
@@ -483,7 +501,7 @@ impl Swarm {
             // The peer finished an offer (or got it elsewhere): top its window up.
             super_seed.announced(key, piece);
         }
-        self.offer_next(now, key);
+        self.offer_round(now);
         self.update_interest(now, key);
     }
 
@@ -513,7 +531,7 @@ impl Swarm {
                 super_seed.announced(key, piece);
             }
         }
-        self.offer_next(now, key);
+        self.offer_round(now);
         self.update_interest(now, key);
     }
 
@@ -949,11 +967,7 @@ impl Swarm {
             }
         }
         self.fill_all(now);
-        if self.super_seed.is_some() {
-            for key in self.peers.keys().copied().collect::<Vec<_>>() {
-                self.offer_next(now, key);
-            }
-        }
+        self.offer_round(now);
         self.next_tick = now + TICK;
     }
 
