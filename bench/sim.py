@@ -35,12 +35,14 @@ SIZE_MIB = int(os.environ.get("SIZE_MIB", "64"))
 PIECE_KIB = os.environ.get("PIECE_KIB", "256")
 RATE_MBIT = float(os.environ.get("RATE_MBIT", "100"))
 SEED = os.environ.get("SEED", "1")
+# Engine invariant checks: every Nth step of each engine ("every" for all; slow on big runs).
+INVARIANTS = os.environ.get("INVARIANTS", "1000")
 OUT = os.environ.get("OUT", os.path.join(ROOT, "bench", "results", "sim"))
 
 
 def simulate(n, size_mib, rate_mbit, piece_kib=None):
     argv = [SIM, "--downloaders", str(n), "--size-mib", str(size_mib), "--rate-mbit",
-            str(rate_mbit), "--super-seed", "--seed", SEED, "--json"]
+            str(rate_mbit), "--super-seed", "--seed", SEED, "--invariants", INVARIANTS, "--json"]
     if piece_kib:
         argv += ["--piece-kib", str(piece_kib)]
     started = time.time()

@@ -61,6 +61,10 @@ pub struct Scenario {
     pub latency: Duration,
     /// Probability that a message loses a segment and waits a retransmission timeout.
     pub loss: f64,
+    /// Bytes of TCP/IP and Ethernet headers per byte of stream: links are shaped on the frames
+    /// they carry, so the stream gets `rate / (1 + header_overhead)`. Default 66 / 1448 (a
+    /// 1448-byte segment with TCP timestamps: 20 IP + 32 TCP + 14 Ethernet bytes).
+    pub header_overhead: f64,
     /// The retransmission timeout a lost segment costs (at least 200 ms in Linux TCP).
     pub rto: Duration,
     /// The artifact's size in bytes.
@@ -109,6 +113,7 @@ impl Scenario {
             }],
             latency: Duration::from_micros(100),
             loss: 0.0,
+            header_overhead: 66.0 / 1448.0,
             rto: Duration::from_millis(200),
             size,
             piece_length: default_piece_length(size).bytes(),

@@ -89,6 +89,8 @@ struct World<'s> {
     announced: Vec<usize>,
     /// Per site: the link out of it and the link into it.
     wan: Vec<[Fifo; 2]>,
+    /// Per site: the stream rate of its inter-site link.
+    wan_rates: Vec<f64>,
     queue: Queue,
     rng: Rng,
     now: Nanos,
@@ -134,12 +136,20 @@ impl<'s> World<'s> {
                 return Err(SimError::Scenario(format!("host {i} has no capacity")));
             }
         }
+        if !(scenario.header_overhead >= 0.0) {
+            return Err(SimError::Scenario(
+                "header overhead must not be negative".into(),
+            ));
+        }
         if !(0.0..1.0).contains(&scenario.loss) {
             return Err(SimError::Scenario("loss must be in [0, 1)".into()));
         }
         let geometry = Geometry::new(PieceLength::new_v2(scenario.piece_length)?, [scenario.size])?;
         let pieces = geometry.piece_count();
         let mut rng = Rng::new(scenario.rng_seed);
+        // Links carry frames: the stream gets what the headers leave.
+        let frame = 1.0 + scenario.header_overhead;
+        let wan_rates = scenario.sites.iter().map(|s| s.wan_rate / frame).collect();
         let hosts = scenario
             .hosts
             .iter()
@@ -160,8 +170,8 @@ impl<'s> World<'s> {
                 };
                 Host {
                     swarm: Swarm::new(config, geometry.clone(), have, None, true),
-                    up: spec.up,
-                    down: spec.down,
+                    up: spec.up / frame,
+                    down: spec.down / frame,
                     site: spec.site,
                     seed: spec.seed,
                     behaviour: spec.behaviour,
@@ -186,6 +196,7 @@ impl<'s> World<'s> {
             pairs: BTreeSet::new(),
             announced: Vec::new(),
             wan: vec![[Fifo::default(), Fifo::default()]; scenario.sites.len()],
+            wan_rates,
             queue: Queue::default(),
             rng,
             now: 0,
@@ -388,9 +399,17 @@ impl<'s> World<'s> {
         while let Some(conn) = self.hosts[host].uplink.take_turn() {
             let c = &mut self.conns[conn];
             let side = c.side(host);
-            let Some(message) = c.out[side].pop_front() else {
+            let Some(mut message) = c.out[side].pop_front() else {
                 continue;
             };
+            // Frames queued behind each other leave together, as the driver's writer coalesces
+            // them into one write: one event instead of one per `have`.
+            if let Message::Frames(frames) = &mut message {
+                while let Some(Message::Frames(next)) = c.out[side].front() {
+                    frames.extend_from_slice(next);
+                    c.out[side].pop_front();
+                }
+            }
             if !c.out[side].is_empty() {
                 self.hosts[host].uplink.ready(conn);
             }
@@ -424,8 +443,8 @@ impl<'s> World<'s> {
         let mut at = self.now;
         if sa != sb {
             let bytes = message.wire_len();
-            at = self.wan[sa][0].pass(at, bytes, self.scenario.sites[sa].wan_rate);
-            at = self.wan[sb][1].pass(at, bytes, self.scenario.sites[sb].wan_rate);
+            at = self.wan[sa][0].pass(at, bytes, self.wan_rates[sa]);
+            at = self.wan[sb][1].pass(at, bytes, self.wan_rates[sb]);
         }
         at += self.latency(from, to);
         if self.scenario.loss > 0.0 {

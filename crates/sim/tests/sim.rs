@@ -30,16 +30,18 @@ fn the_same_seed_gives_the_same_trace_and_another_seed_another() {
     assert_eq!(run(&scenario).unwrap().trace_digest, c.trace_digest);
 }
 
-/// One seed, one downloader whose `down` is the only narrow link.
-fn single_transfer(size: u64, rate: f64, latency: Duration) -> f64 {
+/// One seed, one downloader whose `down` is the only narrow link, with `overhead` header bytes
+/// per stream byte; returns the time taken over `size * (1 + overhead) / rate`.
+fn single_transfer(size: u64, rate: f64, latency: Duration, overhead: f64) -> f64 {
     let mut scenario = Scenario::lan(1, size, 1e12);
     scenario.hosts[1].down = rate;
     scenario.latency = latency;
+    scenario.header_overhead = overhead;
     scenario.start_spread = Duration::from_nanos(1);
     let report = run(&scenario).unwrap();
     let took = report.percentile(100.0).unwrap();
     assert!((report.lower_bound - size as f64 / rate).abs() < 1e-9);
-    took / (size as f64 / rate)
+    took / (size as f64 * (1.0 + overhead) / rate)
 }
 
 #[test]
@@ -51,11 +53,15 @@ fn a_single_transfer_over_a_capped_link_takes_size_over_rate() {
         (32 * MIB, 100.0 * MBIT, Duration::from_micros(100)),
         (128 * MIB, 100.0 * MBIT, Duration::from_millis(10)),
     ] {
-        let ratio = single_transfer(size, rate, latency);
-        assert!(
-            (1.0..1.02).contains(&ratio),
-            "{rate} B/s, {latency:?}: took {ratio:.4} x size/rate"
-        );
+        // The raw link, then with TCP/IP and Ethernet headers (the default): the headers' share
+        // of the frames is the only difference.
+        for overhead in [0.0, 66.0 / 1448.0] {
+            let ratio = single_transfer(size, rate, latency, overhead);
+            assert!(
+                (1.0..1.02).contains(&ratio),
+                "{rate} B/s, {latency:?}, overhead {overhead}: took {ratio:.4} x size/rate"
+            );
+        }
     }
 }
 
@@ -67,6 +73,7 @@ fn two_seeds_fill_a_wider_downlink_together() {
     let mut scenario = Scenario::lan(1, size, rate);
     scenario.hosts[1].down = 10.0 * rate;
     scenario.hosts.push(scenario.hosts[0].clone());
+    scenario.header_overhead = 0.0;
     scenario.start_spread = Duration::from_nanos(1);
     let report = run(&scenario).unwrap();
     let expect = size as f64 / (2.0 * rate);
