@@ -136,7 +136,7 @@ impl<'s> World<'s> {
                 return Err(SimError::Scenario(format!("host {i} has no capacity")));
             }
         }
-        if !(scenario.header_overhead >= 0.0) {
+        if scenario.header_overhead.is_nan() || scenario.header_overhead < 0.0 {
             return Err(SimError::Scenario(
                 "header overhead must not be negative".into(),
             ));
