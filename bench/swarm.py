@@ -251,6 +251,23 @@ def wait_until(what, predicate, timeout=60):
     raise SystemExit(f"timed out waiting for {what}")
 
 
+def completion_times(name, procs, start, stderr_of):
+    """Seconds from `start` until each of `procs` ({host: Popen}) exited; fails the run when one
+    exits non-zero (with `stderr_of(host, proc)`) or TIMEOUT passes."""
+    times = {}
+    while len(times) < len(procs):
+        for i, p in procs.items():
+            if i not in times and p.poll() is not None:
+                if p.returncode != 0:
+                    raise SystemExit(f"{name} on host {i}: {stderr_of(i, p)}")
+                times[i] = time.time() - start
+        if time.time() - start > TIMEOUT:
+            raise SystemExit(f"{name}: {len(procs) - len(times)} hosts unfinished after "
+                             f"{TIMEOUT} s")
+        time.sleep(0.02)
+    return times
+
+
 def sha256(path):
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -329,23 +346,18 @@ def run_shoal(work, source, procs):
             lines.append(text)
 
     errors = {i: [] for i in gets}
-    readers = [threading.Thread(target=watch, args=(i, p.stderr, errors[i]), daemon=True)
-               for i, p in gets.items()]
-    for r in readers:
+    readers = {i: threading.Thread(target=watch, args=(i, p.stderr, errors[i]), daemon=True)
+               for i, p in gets.items()}
+    for r in readers.values():
         r.start()
-    times = {}
-    while len(times) < N:
-        for i, p in gets.items():
-            if i not in times and p.poll() is not None:
-                if p.returncode != 0:
-                    time.sleep(0.2)
-                    raise SystemExit(f"shoal get on host {i}: {''.join(errors[i])}")
-                times[i] = time.time() - start
-        if time.time() - start > TIMEOUT:
-            raise SystemExit(f"shoal: {N - len(times)} hosts unfinished after {TIMEOUT} s")
-        time.sleep(0.02)
+
+    def get_stderr(i, _):
+        readers[i].join(timeout=5)  # the reader holds what `get` printed
+        return "".join(errors[i])
+
+    times = completion_times("shoal get", gets, start, get_stderr)
     CPU_BUSY["shoal"] = cpu.busy()
-    for r in readers:
+    for r in readers.values():
         r.join(timeout=5)
     VERIFIED["shoal"] = verified
     traffic = {}
@@ -423,16 +435,7 @@ http {{ access_log off; sendfile on; tcp_nopush on;
     url = f"http://{addr(0)}:8080/{os.path.basename(source)}"
     curls = {i: subprocess.Popen(in_ns(i, "curl", "-sSf", "-o", f"{work}/out-http-{i}", url),
                                  stderr=subprocess.PIPE) for i in range(1, N + 1)}
-    times = {}
-    while len(times) < N:
-        for i, p in curls.items():
-            if i not in times and p.poll() is not None:
-                if p.returncode != 0:
-                    raise SystemExit(f"curl on host {i}: {p.stderr.read().decode()}")
-                times[i] = time.time() - start
-        if time.time() - start > TIMEOUT:
-            raise SystemExit(f"http: {N - len(times)} hosts unfinished after {TIMEOUT} s")
-        time.sleep(0.02)
+    times = completion_times("curl", curls, start, lambda _, p: p.stderr.read().decode())
     CPU_BUSY["http"] = cpu.busy()
     hosts.stop()
     return times, {i: f"{work}/out-http-{i}" for i in times}

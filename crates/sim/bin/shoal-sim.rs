@@ -36,11 +36,12 @@ OPTIONS (defaults in brackets):
                         engine invariant checks: every step, every Nth step of each engine,
                         or the simulator's only [every up to 64 hosts, else every 1000th]
   --json                print a JSON document instead of a line
+  --per-host            also print each host's completion time and traffic to stderr
 ";
 
 fn main() -> ExitCode {
     match parse(std::env::args().skip(1).collect()) {
-        Ok(Some((scenario, json))) => simulate(&scenario, json),
+        Ok(Some((scenario, json, per_host))) => simulate(&scenario, json, per_host),
         Ok(None) => {
             print!("{HELP}");
             ExitCode::SUCCESS
@@ -52,7 +53,10 @@ fn main() -> ExitCode {
     }
 }
 
-fn parse(args: Vec<String>) -> Result<Option<(Scenario, bool)>, String> {
+/// A scenario, then whether to print JSON, then whether to print every host to stderr.
+type Parsed = (Scenario, bool, bool);
+
+fn parse(args: Vec<String>) -> Result<Option<Parsed>, String> {
     let mut downloaders = 16usize;
     let mut size_mib = 256u64;
     let mut piece_kib = None;
@@ -68,6 +72,7 @@ fn parse(args: Vec<String>) -> Result<Option<(Scenario, bool)>, String> {
     let mut seed = 1u64;
     let mut invariants = None;
     let mut json = false;
+    let mut per_host = false;
     let mut args = args.into_iter();
     while let Some(flag) = args.next() {
         let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
@@ -98,6 +103,7 @@ fn parse(args: Vec<String>) -> Result<Option<(Scenario, bool)>, String> {
                 })
             }
             "--json" => json = true,
+            "--per-host" => per_host = true,
             other => return Err(format!("unknown option {other:?}")),
         }
     }
@@ -134,10 +140,10 @@ fn parse(args: Vec<String>) -> Result<Option<(Scenario, bool)>, String> {
     } else {
         Invariants::EveryNth(1000)
     });
-    Ok(Some((scenario, json)))
+    Ok(Some((scenario, json, per_host)))
 }
 
-fn simulate(scenario: &Scenario, json: bool) -> ExitCode {
+fn simulate(scenario: &Scenario, json: bool, per_host: bool) -> ExitCode {
     let started = Instant::now();
     let report = match run(scenario) {
         Ok(report) => report,
@@ -147,7 +153,7 @@ fn simulate(scenario: &Scenario, json: bool) -> ExitCode {
         }
     };
     let wall = started.elapsed().as_secs_f64();
-    if std::env::var_os("SHOAL_SIM_HOSTS").is_some() {
+    if per_host {
         for (i, h) in report.hosts.iter().enumerate() {
             eprintln!(
                 "host {i:>5} site {} {}: done {:>8.2} s, up {:>6.2} x S, down {:>6.2} x S",

@@ -48,6 +48,11 @@ pub struct Fifo {
 }
 
 impl Fifo {
+    /// When the last message that entered has passed through.
+    pub fn free_at(&self) -> Nanos {
+        self.free_at
+    }
+
     /// A message of `bytes` enters at `now`; returns when it has passed through at `rate`.
     pub fn pass(&mut self, now: Nanos, bytes: u64, rate: f64) -> Nanos {
         self.free_at = self.free_at.max(now) + transmit_nanos(bytes, rate);
@@ -64,6 +69,8 @@ pub struct Uplink {
     turns: VecDeque<usize>,
     /// Whether a message is on the wire.
     pub busy: bool,
+    /// When the message last put on the wire has left.
+    pub free_at: Nanos,
     /// Bytes sent.
     pub bytes: u64,
 }

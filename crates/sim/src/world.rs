@@ -243,7 +243,10 @@ impl<'s> World<'s> {
 
     fn handle(&mut self, event: Event) -> Result<(), SimError> {
         match event {
-            Event::Announce { host } => self.announce(host),
+            Event::Announce { host } => {
+                self.announce(host);
+                Ok(())
+            }
             Event::Handshake { from, to } => self.handshake(from, to),
             Event::UplinkDone {
                 host,
@@ -305,7 +308,7 @@ impl<'s> World<'s> {
     // ----- peers -----
 
     /// The tracker hands `host` up to `numwant` random hosts that announced before it.
-    fn announce(&mut self, host: usize) -> Result<(), SimError> {
+    fn announce(&mut self, host: usize) {
         let known = self.announced.len();
         let want = self.scenario.numwant.min(known);
         let mut picked = BTreeSet::new();
@@ -328,7 +331,6 @@ impl<'s> World<'s> {
             let at = self.now + 4 * self.latency(host, to);
             self.queue.push(at, Event::Handshake { from: host, to });
         }
-        Ok(())
     }
 
     fn handshake(&mut self, from: usize, to: usize) -> Result<(), SimError> {
@@ -418,6 +420,7 @@ impl<'s> World<'s> {
             h.uplink.busy = true;
             h.uplink.bytes += bytes;
             let at = self.now + transmit_nanos(bytes, h.up);
+            h.uplink.free_at = at;
             self.queue.push(
                 at,
                 Event::UplinkDone {
@@ -459,16 +462,25 @@ impl<'s> World<'s> {
         self.queue.push(at, Event::Arrive { conn, to, message });
     }
 
+    /// No link has carried more than its rate allows by the time its last message left
+    /// (rounding each transmission up to a nanosecond only ever adds time).
     fn check_links(&self) -> Result<(), SimError> {
-        let elapsed = self.now as f64 / 1e9;
-        // One message may still be on the wire, and one whole block is the largest.
-        let slack = f64::from(BLOCK_SIZE) + 64.0;
+        let within = |bytes: u64, rate: f64, until: Nanos| {
+            rate.is_infinite() || bytes as f64 <= rate * (until as f64 / 1e9) * (1.0 + 1e-9) + 1.0
+        };
         for (i, h) in self.hosts.iter().enumerate() {
-            if h.uplink.bytes as f64 > h.up * elapsed + slack {
+            if !within(h.uplink.bytes, h.up, h.uplink.free_at) {
                 return Err(self.invariant(i, "its uplink sent faster than its rate"));
             }
-            if h.downlink.bytes as f64 > h.down * (elapsed + 1.0) + slack {
+            if !within(h.downlink.bytes, h.down, h.downlink.free_at()) {
                 return Err(self.invariant(i, "its downlink took more than its rate"));
+            }
+        }
+        for (site, links) in self.wan.iter().enumerate() {
+            for link in links {
+                if !within(link.bytes, self.wan_rates[site], link.free_at()) {
+                    return Err(self.invariant(0, format!("site {site}'s link beat its rate")));
+                }
             }
         }
         Ok(())

@@ -218,6 +218,10 @@ impl Swarm {
         let pieces = |bytes: f64| ((bytes.max(floor) / piece).ceil() as usize).max(1);
         let total_rate: f64 = self.peers.values().map(|p| p.upload.rate(now)).sum();
         let global = pieces(total_rate * queue);
+        if super_seed.total_outstanding() >= global {
+            // The common case once the window is full: nothing to hand out, nothing to sort.
+            return;
+        }
         let cursor = super_seed.cursor();
         let mut keys: Vec<PeerKey> = self.peers.keys().copied().collect();
         keys.sort_by_key(|k| (super_seed.outstanding(*k) > 0, *k <= cursor, *k));
