@@ -59,8 +59,21 @@ pub struct SessionConfig {
     /// After completing: `None` stops at once; `Some(d)` keeps seeding for `d` (until shutdown
     /// for `Duration::MAX`).
     pub seed_for: Option<Duration>,
-    /// The most peers connected at once.
+    /// The most peers connected at once. We dial peers the tracker names only while fewer
+    /// than half that many are connected ([`SessionConfig::dial_budget`]); the other half is
+    /// for peers that dial us.
     pub max_peers: usize,
+}
+
+impl SessionConfig {
+    /// How many connections we fill by dialling peers we learned of: half of
+    /// [`SessionConfig::max_peers`]. If hosts dialled until they were full, the first few hundred
+    /// of a large swarm would fill each other up, refuse everyone who came later, and leave the
+    /// latecomers connected only among themselves, with no copy of the data (the simulator
+    /// found it at 400 hosts with 200 peers each).
+    pub fn dial_budget(&self) -> usize {
+        self.max_peers.div_ceil(2)
+    }
 }
 
 /// A snapshot for progress displays.
@@ -416,7 +429,7 @@ pub async fn run(
                 }
                 if !finished {
                     let now = Instant::now();
-                    let mut room = config.max_peers.saturating_sub(peers.len());
+                    let mut room = config.dial_budget().saturating_sub(peers.len());
                     for (&addr, next) in &mut learned {
                         let dialling = pending.get(&addr).is_some_and(|d| !d.is_finished());
                         if room == 0 {
@@ -452,7 +465,7 @@ pub async fn run(
                     }
                     Event::Peers(found) => {
                         let connected: HashSet<SocketAddr> = peers.values().map(|h| h.addr).collect();
-                        let room = config.max_peers.saturating_sub(peers.len());
+                        let room = config.dial_budget().saturating_sub(peers.len());
                         let fresh = found.into_iter().filter(|a| !connected.contains(a) && !banned.contains(&a.ip()) && !is_us(a, config.listen));
                         if !(finished && seed_until.is_none()) {
                             for addr in fresh.take(room) {

@@ -31,6 +31,8 @@ OPTIONS (defaults in brackets):
   --super-seed          the seed super-seeds (BEP 16)
   --window-kib KIB      least data a super-seed keeps offered to each peer [1024]
   --queue-time-ms MS    engines keep this much time of data requested from a peer [3000]
+  --upload-slots N      peers each host uploads to at once [the engine's default]
+  --max-peers N         the most connections a host keeps; it dials at most half [200]
   --seed S              the run's random seed [1]
   --invariants every|N|off
                         engine invariant checks: every step, every Nth step of each engine,
@@ -73,6 +75,8 @@ fn parse(args: Vec<String>) -> Result<Option<Parsed>, String> {
     let mut invariants = None;
     let mut json = false;
     let mut per_host = false;
+    let mut max_peers = None;
+    let mut slots = None;
     let mut args = args.into_iter();
     while let Some(flag) = args.next() {
         let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
@@ -104,6 +108,8 @@ fn parse(args: Vec<String>) -> Result<Option<Parsed>, String> {
             }
             "--json" => json = true,
             "--per-host" => per_host = true,
+            "--upload-slots" => slots = Some(num::<usize>(&flag, value()?)?),
+            "--max-peers" => max_peers = Some(num::<usize>(&flag, value()?)?),
             other => return Err(format!("unknown option {other:?}")),
         }
     }
@@ -135,6 +141,16 @@ fn parse(args: Vec<String>) -> Result<Option<Parsed>, String> {
         scenario.seed_engine.request_queue_time = Duration::from_millis(ms);
     }
     scenario.rng_seed = seed;
+    if let Some(slots) = slots {
+        scenario.engine.upload_slots = slots;
+        scenario.seed_engine.upload_slots = slots;
+    }
+    if let Some(max) = max_peers {
+        if max < 2 {
+            return Err("--max-peers must be at least 2".into());
+        }
+        scenario.max_peers = max;
+    }
     scenario.invariants = invariants.unwrap_or(if downloaders <= 64 {
         Invariants::EveryStep
     } else {

@@ -16,6 +16,9 @@ pub(crate) type Nanos = u64;
 pub(crate) enum Event {
     /// A host asks the tracker for peers and dials them.
     Announce { host: usize },
+    /// A host that is still downloading dials again the peers it learned of that it is not
+    /// connected to.
+    Redial { host: usize },
     /// A dial from `from` to `to` completes its handshakes.
     Handshake { from: usize, to: usize },
     /// A host's uplink finished sending `message` on `conn`.
@@ -56,6 +59,7 @@ impl Event {
             Event::Closed { host, conn } => (7, (*host as u64) << 32 | *conn as u64),
             Event::Hashed { host, piece } => (8, (*host as u64) << 32 | u64::from(piece.get())),
             Event::Timer { host } => (9, *host as u64),
+            Event::Redial { host } => (10, *host as u64),
         }
     }
 }

@@ -35,6 +35,12 @@ pub enum SimError {
     },
 }
 
+/// How often a downloading host dials again the peers it learned of (the driver's
+/// `REDIAL_INTERVAL`); each peer's wait doubles after every dial, up to [`MAX_REDIAL`].
+const REDIAL: Nanos = 3_000_000_000;
+/// The longest wait between two dials of one learned peer (the driver's `MAX_LEARNED_REDIAL`).
+const MAX_REDIAL: Nanos = 60_000_000_000;
+
 /// The payload every simulated block carries (blocks are never materialised).
 static ZEROS: [u8; BLOCK_SIZE as usize] = [0; BLOCK_SIZE as usize];
 
@@ -60,6 +66,8 @@ struct Host {
     /// Pieces whose last hash check passed and are not yet recorded.
     passed: Vec<bool>,
     pending: BTreeMap<u32, Pending>,
+    /// Hosts the tracker named, with when each may be dialled again and the wait after that.
+    learned: Vec<(usize, Nanos, Nanos)>,
     open: usize,
     completed: Option<Nanos>,
     timer: Option<Nanos>,
@@ -181,6 +189,7 @@ impl<'s> World<'s> {
                     stored: vec![spec.seed; pieces as usize],
                     passed: vec![false; pieces as usize],
                     pending: BTreeMap::new(),
+                    learned: Vec::new(),
                     open: 0,
                     completed: spec.seed.then_some(0),
                     timer: None,
@@ -247,6 +256,10 @@ impl<'s> World<'s> {
                 self.announce(host);
                 Ok(())
             }
+            Event::Redial { host } => {
+                self.redial(host);
+                Ok(())
+            }
             Event::Handshake { from, to } => self.handshake(from, to),
             Event::UplinkDone {
                 host,
@@ -307,10 +320,17 @@ impl<'s> World<'s> {
 
     // ----- peers -----
 
-    /// The tracker hands `host` up to `numwant` random hosts that announced before it.
+    /// The tracker hands `host` up to `numwant` random hosts that announced before it; the host
+    /// dials as many as fit in half its connections, leaving the rest for hosts that dial it
+    /// (as the driver does: `SessionConfig::dial_budget`).
     fn announce(&mut self, host: usize) {
         let known = self.announced.len();
-        let want = self.scenario.numwant.min(known);
+        let dials = self
+            .scenario
+            .max_peers
+            .div_ceil(2)
+            .saturating_sub(self.hosts[host].open);
+        let want = self.scenario.numwant.min(known).min(dials);
         let mut picked = BTreeSet::new();
         if want == known {
             picked.extend(self.announced.iter().copied());
@@ -326,11 +346,47 @@ impl<'s> World<'s> {
         for i in (1..order.len()).rev() {
             order.swap(i, self.rng.below(i + 1));
         }
-        for to in order {
-            // TCP's handshake, then both BitTorrent handshakes: two round trips.
-            let at = self.now + 4 * self.latency(host, to);
-            self.queue.push(at, Event::Handshake { from: host, to });
+        for &to in &order {
+            self.dial(host, to);
         }
+        let next = self.now + REDIAL;
+        self.hosts[host].learned = order.into_iter().map(|to| (to, next, REDIAL)).collect();
+        self.queue.push(next, Event::Redial { host });
+    }
+
+    fn dial(&mut self, from: usize, to: usize) {
+        // TCP's handshake, then both BitTorrent handshakes: two round trips.
+        let at = self.now + 4 * self.latency(from, to);
+        self.queue.push(at, Event::Handshake { from, to });
+    }
+
+    /// What the driver does every `REDIAL_INTERVAL` while downloading: dials learned peers it
+    /// is not connected to, while its dial budget has room (a full peer refused us earlier;
+    /// it may have room now).
+    fn redial(&mut self, host: usize) {
+        if self.hosts[host].completed.is_some() {
+            return;
+        }
+        let mut room = self
+            .scenario
+            .max_peers
+            .div_ceil(2)
+            .saturating_sub(self.hosts[host].open);
+        let mut learned = std::mem::take(&mut self.hosts[host].learned);
+        for (to, at, wait) in &mut learned {
+            if room == 0 {
+                break;
+            }
+            if *at > self.now || self.pairs.contains(&(host.min(*to), host.max(*to))) {
+                continue;
+            }
+            self.dial(host, *to);
+            *wait = (*wait * 2).min(MAX_REDIAL);
+            *at = self.now + *wait;
+            room -= 1;
+        }
+        self.hosts[host].learned = learned;
+        self.queue.push(self.now + REDIAL, Event::Redial { host });
     }
 
     fn handshake(&mut self, from: usize, to: usize) -> Result<(), SimError> {

@@ -148,3 +148,27 @@ fn a_hundred_hosts_complete_with_every_invariant_held() {
     );
     assert!(ratio >= 1.0, "faster than the lower bound: {ratio}");
 }
+
+/// Hosts that dialled until they were full would fill each other up and refuse every later
+/// host, leaving the latecomers connected only among themselves, with no copy of the data,
+/// until a redial (every 3 s) found room. With half of each host's connections kept for hosts
+/// that dial in, a swarm many times larger than one host's connection limit completes before
+/// anyone needs a redial (without the dial budget this swarm ends at 4.0 s).
+#[test]
+fn a_swarm_much_larger_than_the_connection_limit_has_no_island() {
+    let mut scenario = Scenario::lan(100, 4 * MIB, 100.0 * MBIT);
+    scenario.max_peers = 16;
+    scenario.seed_engine.super_seed = true;
+    scenario.invariants = Invariants::EveryNth(50);
+    let report = run(&scenario).unwrap();
+    assert_eq!(report.unfinished(), 0, "hosts cut off from the data");
+    let last = report
+        .hosts
+        .iter()
+        .filter_map(|h| h.completed)
+        .fold(0.0, f64::max);
+    assert!(
+        last < 3.0,
+        "some host waited for a redial: the last finished at {last:.2} s"
+    );
+}
