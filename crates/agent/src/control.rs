@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+use shoal_api::v1::assignment_service_client::AssignmentServiceClient;
+use shoal_api::v1::assignment_service_server::AssignmentService;
 use shoal_api::v1::catalog_service_client::CatalogServiceClient;
 use shoal_api::v1::catalog_service_server::CatalogService;
 use shoal_api::v1::node_service_client::NodeServiceClient;
@@ -22,8 +24,16 @@ pub enum Control {
         endpoint: String,
         /// The channel (connects lazily, reconnects by itself).
         channel: Channel,
+        /// A channel without the per-call time limit, for the long-lived assignment stream
+        /// (HTTP/2 keep-alive pings find a dead control plane instead).
+        streams: Channel,
     },
 }
+
+/// An agent's assignment stream, from either kind of control plane.
+pub type Assignments = std::pin::Pin<
+    Box<dyn tokio_stream::Stream<Item = Result<v1::AssignmentSet, tonic::Status>> + Send>,
+>;
 
 impl Control {
     /// A remote control plane at `url` (`http://host:7421`).
@@ -31,18 +41,25 @@ impl Control {
     /// # Errors
     /// `INVALID_ARGUMENT` when the URL does not parse.
     pub fn remote(url: &str) -> Result<Self, ApiError> {
-        let endpoint = Endpoint::from_shared(url.to_owned())
+        let base = Endpoint::from_shared(url.to_owned())
             .map_err(|e| {
                 ApiError::new(
                     ErrorCode::InvalidArgument,
                     format!("control plane URL {url:?}: {e}"),
                 )
             })?
-            .connect_timeout(std::time::Duration::from_secs(5))
-            .timeout(std::time::Duration::from_secs(30));
+            .connect_timeout(std::time::Duration::from_secs(5));
+        let streams = base
+            .clone()
+            .http2_keep_alive_interval(std::time::Duration::from_secs(10))
+            .keep_alive_timeout(std::time::Duration::from_secs(10))
+            .keep_alive_while_idle(true);
         Ok(Self::Remote {
             endpoint: url.to_owned(),
-            channel: endpoint.connect_lazy(),
+            channel: base
+                .timeout(std::time::Duration::from_secs(30))
+                .connect_lazy(),
+            streams: streams.connect_lazy(),
         })
     }
 
@@ -134,6 +151,48 @@ impl Control {
             Self::Remote { channel, .. } => {
                 NodeServiceClient::new(channel.clone())
                     .heartbeat(request)
+                    .await
+            }
+        };
+        self.answer(result)
+    }
+
+    /// Opens this node's assignment stream.
+    ///
+    /// # Errors
+    /// The control plane's error, or `CONTROL_PLANE_UNAVAILABLE`.
+    pub async fn watch_assignments(&self, node_id: &str) -> Result<Assignments, ApiError> {
+        let request = tonic::Request::new(v1::WatchAssignmentsRequest {
+            node_id: node_id.to_owned(),
+        });
+        match self {
+            Self::Embedded(cp) => {
+                let result = AssignmentService::watch_assignments(&**cp, request).await;
+                self.answer(result)
+            }
+            Self::Remote { streams, .. } => {
+                let result = AssignmentServiceClient::new(streams.clone())
+                    .watch_assignments(request)
+                    .await;
+                self.answer(result).map(|s| Box::pin(s) as Assignments)
+            }
+        }
+    }
+
+    /// Reports progress on assignments.
+    ///
+    /// # Errors
+    /// The control plane's error, or `CONTROL_PLANE_UNAVAILABLE`.
+    pub async fn report_progress(
+        &self,
+        request: v1::ReportProgressRequest,
+    ) -> Result<v1::ReportProgressResponse, ApiError> {
+        let request = tonic::Request::new(request);
+        let result = match self {
+            Self::Embedded(cp) => AssignmentService::report_progress(&**cp, request).await,
+            Self::Remote { channel, .. } => {
+                AssignmentServiceClient::new(channel.clone())
+                    .report_progress(request)
                     .await
             }
         };

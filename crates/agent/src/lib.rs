@@ -12,6 +12,7 @@
 //! implementation), `metrics`.
 #![forbid(unsafe_code)]
 
+mod assignments;
 pub mod config;
 pub mod control;
 mod metrics;
@@ -238,6 +239,7 @@ pub async fn start(config: AgentConfig) -> Result<Running, AgentError> {
     let router = api_router(&agent)?;
     tasks.push(tokio::spawn(serve(api_listener, router)));
     tasks.push(tokio::spawn(heartbeat(agent.clone())));
+    tasks.push(tokio::spawn(assignments::run(agent.clone())));
     tracing::info!(api = %api_addr, peers = %peer_addr, node = %agent.node_id, control_plane = %agent.control.endpoint(), "agent running");
     Ok(Running {
         agent,

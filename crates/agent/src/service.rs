@@ -405,7 +405,7 @@ impl Agent {
     }
 
     /// Finds the torrent a reference names, and its catalog name when it has one.
-    async fn resolve(
+    pub(crate) async fn resolve(
         &self,
         reference: Option<&v1::ArtifactRef>,
     ) -> Result<(Torrent, Option<String>), ApiError> {
@@ -701,7 +701,7 @@ fn io_error(action: &str, path: &Path, e: &std::io::Error) -> ApiError {
     ApiError::new(code, format!("{action} ({}) failed: {e}", path.display()))
 }
 
-fn storage_error(e: &shoal_storage::StorageError) -> ApiError {
+pub(crate) fn storage_error(e: &shoal_storage::StorageError) -> ApiError {
     let code = match e {
         shoal_storage::StorageError::DiskFull { .. } => ErrorCode::DiskFull,
         _ => ErrorCode::Internal,

@@ -71,6 +71,12 @@ codes! {
     ArtifactNotFound = "ARTIFACT_NOT_FOUND" => NotFound, 404;
     /// No such node.
     NodeNotFound = "NODE_NOT_FOUND" => NotFound, 404;
+    /// A label selector breaks the grammar.
+    InvalidSelector = "INVALID_SELECTOR" => InvalidArgument, 400;
+    /// No such placement.
+    PlacementNotFound = "PLACEMENT_NOT_FOUND" => NotFound, 404;
+    /// The placement name is taken by a different placement.
+    PlacementExists = "PLACEMENT_EXISTS" => AlreadyExists, 409;
     /// No such route (REST only).
     NotFound = "NOT_FOUND" => NotFound, 404;
     /// The tag is bound to other content; tags are immutable.

@@ -12,8 +12,14 @@
 //!   ([`page_size`]).
 //! - [`tracker`]: the tracker's swarm table ([`Tracker`]): announces and scrapes in,
 //!   [`shoal_tracker_proto`] replies out.
+//! - [`placement`]: placements, an admin's standing order that an artifact be on every node
+//!   a selector matches ([`Placement`]), their per-node progress with running totals
+//!   ([`PlacementProgress`]), and the table that keeps them true as nodes come and change
+//!   ([`PlacementTable`]).
 //! - [`nodes`]: the node registry ([`NodeRegistry`]) with node ids ([`NodeId`]) and labels
 //!   ([`Labels`]).
+//! - [`selector`]: label selectors ([`Selector`]), `role=web,region=eu`, `rack in (r1,r2)`,
+//!   `!metered`: which nodes, by their labels, in the Kubernetes grammar.
 //!
 //! Stored records ([`ArtifactRecord::encode`], [`NodeRecord::encode`]) are canonical bencode
 //! dictionaries with a `format` number; reading one back checks every field and names the bad
@@ -29,8 +35,10 @@ mod hmac;
 pub mod name_tag;
 pub mod nodes;
 pub mod page_token;
+pub mod placement;
 mod record;
 mod rng;
+pub mod selector;
 pub mod tracker;
 
 pub use artifact::{
@@ -43,5 +51,10 @@ pub use nodes::{
     NodeView, Registration,
 };
 pub use page_token::{PageToken, PageTokenError, page_size};
+pub use placement::{
+    Assignment, NodeState, Placement, PlacementError, PlacementName, PlacementNameError,
+    PlacementProgress, PlacementTable, Totals,
+};
 pub use record::RecordError;
+pub use selector::{Selector, SelectorError};
 pub use tracker::{TrackedPeer, Tracker, TrackerConfig, TrackerStats};

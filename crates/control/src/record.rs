@@ -152,6 +152,14 @@ impl<'d, 'a> Fields<'d, 'a> {
         T::try_from(n).map_err(|_| self.invalid(name, format!("{n} is out of range")))
     }
 
+    /// Optional field `name` as an unsigned integer that fits `T`.
+    pub(crate) fn opt_uint<T: TryFrom<i64>>(&self, name: &str) -> Result<Option<T>, RecordError> {
+        match self.get(name) {
+            Some(_) => self.uint(name).map(Some),
+            None => Ok(None),
+        }
+    }
+
     /// Optional field `name` as a byte string.
     pub(crate) fn opt_bytes(&self, name: &str) -> Result<Option<&'d [u8]>, RecordError> {
         self.get(name)

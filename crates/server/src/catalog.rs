@@ -1,5 +1,5 @@
 //! The catalog's durable store: redb tables of artifact records by `name:tag`, an index by
-//! content id, the registered nodes, and the server's own settings (the page-token secret).
+//! content id, the registered nodes, the placements, and the server's own settings (the page-token secret).
 //!
 //! Every bind is one write transaction: read what the tag holds, apply the bind rule
 //! ([`shoal_control::decide_bind`]), insert, commit. redb commits durably (fsync) before
@@ -9,7 +9,7 @@ use std::path::Path;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use shoal_control::{
-    ArtifactRecord, BindOutcome, ContentIdPrefix, NameTag, NodeRecord, decide_bind,
+    ArtifactRecord, BindOutcome, ContentIdPrefix, NameTag, NodeRecord, Placement, decide_bind,
 };
 
 use crate::error::ServerError;
@@ -20,6 +20,8 @@ const ARTIFACTS: TableDefinition<&str, &[u8]> = TableDefinition::new("artifacts"
 const BY_CONTENT: TableDefinition<&[u8], ()> = TableDefinition::new("by_content");
 /// node id -> the node's stored form.
 const NODES: TableDefinition<&str, &[u8]> = TableDefinition::new("nodes");
+/// placement name -> the placement's stored form.
+const PLACEMENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("placements");
 /// Server settings.
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
@@ -45,6 +47,8 @@ impl Catalog {
             txn.open_table(NODES)
                 .map_err(|e| ServerError::store(path, e))?;
             txn.open_table(META)
+                .map_err(|e| ServerError::store(path, e))?;
+            txn.open_table(PLACEMENTS)
                 .map_err(|e| ServerError::store(path, e))?;
         }
         txn.commit().map_err(|e| ServerError::store(path, e))?;
@@ -200,6 +204,44 @@ impl Catalog {
         for entry in nodes.iter()? {
             let (_, value) = entry?;
             out.push(NodeRecord::decode(value.value())?);
+        }
+        Ok(out)
+    }
+
+    /// Stores a placement (one durable write transaction).
+    ///
+    /// # Errors
+    /// [`ServerError::Db`] when the store fails.
+    pub fn put_placement(&self, placement: &Placement) -> Result<(), ServerError> {
+        let txn = self.db.begin_write()?;
+        txn.open_table(PLACEMENTS)?
+            .insert(placement.name.as_str(), placement.encode().as_slice())?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Deletes a placement; returns true if and only if it was stored.
+    ///
+    /// # Errors
+    /// [`ServerError::Db`] when the store fails.
+    pub fn delete_placement(&self, name: &str) -> Result<bool, ServerError> {
+        let txn = self.db.begin_write()?;
+        let existed = txn.open_table(PLACEMENTS)?.remove(name)?.is_some();
+        txn.commit()?;
+        Ok(existed)
+    }
+
+    /// Every stored placement.
+    ///
+    /// # Errors
+    /// [`ServerError::Db`] when the store fails or a record does not read.
+    pub fn placements(&self) -> Result<Vec<Placement>, ServerError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(PLACEMENTS)?;
+        let mut out = Vec::new();
+        for entry in table.iter()? {
+            let (_, value) = entry?;
+            out.push(Placement::decode(value.value())?);
         }
         Ok(out)
     }

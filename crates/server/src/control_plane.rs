@@ -1,12 +1,13 @@
-//! The control plane: the catalog, the node registry and the tracker behind one value, and the
-//! gRPC services over them (`shoal.v1.CatalogService`, `shoal.v1.NodeService`). The REST
-//! routes call these same implementations.
+//! The control plane: the catalog, the node registry, the placements and the tracker behind
+//! one value, and the gRPC services over the catalog and registry (`shoal.v1.CatalogService`,
+//! `shoal.v1.NodeService`; placements and assignments are in `placements`). The REST routes
+//! call these same implementations.
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use shoal_api::router::Principal;
@@ -14,8 +15,8 @@ use shoal_api::v1::catalog_service_server::CatalogService;
 use shoal_api::v1::node_service_server::NodeService;
 use shoal_api::{ApiError, ErrorCode, v1};
 use shoal_control::{
-    ArtifactRecord, ArtifactRef, Labels, NameTag, NodeConfig, NodeId, NodeRegistry, PageToken,
-    Tracker, TrackerConfig, page_size,
+    ArtifactRecord, ArtifactRef, ContentIdPrefix, Labels, NameTag, NodeConfig, NodeId,
+    NodeRegistry, PageToken, PlacementTable, Tracker, TrackerConfig, page_size,
 };
 use shoal_metainfo::Torrent;
 use tonic::{Request, Response, Status};
@@ -43,12 +44,18 @@ pub struct ServerConfig {
 
 /// The single-node control plane.
 pub struct ControlPlane {
-    catalog: Catalog,
-    nodes: Mutex<NodeRegistry>,
+    pub(crate) catalog: Catalog,
+    /// Lock order: `nodes`, then `placements`, then `tracker`.
+    pub(crate) nodes: Mutex<NodeRegistry>,
+    pub(crate) placements: Mutex<PlacementTable>,
     tracker: Mutex<Tracker>,
-    secret: Vec<u8>,
+    pub(crate) secret: Vec<u8>,
     announce_url: String,
     seed: AtomicU64,
+    /// Bumped whenever assignments may have changed; assignment streams watch it.
+    pub(crate) changes: tokio::sync::watch::Sender<u64>,
+    /// This control plane, for the tasks that serve its streams.
+    pub(crate) me: Weak<ControlPlane>,
 }
 
 impl ControlPlane {
@@ -69,13 +76,30 @@ impl ControlPlane {
         let mut tracker = Tracker::new(config.tracker);
         let allowed: BTreeSet<[u8; 20]> = catalog.all_info_hashes()?.into_iter().collect();
         tracker.set_allowed(Some(allowed));
-        Ok(Arc::new(Self {
+        let mut placements = PlacementTable::new();
+        let now = now_ms();
+        for placement in catalog.placements()? {
+            let hex = data_encoding::HEXLOWER.encode(&placement.content_id);
+            let size = match hex.parse::<ContentIdPrefix>() {
+                Ok(prefix) => catalog
+                    .by_content(&prefix, 1)?
+                    .first()
+                    .map_or(0, |r| r.size),
+                Err(_) => 0,
+            };
+            let targets = nodes.records().map(|r| (&r.id, &r.labels));
+            placements.restore(placement, size, targets, now);
+        }
+        Ok(Arc::new_cyclic(|me| Self {
             catalog,
             nodes: Mutex::new(nodes),
+            placements: Mutex::new(placements),
             tracker: Mutex::new(tracker),
             secret,
             announce_url: config.announce_url,
             seed: AtomicU64::new(now_ms()),
+            changes: tokio::sync::watch::Sender::new(0),
+            me: me.clone(),
         }))
     }
 
@@ -151,7 +175,7 @@ impl ControlPlane {
     }
 
     /// The key a page token resumes after; `None` for the first page.
-    fn open_page_token(&self, token: &str) -> Result<Option<String>, ApiError> {
+    pub(crate) fn open_page_token(&self, token: &str) -> Result<Option<String>, ApiError> {
         if token.is_empty() {
             return Ok(None);
         }
@@ -202,7 +226,7 @@ pub fn parse_ref(reference: Option<&v1::ArtifactRef>) -> Result<ArtifactRef, Api
             .map(ArtifactRef::NameTag)
             .map_err(|e| ApiError::new(ErrorCode::InvalidNameTag, e.to_string())),
         Some(Kind::ContentId(s)) => s
-            .parse::<shoal_control::ContentIdPrefix>()
+            .parse::<ContentIdPrefix>()
             .map(ArtifactRef::ContentId)
             .map_err(|e| invalid(e.to_string())),
         Some(Kind::Magnet(s)) => match s.parse::<ArtifactRef>() {
@@ -349,6 +373,10 @@ impl NodeService for ControlPlane {
         if let Some(record) = record {
             tracing::info!(node = %record.id.as_str(), peer = %record.peer_addr, labels = %record.labels, "node registered");
             self.catalog.put_node(&record)?;
+            // New labels (or a new node) may match placements it did not before.
+            if lock(&self.placements).node_changed(&record.id, &record.labels, now_ms()) {
+                self.assignments_changed();
+            }
         }
         let interval = lock(&self.nodes).config().ttl_ms / 3 / 1000;
         Ok(Response::new(v1::HeartbeatResponse {
@@ -383,7 +411,7 @@ pub fn now_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // The guarded tables stay consistent at every await-free step; a panic elsewhere leaves
     // them usable.
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)

@@ -2,8 +2,8 @@
 //! bound) in an embedded transactional store (redb), the HTTP tracker, and the registry of
 //! agents with their labels and heartbeats.
 //!
-//! [`ControlPlane`] holds the state and implements the `shoal.v1` `CatalogService` and
-//! `NodeService`; [`api_router`] serves them over gRPC and REST on one port;
+//! [`ControlPlane`] holds the state and implements the `shoal.v1` `CatalogService`,
+//! `NodeService`, `PlacementService` and `AssignmentService`; [`api_router`] serves them over gRPC and REST on one port;
 //! [`tracker_http::router`] serves the tracker. The decisions themselves (the bind rule,
 //! the swarm table, label grammar) are in the sans-IO `shoal-control` crate.
 //!
@@ -15,15 +15,19 @@ mod catalog;
 mod control_plane;
 pub mod convert;
 mod error;
+mod placements;
 pub mod tracker_http;
 
 use std::sync::Arc;
 
 pub use control_plane::{ControlPlane, ServerConfig, now_ms, parse_ref};
 pub use error::ServerError;
+pub use placements::{AssignmentStream, MAX_REPORT_ENTRIES, REPORT_INTERVAL};
 
+use shoal_api::v1::assignment_service_server::AssignmentServiceServer;
 use shoal_api::v1::catalog_service_server::CatalogServiceServer;
 use shoal_api::v1::node_service_server::NodeServiceServer;
+use shoal_api::v1::placement_service_server::PlacementServiceServer;
 
 /// The largest gRPC message the catalog accepts: 64 MiB (a bind carries a whole info
 /// dictionary and its piece layers).
@@ -35,12 +39,16 @@ pub fn grpc_routes(control: &Arc<ControlPlane>) -> tonic::service::Routes {
         CatalogServiceServer::from_arc(control.clone()).max_decoding_message_size(MAX_BIND_BYTES),
     )
     .add_service(NodeServiceServer::from_arc(control.clone()))
+    .add_service(PlacementServiceServer::from_arc(control.clone()))
+    .add_service(AssignmentServiceServer::from_arc(control.clone()))
 }
 
 /// The control plane's REST routes (generated from the proto annotations).
 pub fn rest_routes(control: &Arc<ControlPlane>) -> axum::Router {
     shoal_api::rest::catalog_service(control.clone())
         .merge(shoal_api::rest::node_service(control.clone()))
+        .merge(shoal_api::rest::placement_service(control.clone()))
+        .merge(shoal_api::rest::assignment_service(control.clone()))
 }
 
 /// The control plane's API router: gRPC and REST, reflection, OpenAPI, health.
@@ -56,6 +64,8 @@ pub fn api_router(
         &[
             shoal_api::v1::catalog_service_server::SERVICE_NAME,
             shoal_api::v1::node_service_server::SERVICE_NAME,
+            shoal_api::v1::placement_service_server::SERVICE_NAME,
+            shoal_api::v1::assignment_service_server::SERVICE_NAME,
         ],
         rest_routes(control),
         access,

@@ -50,6 +50,15 @@ pub enum Command {
     /// The agents registered with the control plane.
     #[command(after_help = EXIT_CODES)]
     Nodes(NodesArgs),
+    /// Place an artifact on every node a label selector matches, now and as nodes join; agents
+    /// fetch it on their own. `shoal placement watch NAME` follows it.
+    #[command(after_help = SELECTORS)]
+    Distribute(DistributeArgs),
+    /// List the placements with their progress.
+    #[command(after_help = EXIT_CODES)]
+    Placements(PlacementsArgs),
+    /// Show, follow or remove one placement.
+    Placement(PlacementArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions(CompletionsArgs),
     /// Create and inspect .torrent files and magnet links (no daemon needed).
@@ -407,6 +416,109 @@ pub struct NodesArgs {
         default_value = "http://127.0.0.1:7421"
     )]
     pub server: String,
+    /// Client options.
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// How `--to` selects nodes.
+const SELECTORS: &str = "\
+Selectors (all requirements must hold; labels come from each agent's --label):
+  role=web,region=eu       both labels have these values
+  role!=db                 role is not db (or the node has no role)
+  rack in (r1,r2)          rack is r1 or r2;  `rack notin (r1,r2)` for neither
+  gpu                      the node has a gpu label;  `!metered` for nodes without one
+  \"\"                       every node
+
+Exit codes: 0 placed; 1 error; 3 no such artifact; 4 the name holds another placement;
+5 the control plane cannot be reached.";
+
+/// `shoal distribute`
+#[derive(Debug, Args)]
+pub struct DistributeArgs {
+    /// The artifact: NAME:TAG or a content id (or a unique prefix of one).
+    #[arg(value_name = "REF")]
+    pub reference: String,
+    /// Which nodes get it: a label selector (see below).
+    #[arg(long, value_name = "SELECTOR")]
+    pub to: String,
+    /// The placement's name (default: derived from REF and SELECTOR).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// When the placement ends: a duration from now (8h, 7d) or a UTC time
+    /// (2026-12-01T18:00:00Z). Default: never.
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
+    /// Follow it with a progress bar until every node has it.
+    #[arg(long)]
+    pub watch: bool,
+    /// The control plane's API.
+    #[arg(
+        long,
+        env = "SHOAL_SERVER",
+        value_name = "URL",
+        default_value = "http://127.0.0.1:7421"
+    )]
+    pub server: String,
+    /// Client options.
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// `shoal placements`
+#[derive(Debug, Args)]
+pub struct PlacementsArgs {
+    /// The control plane's API.
+    #[arg(
+        long,
+        env = "SHOAL_SERVER",
+        value_name = "URL",
+        default_value = "http://127.0.0.1:7421"
+    )]
+    pub server: String,
+    /// Client options.
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// `shoal placement ...`
+#[derive(Debug, Args)]
+pub struct PlacementArgs {
+    /// What to do with the placement.
+    #[command(subcommand)]
+    pub command: PlacementCommand,
+    /// The control plane's API.
+    #[arg(
+        long,
+        global = true,
+        env = "SHOAL_SERVER",
+        value_name = "URL",
+        default_value = "http://127.0.0.1:7421"
+    )]
+    pub server: String,
+}
+
+/// `shoal placement` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum PlacementCommand {
+    /// Its totals and every node's state (pending, downloading with percent, done, failed
+    /// with the reason).
+    #[command(after_help = EXIT_CODES)]
+    Show(PlacementNameArgs),
+    /// A live progress bar: nodes done of total, bytes, rate, ETA; exits when every node is
+    /// done.
+    #[command(after_help = EXIT_CODES)]
+    Watch(PlacementNameArgs),
+    /// End it: nodes are no longer assigned the artifact by it (they keep what they have).
+    #[command(after_help = EXIT_CODES)]
+    Rm(PlacementNameArgs),
+}
+
+/// A placement's name.
+#[derive(Debug, Args)]
+pub struct PlacementNameArgs {
+    /// The placement.
+    pub name: String,
     /// Client options.
     #[command(flatten)]
     pub client: ClientArgs,

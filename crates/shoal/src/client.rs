@@ -39,7 +39,7 @@ impl CallFailed {
     }
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -47,7 +47,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-fn channel(url: &str, what: &str) -> anyhow::Result<Channel> {
+pub(crate) fn channel(url: &str, what: &str) -> anyhow::Result<Channel> {
     Ok(Endpoint::from_shared(url.to_owned())
         .with_context(|| format!("{url} is not a valid {what} URL"))?
         .connect_timeout(std::time::Duration::from_secs(5))
@@ -55,7 +55,7 @@ fn channel(url: &str, what: &str) -> anyhow::Result<Channel> {
 }
 
 /// Turns a gRPC status into a typed failure; a transport failure says which service is down.
-fn failed(status: &tonic::Status, url: &str, what: &str) -> anyhow::Error {
+pub(crate) fn failed(status: &tonic::Status, url: &str, what: &str) -> anyhow::Error {
     let e = ApiError::from_status(status);
     let e = if matches!(
         status.code(),
@@ -78,11 +78,11 @@ fn failed(status: &tonic::Status, url: &str, what: &str) -> anyhow::Error {
 }
 
 /// Entries per page when a command lists everything (the API's maximum).
-const PAGE_SIZE: u32 = 1000;
+pub(crate) const PAGE_SIZE: u32 = 1000;
 
 /// Every entry of a paginated list: `fetch(page_token)` returns one page's entries and the
 /// next page's token, empty after the last page.
-async fn every_page<T, F, Fut>(mut fetch: F) -> Result<Vec<T>, tonic::Status>
+pub(crate) async fn every_page<T, F, Fut>(mut fetch: F) -> Result<Vec<T>, tonic::Status>
 where
     F: FnMut(String) -> Fut,
     Fut: Future<Output = Result<(Vec<T>, String), tonic::Status>>,

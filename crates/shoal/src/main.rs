@@ -5,6 +5,7 @@ mod cli;
 mod client;
 mod daemon;
 mod output;
+mod placements;
 mod torrent;
 mod units;
 
@@ -39,6 +40,9 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
         cli::Command::Rm(args) => client::rm(args),
         cli::Command::Status(args) => client::status(args),
         cli::Command::Nodes(args) => client::nodes(args),
+        cli::Command::Distribute(args) => placements::distribute(args),
+        cli::Command::Placements(args) => placements::list(args),
+        cli::Command::Placement(args) => placements::placement(args),
         cli::Command::Completions(args) => {
             use clap::CommandFactory;
             let mut command = cli::Cli::command();

@@ -31,6 +31,17 @@ struct Agent {
 impl Agent {
     /// Starts `shoal agent` on `host`; `control_plane` is `None` for the embedded one.
     fn start(lab: &Lab, host: usize, dir: &Path, control_plane: Option<&str>) -> Self {
+        Self::start_with(lab, host, dir, control_plane, &[])
+    }
+
+    /// [`Agent::start`] with more `--label KEY=VALUE`s.
+    fn start_with(
+        lab: &Lab,
+        host: usize,
+        dir: &Path,
+        control_plane: Option<&str>,
+        labels: &[&str],
+    ) -> Self {
         let log = (0..)
             .map(|run| dir.join(format!("agent-{host}.{run}.log")))
             .find(|log| !log.exists())
@@ -43,6 +54,7 @@ impl Agent {
             .args(["--node-id", &format!("host-{host}")])
             .args(["--label", &format!("rack=r{}", host % 2)])
             .args(["--label", "region=lab"])
+            .args(labels.iter().flat_map(|l| ["--label", l]))
             .env("SHOAL_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -454,4 +466,150 @@ fn killed_agents_resume_downloading_and_seeding() {
         number(&after, "uploaded") > 0,
         "the restarted seed sent nothing: {after}"
     );
+}
+
+/// Central management end to end: eight agents, four of them `role=web`; a placement to
+/// `role=web` reaches exactly those four without anyone acting on them, an agent started later
+/// with `role=web` gets it too, `placement show` counts them, `placement watch` returns once
+/// all are done, and `placement rm` ends it.
+#[test]
+fn a_placement_reaches_exactly_the_matching_hosts_and_those_that_join_later() {
+    const HOSTS: usize = 9;
+    let dir = tempfile::tempdir().unwrap();
+    let lab = Lab::new("place", HOSTS);
+    let server = format!("http://{}:7421", lab.addr(0));
+    let role = |host: usize| if host % 2 == 1 { "role=web" } else { "role=db" };
+    let mut agents = vec![Agent::start_with(
+        &lab,
+        0,
+        dir.path(),
+        None,
+        &["role=origin"],
+    )];
+    for host in 1..HOSTS - 1 {
+        agents.push(Agent::start_with(
+            &lab,
+            host,
+            dir.path(),
+            Some(&server),
+            &[role(host)],
+        ));
+    }
+    let source = payload(&dir.path().join("src"), true);
+    let published = shoal_json(
+        &lab,
+        0,
+        &[
+            "publish",
+            source.to_str().unwrap(),
+            "--name",
+            "e2e/site:1.0",
+        ],
+    );
+    let content_id = published["artifact"]["contentId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let placed = shoal_json(
+        &lab,
+        0,
+        &[
+            "distribute",
+            "e2e/site:1.0",
+            "--to",
+            "role=web",
+            "--name",
+            "site",
+            "--server",
+            &server,
+        ],
+    );
+    assert_eq!(placed["name"], "site", "{placed}");
+    assert_eq!(placed["selector"], "role=web", "{placed}");
+    assert_eq!(placed["totals"]["nodes"], "4", "{placed}");
+
+    let web: Vec<usize> = (1..HOSTS - 1).filter(|h| h % 2 == 1).collect();
+    for &host in &web {
+        agents[host].wait_for(&lab, &content_id, "seeding", |t| {
+            t["state"] == "TORRENT_STATE_SEEDING"
+        });
+    }
+    // The control plane hears of it within a report interval or two.
+    let show = |lab: &Lab| shoal_json(lab, 0, &["placement", "show", "site", "--server", &server]);
+    let wait_done = |want: &str| {
+        let start = Instant::now();
+        loop {
+            let status = show(&lab);
+            if status["placement"]["totals"]["done"] == want {
+                return status;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "not {want} done: {status}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    let status = wait_done("4");
+    let nodes: Vec<&str> = status["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["nodeId"].as_str().unwrap())
+        .collect();
+    assert_eq!(nodes, ["host-1", "host-3", "host-5", "host-7"], "{status}");
+    // No db host was given it.
+    for host in [2, 4, 6] {
+        assert!(
+            agents[host].torrent(&lab, &content_id).is_none(),
+            "host {host} holds it"
+        );
+    }
+
+    // An agent that joins later with the label gets it with nobody acting.
+    agents.push(Agent::start_with(
+        &lab,
+        HOSTS - 1,
+        dir.path(),
+        Some(&server),
+        &["role=web"],
+    ));
+    agents[HOSTS - 1].wait_for(&lab, &content_id, "seeding", |t| {
+        t["state"] == "TORRENT_STATE_SEEDING"
+    });
+    wait_done("5");
+    let watched = shoal(
+        &lab,
+        0,
+        &["placement", "watch", "site", "--server", &server],
+    );
+    assert!(
+        watched.status.success(),
+        "{}",
+        String::from_utf8_lossy(&watched.stderr)
+    );
+    assert!(String::from_utf8_lossy(&watched.stdout).contains("all 5 nodes done"));
+    for host in [2, 4, 6] {
+        assert!(
+            agents[host].torrent(&lab, &content_id).is_none(),
+            "host {host} holds it"
+        );
+    }
+
+    // Ended: gone from the list; asking for it says so with the not-found exit code.
+    let removed = shoal(&lab, 0, &["placement", "rm", "site", "--server", &server]);
+    assert!(
+        removed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&removed.stderr)
+    );
+    let gone = shoal(&lab, 0, &["placement", "show", "site", "--server", &server]);
+    assert_eq!(
+        gone.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&gone.stderr)
+    );
+    assert!(String::from_utf8_lossy(&gone.stderr).contains("no placement site"));
 }

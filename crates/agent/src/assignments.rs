@@ -1,0 +1,264 @@
+//! Carrying out the control plane's assignments: the agent keeps one stream open to the
+//! control plane (reconnecting with back-off) that says which artifacts this node must hold;
+//! it fetches each one it lacks without asking anyone, retries failures with back-off, and
+//! reports progress back (only what changed, at most once per `REPORT_INTERVAL`, everything
+//! again after a reconnect so a restarted control plane learns the whole state).
+//!
+//! An agent never refuses an assignment and never starts a distribution on its own: what to
+//! hold is decided centrally. An artifact that stops being assigned keeps seeding; releasing
+//! it is a storage policy's decision, not the stream's.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use shoal_api::{ErrorCode, v1};
+use tokio::sync::watch;
+use tokio_stream::StreamExt as _;
+
+use crate::Agent;
+use crate::torrents::RunState;
+
+/// The longest wait between two attempts to open the stream, or to start one assignment.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// How often every state is reported again even when nothing changed.
+const FULL_REPORT: Duration = Duration::from_secs(60);
+
+/// An assignment the agent could not start, and when it tries again.
+struct Failure {
+    reason: String,
+    attempts: u32,
+    retry_at: Instant,
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // The map stays consistent at every step; a panic elsewhere leaves it usable.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Runs forever: the stream, the executor and the reporter.
+pub(crate) async fn run(agent: Arc<Agent>) {
+    let (sets, set) = watch::channel(Vec::<v1::Assignment>::new());
+    let (reconnects, reconnected) = watch::channel(0u64);
+    let failures = Arc::new(std::sync::Mutex::new(HashMap::<String, Failure>::new()));
+    // Aborted with this task when the agent shuts down.
+    let _executor = AbortOnDrop(tokio::spawn(execute(
+        agent.clone(),
+        set.clone(),
+        failures.clone(),
+    )));
+    let _reporter = AbortOnDrop(tokio::spawn(report(
+        agent.clone(),
+        set,
+        reconnected,
+        failures,
+    )));
+    let mut backoff = Duration::from_secs(1);
+    let mut failed = 0u32;
+    loop {
+        match agent.control.watch_assignments(&agent.node_id).await {
+            Ok(mut stream) => {
+                reconnects.send_modify(|n| *n += 1);
+                while let Some(item) = stream.next().await {
+                    match item {
+                        Ok(next) => {
+                            if failed > 0 {
+                                tracing::info!("assignment stream open again");
+                            }
+                            failed = 0;
+                            backoff = Duration::from_secs(1);
+                            let names: Vec<&str> = next
+                                .assignments
+                                .iter()
+                                .map(|a| {
+                                    if a.name_tag.is_empty() {
+                                        a.content_id.as_str()
+                                    } else {
+                                        a.name_tag.as_str()
+                                    }
+                                })
+                                .collect();
+                            tracing::info!(assignments = ?names, "assignments from the control plane");
+                            sets.send_replace(next.assignments);
+                        }
+                        Err(status) => {
+                            tracing::warn!(error = %status.message(), "assignment stream broke; reconnecting");
+                            break;
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                failed += 1;
+                if failed == 1 || failed.is_power_of_two() {
+                    tracing::warn!(error = %e, attempts = failed, "cannot open the assignment stream; retrying with back-off");
+                }
+            }
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// Starts every assigned artifact that is not running, retrying failures with back-off.
+async fn execute(
+    agent: Arc<Agent>,
+    mut set: watch::Receiver<Vec<v1::Assignment>>,
+    failures: Arc<std::sync::Mutex<HashMap<String, Failure>>>,
+) {
+    loop {
+        let assignments = set.borrow_and_update().clone();
+        for a in &assignments {
+            let running = agent
+                .torrents
+                .get(&a.content_id)
+                .is_some_and(|v| !matches!(*v.state.borrow(), RunState::Failed(_)));
+            if running {
+                continue;
+            }
+            let due = lock(&failures)
+                .get(&a.content_id)
+                .is_none_or(|f| Instant::now() >= f.retry_at);
+            if !due {
+                continue;
+            }
+            let reference = v1::ArtifactRef {
+                kind: Some(v1::artifact_ref::Kind::ContentId(a.content_id.clone())),
+            };
+            let started = match agent.resolve(Some(&reference)).await {
+                Ok((torrent, name_tag)) => agent
+                    .torrents
+                    .start(Arc::new(torrent), name_tag)
+                    .map_err(|e| {
+                        let e = crate::service::storage_error(&e);
+                        if e.code == ErrorCode::DiskFull {
+                            format!("disk full: {}", e.message)
+                        } else {
+                            e.message
+                        }
+                    }),
+                Err(e) => Err(e.message),
+            };
+            match started {
+                Ok(_) => {
+                    lock(&failures).remove(&a.content_id);
+                    tracing::info!(content_id = %a.content_id, name_tag = %a.name_tag, placements = ?a.placements, "assigned: fetching");
+                }
+                Err(reason) => {
+                    let mut failures = lock(&failures);
+                    let attempts = failures.get(&a.content_id).map_or(0, |f| f.attempts) + 1;
+                    let wait = Duration::from_secs(1 << attempts.min(5)).min(MAX_BACKOFF);
+                    tracing::warn!(content_id = %a.content_id, %reason, attempts, retry_in = ?wait, "cannot start an assignment");
+                    failures.insert(
+                        a.content_id.clone(),
+                        Failure {
+                            reason,
+                            attempts,
+                            retry_at: Instant::now() + wait,
+                        },
+                    );
+                }
+            }
+        }
+        tokio::select! {
+            changed = set.changed() => if changed.is_err() { return },
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
+
+/// Where this node is with one assigned artifact.
+fn progress_of(
+    agent: &Agent,
+    content_id: &str,
+    failures: &HashMap<String, Failure>,
+) -> v1::ArtifactProgress {
+    use v1::AssignmentState as S;
+    let (state, bytes_done, reason) = match agent.torrents.get(content_id) {
+        Some(view) => {
+            let size = view.torrent.info().total_size();
+            let run = view.state.borrow().clone();
+            match run {
+                RunState::Failed(reason) => (S::Failed, 0, reason),
+                RunState::Seeding => (S::Done, size, String::new()),
+                RunState::Checking | RunState::Downloading => {
+                    let p = view.progress.borrow();
+                    let piece = view.torrent.info().piece_length.bytes();
+                    let done = (u64::from(p.have) * piece).min(size);
+                    (S::Downloading, done, String::new())
+                }
+            }
+        }
+        None => match failures.get(content_id) {
+            Some(f) => (S::Failed, 0, f.reason.clone()),
+            None => (S::Pending, 0, String::new()),
+        },
+    };
+    v1::ArtifactProgress {
+        content_id: content_id.to_owned(),
+        state: state.into(),
+        bytes_done,
+        reason,
+    }
+}
+
+/// Reports what changed since the last report, batched, at the interval the control plane
+/// asks for; everything after a reconnect and every [`FULL_REPORT`].
+async fn report(
+    agent: Arc<Agent>,
+    set: watch::Receiver<Vec<v1::Assignment>>,
+    mut reconnected: watch::Receiver<u64>,
+    failures: Arc<std::sync::Mutex<HashMap<String, Failure>>>,
+) {
+    let mut sent: BTreeMap<String, v1::ArtifactProgress> = BTreeMap::new();
+    let mut interval = shoal_server::REPORT_INTERVAL;
+    let mut last_full = Instant::now();
+    loop {
+        tokio::time::sleep(interval).await;
+        if reconnected.has_changed().unwrap_or(false) || last_full.elapsed() >= FULL_REPORT {
+            reconnected.mark_unchanged();
+            sent.clear();
+            last_full = Instant::now();
+        }
+        let assignments = set.borrow().clone();
+        let now: Vec<v1::ArtifactProgress> = {
+            let failures = lock(&failures);
+            assignments
+                .iter()
+                .map(|a| progress_of(&agent, &a.content_id, &failures))
+                .collect()
+        };
+        let changed: Vec<v1::ArtifactProgress> = now
+            .into_iter()
+            .filter(|p| sent.get(&p.content_id) != Some(p))
+            .collect();
+        for batch in changed.chunks(shoal_server::MAX_REPORT_ENTRIES) {
+            let request = v1::ReportProgressRequest {
+                node_id: agent.node_id.clone(),
+                artifacts: batch.to_vec(),
+            };
+            match agent.control.report_progress(request).await {
+                Ok(reply) => {
+                    for p in batch {
+                        sent.insert(p.content_id.clone(), p.clone());
+                    }
+                    interval = Duration::from_millis(u64::from(reply.min_interval_ms))
+                        .max(shoal_server::REPORT_INTERVAL);
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "progress report failed; sending it again later");
+                    break;
+                }
+            }
+        }
+    }
+}
