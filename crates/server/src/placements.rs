@@ -180,11 +180,9 @@ impl PlacementService for ControlPlane {
                     ApiError::new(ErrorCode::PlacementExists, e.to_string())
                         .with("name", name.to_string())
                 })?;
-            if created {
-                if let Err(e) = self.catalog.put_placement(&placement) {
-                    table.remove(&name);
-                    return Err(ApiError::from(e).into());
-                }
+            if created && let Err(e) = self.catalog.put_placement(&placement) {
+                table.remove(&name);
+                return Err(ApiError::from(e).into());
             }
             let Some((stored, progress)) = table.get(&name) else {
                 return Err(ApiError::new(ErrorCode::Internal, "the placement vanished").into());

@@ -667,3 +667,131 @@ async fn health_openapi_unknown_routes_and_callers() {
     assert_eq!(status, StatusCode::OK, "{reply}");
     assert_eq!(reply["artifact"]["createdBy"], "anonymous@192.0.2.7");
 }
+
+/// Placements over REST: created for the nodes a selector matches, idempotent, refused with
+/// typed errors (bad selector, bad name, taken name, unknown placement, unregistered
+/// reporter) that change nothing; progress reports move the totals; delete ends it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn placements_follow_selectors_and_reports_and_refuse_bad_input() {
+    let server = TestServer::start(Access::Open);
+    let t = torrent("site", 9, 100_000);
+    let (status, reply) = server
+        .post("/v1/catalog:bind", &bind_body("site:1", &t))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    for (node, role, peer) in [
+        ("web-1", "web", "127.0.0.1:1"),
+        ("db-1", "db", "127.0.0.2:1"),
+    ] {
+        let body = json!({"nodeId": node, "labels": {"role": role}, "peerAddress": peer});
+        let (status, reply) = server.post("/v1/nodes:heartbeat", &body).await;
+        assert_eq!(status, StatusCode::OK, "{reply}");
+    }
+    let create = json!({"name": "site", "ref": "site:1", "selector": "role = web"});
+    let (status, placed) = server.post("/v1/placements", &create).await;
+    assert_eq!(status, StatusCode::OK, "{placed}");
+    assert_eq!(placed["selector"], "role=web", "canonical form");
+    assert_eq!(placed["totals"]["nodes"], "1", "{placed}");
+    assert_eq!(placed["totals"]["pending"], "1", "{placed}");
+    assert_eq!(placed["contentId"], content_id(&t));
+    let (status, again) = server.post("/v1/placements", &create).await;
+    assert_eq!(
+        (status, &again["name"]),
+        (StatusCode::OK, &json!("site")),
+        "idempotent"
+    );
+
+    let bad = [
+        (
+            json!({"name": "site", "ref": "site:1", "selector": "role=db"}),
+            ErrorCode::PlacementExists,
+        ),
+        (
+            json!({"name": "other", "ref": "site:1", "selector": "role in (web"}),
+            ErrorCode::InvalidSelector,
+        ),
+        (
+            json!({"name": "Bad_Name", "ref": "site:1", "selector": ""}),
+            ErrorCode::InvalidArgument,
+        ),
+        (
+            json!({"name": "other", "ref": "nope:1", "selector": ""}),
+            ErrorCode::ArtifactNotFound,
+        ),
+    ];
+    for (body, code) in bad {
+        let (status, reply) = server.post("/v1/placements", &body).await;
+        assert_rest_error(status, &reply, code);
+    }
+    let (_, list) = server.get("/v1/placements").await;
+    assert_eq!(
+        array(&list["placements"]).len(),
+        1,
+        "refusals changed nothing: {list}"
+    );
+    let (status, reply) = server.get("/v1/placements:status?name=nope").await;
+    assert_rest_error(status, &reply, ErrorCode::PlacementNotFound);
+
+    // Reports move the totals; only registered nodes may report, with valid entries.
+    let report = |node: &str, state: &str, done: u64| {
+        json!({"nodeId": node, "artifacts": [
+            {"contentId": content_id(&t), "state": state, "bytesDone": done.to_string()}
+        ]})
+    };
+    let (status, reply) = server
+        .post(
+            "/v1/assignments:report",
+            &report("web-1", "ASSIGNMENT_STATE_DOWNLOADING", 40_000),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    let (_, shown) = server.get("/v1/placements:status?name=site").await;
+    assert_eq!(
+        shown["placement"]["totals"]["bytesDone"], "40000",
+        "{shown}"
+    );
+    assert_eq!(
+        shown["nodes"][0]["state"], "ASSIGNMENT_STATE_DOWNLOADING",
+        "{shown}"
+    );
+    server
+        .post(
+            "/v1/assignments:report",
+            &report("web-1", "ASSIGNMENT_STATE_DONE", 0),
+        )
+        .await;
+    let (_, shown) = server.get("/v1/placements:status?name=site").await;
+    assert_eq!(shown["placement"]["totals"]["done"], "1", "{shown}");
+    assert_eq!(shown["nodes"][0]["bytesDone"], "100000", "{shown}");
+    let (status, reply) = server
+        .post(
+            "/v1/assignments:report",
+            &report("ghost", "ASSIGNMENT_STATE_DONE", 0),
+        )
+        .await;
+    assert_rest_error(status, &reply, ErrorCode::NodeNotFound);
+    let mut bad_id = report("web-1", "ASSIGNMENT_STATE_FAILED", 0);
+    bad_id["artifacts"][0]["contentId"] = json!("xyz");
+    let (status, reply) = server.post("/v1/assignments:report", &bad_id).await;
+    assert_rest_error(status, &reply, ErrorCode::InvalidArgument);
+    let (_, shown) = server.get("/v1/placements:status?name=site").await;
+    assert_eq!(
+        shown["placement"]["totals"]["done"], "1",
+        "bad reports changed nothing"
+    );
+
+    // A node whose labels change into the selector becomes a target.
+    let body = json!({"nodeId": "db-1", "labels": {"role": "web"}, "peerAddress": "127.0.0.2:1"});
+    server.post("/v1/nodes:heartbeat", &body).await;
+    let (_, shown) = server.get("/v1/placements:status?name=site").await;
+    assert_eq!(shown["placement"]["totals"]["nodes"], "2", "{shown}");
+
+    let (status, reply) = server
+        .post("/v1/placements:delete", &json!({"name": "site"}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    let (status, reply) = server
+        .post("/v1/placements:delete", &json!({"name": "site"}))
+        .await;
+    assert_rest_error(status, &reply, ErrorCode::PlacementNotFound);
+}

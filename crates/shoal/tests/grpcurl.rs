@@ -184,7 +184,12 @@ fn grpcurl_and_curl_list_describe_and_call_the_same_api() {
     wait_for_port(LOCAL, server);
     assert_eq!(
         shoal_services(&services(&server_addr)),
-        want(&["shoal.v1.CatalogService", "shoal.v1.NodeService"]),
+        want(&[
+            "shoal.v1.AssignmentService",
+            "shoal.v1.CatalogService",
+            "shoal.v1.NodeService",
+            "shoal.v1.PlacementService"
+        ]),
         "the control plane's port"
     );
     let described = ok(
