@@ -733,7 +733,11 @@ mod tests {
         };
         let nodes = [(&a, &web), (&b, &web), (&c, &db)];
         assert_eq!(table.create(p.clone(), 100, nodes, 0), Ok(true));
-        assert_eq!(table.create(p.clone(), 100, nodes, 0), Ok(false), "idempotent");
+        assert_eq!(
+            table.create(p.clone(), 100, nodes, 0),
+            Ok(false),
+            "idempotent"
+        );
         let other = Placement {
             selector: "role=db".parse().unwrap(),
             ..p.clone()
@@ -753,7 +757,10 @@ mod tests {
         table.report(&c, [7; 32], NodeState::Downloading { done: 30 });
         table.report(&a, [7; 32], NodeState::Done);
         let t = table.get(&p.name).unwrap().1.totals();
-        assert_eq!((t.nodes(), t.downloading, t.done, t.bytes_done), (2, 1, 1, 130));
+        assert_eq!(
+            (t.nodes(), t.downloading, t.done, t.bytes_done),
+            (2, 1, 1, 130)
+        );
         // a comes back: it resumes at what it reported.
         table.node_changed(&a, &web, 0);
         assert_eq!(table.get(&p.name).unwrap().1.totals().done, 2);
