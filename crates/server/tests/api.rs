@@ -795,3 +795,64 @@ async fn placements_follow_selectors_and_reports_and_refuse_bad_input() {
         .await;
     assert_rest_error(status, &reply, ErrorCode::PlacementNotFound);
 }
+
+/// A placement is durable: a control plane opened again on the same directory still has it,
+/// with its targets recomputed from the registered nodes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn placements_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let open = || {
+        let control = ControlPlane::open(ServerConfig {
+            data_dir: dir.path().join("catalog"),
+            announce_url: ANNOUNCE.to_owned(),
+            tracker: shoal_control::TrackerConfig::default(),
+            nodes: shoal_control::NodeConfig::default(),
+        })
+        .unwrap();
+        let router = shoal_server::api_router(&control, Access::Open).unwrap();
+        (control, router)
+    };
+    let call = |router: &Router, method: Method, uri: &str, body: Option<&Value>| {
+        let request = request(method, uri, body);
+        let router = router.clone();
+        async move {
+            let response = router.oneshot(request).await.unwrap();
+            let status = response.status();
+            let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+                .await
+                .unwrap();
+            (status, serde_json::from_slice::<Value>(&body).unwrap())
+        }
+    };
+    let t = torrent("durable", 3, 50_000);
+    {
+        let (_control, router) = open();
+        let (status, _) = call(
+            &router,
+            Method::POST,
+            "/v1/catalog:bind",
+            Some(&bind_body("d:1", &t)),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        let node =
+            json!({"nodeId": "web-1", "labels": {"role": "web"}, "peerAddress": "127.0.0.1:1"});
+        call(&router, Method::POST, "/v1/nodes:heartbeat", Some(&node)).await;
+        let create = json!({"name": "kept", "ref": "d:1", "selector": "role=web"});
+        let (status, reply) = call(&router, Method::POST, "/v1/placements", Some(&create)).await;
+        assert_eq!(status, StatusCode::OK, "{reply}");
+    }
+    let (_control, router) = open();
+    let (status, shown) = call(
+        &router,
+        Method::GET,
+        "/v1/placements:status?name=kept",
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{shown}");
+    assert_eq!(shown["placement"]["selector"], "role=web");
+    assert_eq!(shown["placement"]["size"], "50000", "{shown}");
+    assert_eq!(shown["placement"]["totals"]["nodes"], "1", "{shown}");
+    assert_eq!(shown["nodes"][0]["nodeId"], "web-1");
+}
