@@ -316,11 +316,6 @@ impl PlacementProgress {
         self.nodes.contains_key(node)
     }
 
-    /// `node`'s state, if it is a target.
-    pub fn state(&self, node: &NodeId) -> Option<&NodeState> {
-        self.nodes.get(node)
-    }
-
     /// Makes `node` a target in `state` (or moves it to `state` if it is one already).
     pub fn set(&mut self, node: &NodeId, state: NodeState) {
         if let Some(old) = self.nodes.get(node) {
@@ -347,11 +342,6 @@ impl PlacementProgress {
             .range::<NodeId, _>((start, Bound::Unbounded))
             .take(limit)
             .collect()
-    }
-
-    /// The target nodes, in id order.
-    pub fn nodes(&self) -> impl Iterator<Item = &NodeId> {
-        self.nodes.keys()
     }
 }
 
@@ -477,16 +467,6 @@ impl PlacementTable {
             .collect()
     }
 
-    /// The number of placements.
-    pub fn len(&self) -> usize {
-        self.placements.len()
-    }
-
-    /// Returns true if and only if there are no placements.
-    pub fn is_empty(&self) -> bool {
-        self.placements.is_empty()
-    }
-
     fn reported(&self, node: &NodeId, content_id: &[u8; 32]) -> NodeState {
         self.reports
             .get(node)
@@ -516,14 +496,6 @@ impl PlacementTable {
             }
         }
         changed
-    }
-
-    /// A node left the registry: it is no target of anything, and its reports are dropped.
-    pub fn node_removed(&mut self, node: &NodeId) {
-        self.reports.remove(node);
-        for (_, progress) in self.placements.values_mut() {
-            progress.remove(node);
-        }
     }
 
     /// `node` reports `state` for `content_id`: recorded, and counted in every placement of
@@ -764,8 +736,6 @@ mod tests {
         // a comes back: it resumes at what it reported.
         table.node_changed(&a, &web, 0);
         assert_eq!(table.get(&p.name).unwrap().1.totals().done, 2);
-        table.node_removed(&a);
-        assert_eq!(table.get(&p.name).unwrap().1.totals().nodes(), 2);
         assert!(table.remove(&p.name).is_some());
         assert!(table.assignments(&web, 0).is_empty());
     }

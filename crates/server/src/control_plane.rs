@@ -49,7 +49,7 @@ pub struct ControlPlane {
     pub(crate) nodes: Mutex<NodeRegistry>,
     pub(crate) placements: Mutex<PlacementTable>,
     tracker: Mutex<Tracker>,
-    pub(crate) secret: Vec<u8>,
+    secret: Vec<u8>,
     announce_url: String,
     seed: AtomicU64,
     /// Bumped whenever assignments may have changed; assignment streams watch it.
@@ -187,6 +187,22 @@ impl ControlPlane {
         })
     }
 
+    /// Cuts `page` (fetched with one entry more than `size`) to `size` entries and returns the
+    /// token for the next page: the last entry's `key`, sealed, or "" when nothing follows.
+    pub(crate) fn finish_page<T>(
+        &self,
+        page: &mut Vec<T>,
+        size: usize,
+        key: impl Fn(&T) -> &str,
+    ) -> String {
+        let more = page.len() > size;
+        page.truncate(size);
+        match page.last() {
+            Some(last) if more => PageToken::seal(key(last), &self.secret),
+            _ => String::new(),
+        }
+    }
+
     fn bind(
         &self,
         name_tag: &str,
@@ -319,12 +335,7 @@ impl NodeService for ControlPlane {
             .filter(|v| after.as_deref().is_none_or(|a| v.record.id.as_str() > a))
             .take(size + 1)
             .collect();
-        let more = page.len() > size;
-        page.truncate(size);
-        let next_page_token = match page.last() {
-            Some(last) if more => PageToken::seal(last.record.id.as_str(), &self.secret),
-            _ => String::new(),
-        };
+        let next_page_token = self.finish_page(&mut page, size, |v| v.record.id.as_str());
         Ok(Response::new(v1::ListNodesResponse {
             nodes: page.into_iter().map(convert::node).collect(),
             next_page_token,

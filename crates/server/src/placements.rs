@@ -17,8 +17,8 @@ use shoal_api::v1::assignment_service_server::AssignmentService;
 use shoal_api::v1::placement_service_server::PlacementService;
 use shoal_api::{ApiError, ErrorCode, v1};
 use shoal_control::{
-    ArtifactRef, NodeId, NodeState, PageToken, Placement, PlacementName, PlacementProgress,
-    Selector, page_size,
+    ArtifactRef, NodeId, NodeState, Placement, PlacementName, PlacementProgress, Selector,
+    page_size,
 };
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
@@ -61,36 +61,33 @@ impl ControlPlane {
     pub(crate) fn assignments_changed(&self) {
         self.changes.send_modify(|generation| *generation += 1);
     }
+}
 
-    fn placement_message(
-        &self,
-        placement: &Placement,
-        progress: &PlacementProgress,
-    ) -> v1::Placement {
-        let totals = progress.totals();
-        v1::Placement {
-            name: placement.name.to_string(),
-            content_id: placement.content_id_hex(),
-            name_tag: placement
-                .name_tag
-                .as_ref()
-                .map(ToString::to_string)
-                .unwrap_or_default(),
-            selector: placement.selector.to_string(),
-            created_at: Some(timestamp(placement.created_ms)),
-            created_by: placement.created_by.clone(),
-            until: placement.until_ms.map(timestamp),
-            size: progress.size(),
-            totals: Some(v1::PlacementTotals {
-                nodes: totals.nodes(),
-                pending: totals.pending,
-                downloading: totals.downloading,
-                done: totals.done,
-                failed: totals.failed,
-                bytes_done: totals.bytes_done,
-                bytes_total: totals.nodes().saturating_mul(progress.size()),
-            }),
-        }
+/// The API form of a placement with its totals.
+fn placement_message(placement: &Placement, progress: &PlacementProgress) -> v1::Placement {
+    let totals = progress.totals();
+    v1::Placement {
+        name: placement.name.to_string(),
+        content_id: placement.content_id_hex(),
+        name_tag: placement
+            .name_tag
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default(),
+        selector: placement.selector.to_string(),
+        created_at: Some(timestamp(placement.created_ms)),
+        created_by: placement.created_by.clone(),
+        until: placement.until_ms.map(timestamp),
+        size: progress.size(),
+        totals: Some(v1::PlacementTotals {
+            nodes: totals.nodes(),
+            pending: totals.pending,
+            downloading: totals.downloading,
+            done: totals.done,
+            failed: totals.failed,
+            bytes_done: totals.bytes_done,
+            bytes_total: totals.nodes().saturating_mul(progress.size()),
+        }),
     }
 }
 
@@ -190,7 +187,7 @@ impl PlacementService for ControlPlane {
             if created {
                 tracing::info!(placement = %name, content_id = %placement.content_id_hex(), selector = %placement.selector, by, nodes = progress.totals().nodes(), "placement created");
             }
-            self.placement_message(stored, progress)
+            placement_message(stored, progress)
         };
         self.assignments_changed();
         Ok(Response::new(message))
@@ -208,16 +205,11 @@ impl PlacementService for ControlPlane {
         let size = page_size(req.page_size);
         let table = lock(&self.placements);
         let mut page = table.page(after.as_ref(), size + 1);
-        let more = page.len() > size;
-        page.truncate(size);
-        let next_page_token = match page.last() {
-            Some((last, _)) if more => PageToken::seal(last.name.as_str(), &self.secret),
-            _ => String::new(),
-        };
+        let next_page_token = self.finish_page(&mut page, size, |(p, _)| p.name.as_str());
         Ok(Response::new(v1::ListPlacementsResponse {
             placements: page
                 .into_iter()
-                .map(|(p, progress)| self.placement_message(p, progress))
+                .map(|(p, progress)| placement_message(p, progress))
                 .collect(),
             next_page_token,
         }))
@@ -239,12 +231,7 @@ impl PlacementService for ControlPlane {
             return Err(not_found(&name).into());
         };
         let mut page = progress.page(after.as_ref(), size + 1);
-        let more = page.len() > size;
-        page.truncate(size);
-        let next_page_token = match page.last() {
-            Some((last, _)) if more => PageToken::seal(last.as_str(), &self.secret),
-            _ => String::new(),
-        };
+        let next_page_token = self.finish_page(&mut page, size, |(id, _)| id.as_str());
         let nodes = page
             .into_iter()
             .map(|(id, state)| {
@@ -263,7 +250,7 @@ impl PlacementService for ControlPlane {
             })
             .collect();
         Ok(Response::new(v1::PlacementStatus {
-            placement: Some(self.placement_message(placement, progress)),
+            placement: Some(placement_message(placement, progress)),
             nodes,
             next_page_token,
         }))
@@ -280,7 +267,7 @@ impl PlacementService for ControlPlane {
             let Some((placement, progress)) = table.get(&name) else {
                 return Err(not_found(&name).into());
             };
-            let message = self.placement_message(placement, progress);
+            let message = placement_message(placement, progress);
             self.catalog.delete_placement(name.as_str())?;
             table.remove(&name);
             message

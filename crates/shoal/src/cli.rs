@@ -408,14 +408,9 @@ pub struct StatusArgs {
 /// `shoal nodes`
 #[derive(Debug, Args)]
 pub struct NodesArgs {
-    /// The control plane's API.
-    #[arg(
-        long,
-        env = "SHOAL_SERVER",
-        value_name = "URL",
-        default_value = "http://127.0.0.1:7421"
-    )]
-    pub server: String,
+    /// The control plane.
+    #[command(flatten)]
+    pub server: ServerUrl,
     /// Client options.
     #[command(flatten)]
     pub client: ClientArgs,
@@ -452,14 +447,9 @@ pub struct DistributeArgs {
     /// Follow it with a progress bar until every node has it.
     #[arg(long)]
     pub watch: bool,
-    /// The control plane's API.
-    #[arg(
-        long,
-        env = "SHOAL_SERVER",
-        value_name = "URL",
-        default_value = "http://127.0.0.1:7421"
-    )]
-    pub server: String,
+    /// The control plane.
+    #[command(flatten)]
+    pub server: ServerUrl,
     /// Client options.
     #[command(flatten)]
     pub client: ClientArgs,
@@ -468,14 +458,9 @@ pub struct DistributeArgs {
 /// `shoal placements`
 #[derive(Debug, Args)]
 pub struct PlacementsArgs {
-    /// The control plane's API.
-    #[arg(
-        long,
-        env = "SHOAL_SERVER",
-        value_name = "URL",
-        default_value = "http://127.0.0.1:7421"
-    )]
-    pub server: String,
+    /// The control plane.
+    #[command(flatten)]
+    pub server: ServerUrl,
     /// Client options.
     #[command(flatten)]
     pub client: ClientArgs,
@@ -487,15 +472,9 @@ pub struct PlacementArgs {
     /// What to do with the placement.
     #[command(subcommand)]
     pub command: PlacementCommand,
-    /// The control plane's API.
-    #[arg(
-        long,
-        global = true,
-        env = "SHOAL_SERVER",
-        value_name = "URL",
-        default_value = "http://127.0.0.1:7421"
-    )]
-    pub server: String,
+    /// The control plane.
+    #[command(flatten)]
+    pub server: ServerUrl,
 }
 
 /// `shoal placement` subcommands.
@@ -522,6 +501,20 @@ pub struct PlacementNameArgs {
     /// Client options.
     #[command(flatten)]
     pub client: ClientArgs,
+}
+
+/// `--server`: where the control plane's API is, for the commands that call it directly.
+#[derive(Debug, Args)]
+pub struct ServerUrl {
+    /// The control plane's API.
+    #[arg(
+        long = "server",
+        global = true,
+        env = "SHOAL_SERVER",
+        value_name = "URL",
+        default_value = "http://127.0.0.1:7421"
+    )]
+    pub url: String,
 }
 
 /// `shoal completions`

@@ -64,10 +64,15 @@ pub(crate) fn failed(status: &tonic::Status, url: &str, what: &str) -> anyhow::E
     {
         // No ErrorInfo: the call never reached a Shoal service (a refused connection, a
         // timeout), so say where we tried; a Shoal error keeps its own message.
+        let hint = if what == "agent" {
+            "`shoal agent`, or set --agent / SHOAL_AGENT"
+        } else {
+            "`shoal server`, or an agent without --control-plane; or set --server / SHOAL_SERVER"
+        };
         ApiError::new(
             ErrorCode::ControlPlaneUnavailable,
             format!(
-                "cannot reach the {what} at {url} ({}); is it running? (`shoal agent`, or set --agent / SHOAL_AGENT)",
+                "cannot reach the {what} at {url} ({}); is it running? ({hint})",
                 status.message()
             ),
         )
@@ -422,7 +427,7 @@ pub fn status(args: StatusArgs) -> anyhow::Result<()> {
 /// `shoal nodes`
 pub fn nodes(args: NodesArgs) -> anyhow::Result<()> {
     let json = args.client.json;
-    let server = args.server;
+    let server = args.server.url;
     let nodes = runtime()?.block_on(async {
         let client = NodeServiceClient::new(channel(&server, "control plane")?);
         every_page(|page_token| {

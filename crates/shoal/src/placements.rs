@@ -107,7 +107,7 @@ pub fn distribute(args: DistributeArgs) -> anyhow::Result<()> {
         selector: args.to,
         until,
     };
-    let server = args.server;
+    let server = args.server.url;
     let placement = runtime()?.block_on(async {
         client(&server)?
             .create_placement(request)
@@ -140,7 +140,7 @@ pub fn distribute(args: DistributeArgs) -> anyhow::Result<()> {
 
 /// `shoal placements`
 pub fn list(args: PlacementsArgs) -> anyhow::Result<()> {
-    let server = args.server;
+    let server = args.server.url;
     let placements = runtime()?.block_on(async {
         let client = client(&server)?;
         every_page(|page_token| {
@@ -189,9 +189,9 @@ pub fn list(args: PlacementsArgs) -> anyhow::Result<()> {
 /// `shoal placement ...`
 pub fn placement(args: PlacementArgs) -> anyhow::Result<()> {
     match args.command {
-        PlacementCommand::Show(name) => show(&args.server, name),
-        PlacementCommand::Watch(name) => watch(&args.server, &name.name, name.client.json),
-        PlacementCommand::Rm(name) => rm(&args.server, name),
+        PlacementCommand::Show(name) => show(&args.server.url, name),
+        PlacementCommand::Watch(name) => watch(&args.server.url, &name.name, name.client.json),
+        PlacementCommand::Rm(name) => rm(&args.server.url, name),
     }
 }
 
@@ -206,33 +206,29 @@ fn state_name(state: i32) -> &'static str {
 }
 
 fn show(server: &str, args: PlacementNameArgs) -> anyhow::Result<()> {
-    let (placement, nodes) = runtime()?.block_on(async {
-        let mut client = client(server)?;
-        let mut placement = None;
-        let mut nodes = Vec::new();
-        let mut page_token = String::new();
-        loop {
+    let pages = runtime()?.block_on(async {
+        let client = client(server)?;
+        every_page(|page_token| {
+            let mut client = client.clone();
             let request = v1::GetPlacementRequest {
                 name: args.name.clone(),
                 page_size: PAGE_SIZE,
                 page_token,
             };
-            let page = client
-                .get_placement(request)
-                .await
-                .map_err(|s| failed(&s, server, WHAT))?
-                .into_inner();
-            if placement.is_none() {
-                placement = page.placement;
+            async move {
+                let page = client.get_placement(request).await?.into_inner();
+                let next = page.next_page_token.clone();
+                Ok((vec![page], next))
             }
-            nodes.extend(page.nodes);
-            if page.next_page_token.is_empty() {
-                break;
-            }
-            page_token = page.next_page_token;
-        }
-        anyhow::Ok((placement.unwrap_or_default(), nodes))
+        })
+        .await
+        .map_err(|s| failed(&s, server, WHAT))
     })?;
+    let placement = pages
+        .first()
+        .and_then(|p| p.placement.clone())
+        .unwrap_or_default();
+    let nodes: Vec<v1::PlacementNode> = pages.into_iter().flat_map(|p| p.nodes).collect();
     if args.client.json {
         return json_value(&v1::PlacementStatus {
             placement: Some(placement),

@@ -172,6 +172,21 @@ fn shoal_json(lab: &Lab, host: usize, args: &[&str]) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// `shoal publish SOURCE --name NAME_TAG` on `host`; the published artifact's JSON.
+fn publish(lab: &Lab, host: usize, source: &Path, name_tag: &str) -> serde_json::Value {
+    let published = shoal_json(
+        lab,
+        host,
+        &["publish", source.to_str().unwrap(), "--name", name_tag],
+    );
+    let artifact = published["artifact"].clone();
+    assert!(
+        artifact["contentId"].is_string(),
+        "no content id in {published}"
+    );
+    artifact
+}
+
 /// Asks the tracker (from inside host 0, over HTTP with curl) for the peers of `info_hash`,
 /// as a leecher would, then withdraws the asking peer.
 fn tracker_peers(lab: &Lab, announce: &str, info_hash: [u8; 20]) -> BTreeSet<SocketAddr> {
@@ -233,19 +248,9 @@ fn five_agents_get_a_published_artifact_by_name() {
     }
 
     let source = payload(&dir.path().join("src"), true);
-    let published = shoal_json(
-        &lab,
-        0,
-        &[
-            "publish",
-            source.to_str().unwrap(),
-            "--name",
-            "e2e/tools:1.0",
-        ],
-    );
-    let content_id = published["artifact"]["contentId"]
+    let content_id = publish(&lab, 0, &source, "e2e/tools:1.0")["contentId"]
         .as_str()
-        .unwrap_or_else(|| panic!("no content id in {published}"))
+        .unwrap()
         .to_owned();
 
     // Every other host retrieves it by name, all at once.
@@ -368,17 +373,7 @@ fn killed_agents_resume_downloading_and_seeding() {
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
         .collect();
     std::fs::write(&source, &bytes).unwrap();
-    let published = shoal_json(
-        &lab,
-        0,
-        &[
-            "publish",
-            source.to_str().unwrap(),
-            "--name",
-            "restart/big:1",
-        ],
-    );
-    let artifact = &published["artifact"];
+    let artifact = &publish(&lab, 0, &source, "restart/big:1");
     let content_id = artifact["contentId"].as_str().unwrap().to_owned();
     let total = number(artifact, "size");
     let piece = number(artifact, "pieceLength");
@@ -496,17 +491,7 @@ fn a_placement_reaches_exactly_the_matching_hosts_and_those_that_join_later() {
         ));
     }
     let source = payload(&dir.path().join("src"), true);
-    let published = shoal_json(
-        &lab,
-        0,
-        &[
-            "publish",
-            source.to_str().unwrap(),
-            "--name",
-            "e2e/site:1.0",
-        ],
-    );
-    let content_id = published["artifact"]["contentId"]
+    let content_id = publish(&lab, 0, &source, "e2e/site:1.0")["contentId"]
         .as_str()
         .unwrap()
         .to_owned();

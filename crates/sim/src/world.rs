@@ -320,16 +320,20 @@ impl<'s> World<'s> {
 
     // ----- peers -----
 
-    /// The tracker hands `host` up to `numwant` random hosts that announced before it; the host
-    /// dials as many as fit in half its connections, leaving the rest for hosts that dial it
-    /// (as the driver does: `SessionConfig::dial_budget`).
-    fn announce(&mut self, host: usize) {
-        let known = self.announced.len();
-        let dials = self
-            .scenario
+    /// How many more peers `host` may dial: it dials only into half its connections, leaving
+    /// the rest for hosts that dial it (as the driver does: `SessionConfig::dial_budget`).
+    fn dial_room(&self, host: usize) -> usize {
+        self.scenario
             .max_peers
             .div_ceil(2)
-            .saturating_sub(self.hosts[host].open);
+            .saturating_sub(self.hosts[host].open)
+    }
+
+    /// The tracker hands `host` up to `numwant` random hosts that announced before it; the host
+    /// dials as many as its [`World::dial_room`] allows.
+    fn announce(&mut self, host: usize) {
+        let known = self.announced.len();
+        let dials = self.dial_room(host);
         let want = self.scenario.numwant.min(known).min(dials);
         let mut picked = BTreeSet::new();
         if want == known {
@@ -367,11 +371,7 @@ impl<'s> World<'s> {
         if self.hosts[host].completed.is_some() {
             return;
         }
-        let mut room = self
-            .scenario
-            .max_peers
-            .div_ceil(2)
-            .saturating_sub(self.hosts[host].open);
+        let mut room = self.dial_room(host);
         let mut learned = std::mem::take(&mut self.hosts[host].learned);
         for (to, at, wait) in &mut learned {
             if room == 0 {
