@@ -5,10 +5,15 @@
 //! again after a reconnect so a restarted control plane learns the whole state).
 //!
 //! An agent never refuses an assignment and never starts a distribution on its own: what to
-//! hold is decided centrally. An artifact that stops being assigned keeps seeding; releasing
-//! it is a storage policy's decision, not the stream's.
+//! hold is decided centrally. The rules the node is under (its policy) arrive on the same
+//! stream and are applied at once: rate caps, no uploads and fewer peers to running transfers
+//! (through the shared [`shoal_driver::HostLimits`]); seed retention to artifacts no placement
+//! assigns any more (kept and seeded that long, then removed); the storage quota to what the
+//! node holds (least recently used unpinned artifacts evicted to make room, an assignment that
+//! cannot fit failed with `quota`, see [`crate::quota`]). With no retention rule an artifact
+//! that stops being assigned keeps seeding until the quota or an operator removes it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,6 +22,7 @@ use tokio::sync::watch;
 use tokio_stream::StreamExt as _;
 
 use crate::Agent;
+use crate::quota::{self, Held, Room};
 use crate::torrents::RunState;
 
 /// The longest wait between two attempts to open the stream, or to start one assignment.
@@ -47,7 +53,7 @@ fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// Runs forever: the stream, the executor and the reporter.
 pub(crate) async fn run(agent: Arc<Agent>) {
-    let (sets, set) = watch::channel(Vec::<v1::Assignment>::new());
+    let (sets, set) = watch::channel(v1::AssignmentSet::default());
     let (reconnects, reconnected) = watch::channel(0u64);
     let failures = Arc::new(std::sync::Mutex::new(HashMap::<String, Failure>::new()));
     // Aborted with this task when the agent shuts down.
@@ -88,7 +94,8 @@ pub(crate) async fn run(agent: Arc<Agent>) {
                                 })
                                 .collect();
                             tracing::info!(assignments = ?names, "assignments from the control plane");
-                            sets.send_replace(next.assignments);
+                            apply_limits(&agent, next.policy.as_ref());
+                            sets.send_replace(next);
                         }
                         Err(status) => {
                             tracing::warn!(error = %status.message(), "assignment stream broke; reconnecting");
@@ -109,15 +116,74 @@ pub(crate) async fn run(agent: Arc<Agent>) {
     }
 }
 
-/// Starts every assigned artifact that is not running, retrying failures with back-off.
+/// The rules a node is under, from its assignment set (none: share without limits).
+fn rules_of(set: &v1::AssignmentSet) -> shoal_control::Rules {
+    set.policy
+        .as_ref()
+        .and_then(|p| p.rules.as_ref())
+        .map(shoal_server::rules_from)
+        .unwrap_or_default()
+}
+
+/// Applies the policy's network rules to every transfer, running or to come.
+fn apply_limits(agent: &Agent, policy: Option<&v1::NodePolicy>) {
+    let rules = policy
+        .and_then(|p| p.rules.as_ref())
+        .map(shoal_server::rules_from)
+        .unwrap_or_default();
+    let limits = shoal_driver::Limits {
+        upload_rate: rules.upload_rate,
+        download_rate: rules.download_rate,
+        max_peers: rules
+            .max_peers
+            .map(|m| usize::try_from(m).unwrap_or(usize::MAX)),
+    };
+    let host = agent.torrents.limits();
+    if host.get() != limits {
+        let from = policy.map(|p| p.policies.join(",")).unwrap_or_default();
+        tracing::info!(
+            upload_rate = ?limits.upload_rate,
+            download_rate = ?limits.download_rate,
+            max_peers = ?limits.max_peers,
+            policies = %from,
+            "policy applied to every transfer"
+        );
+        host.set(limits);
+    }
+}
+
+/// What the executor remembers between rounds.
+#[derive(Default)]
+struct Memory {
+    /// Artifacts a placement assigned to this node since the agent started.
+    assigned_once: HashSet<String>,
+    /// Artifacts no longer assigned, and since when.
+    released: HashMap<String, Instant>,
+}
+
+/// Starts every assigned artifact that is not running, retrying failures with back-off; lets
+/// go of released artifacts after the seed retention; keeps the node under its quota.
 async fn execute(
     agent: Arc<Agent>,
-    mut set: watch::Receiver<Vec<v1::Assignment>>,
+    mut set: watch::Receiver<v1::AssignmentSet>,
     failures: Arc<std::sync::Mutex<HashMap<String, Failure>>>,
 ) {
+    let mut memory = Memory::default();
     loop {
-        let assignments = set.borrow_and_update().clone();
-        for a in &assignments {
+        let current = set.borrow_and_update().clone();
+        let rules = rules_of(&current);
+        let assigned: HashSet<String> = current
+            .assignments
+            .iter()
+            .map(|a| a.content_id.clone())
+            .collect();
+        release(&agent, &assigned, rules.seed_retention_secs, &mut memory).await;
+        if let Some(quota) = rules.quota_bytes {
+            let evict = quota::trim(&holdings(&agent, &assigned), quota);
+            evict_all(&agent, &evict, quota, "the quota was lowered").await;
+        }
+        for a in &current.assignments {
+            memory.assigned_once.insert(a.content_id.clone());
             let running = agent
                 .torrents
                 .get(&a.content_id)
@@ -131,25 +197,8 @@ async fn execute(
             if !due {
                 continue;
             }
-            let reference = v1::ArtifactRef {
-                kind: Some(v1::artifact_ref::Kind::ContentId(a.content_id.clone())),
-            };
-            let started = match agent.resolve(Some(&reference)).await {
-                Ok((torrent, name_tag)) => agent
-                    .torrents
-                    .start(Arc::new(torrent), name_tag)
-                    .map_err(|e| {
-                        let e = crate::service::storage_error(&e);
-                        if e.code == ErrorCode::DiskFull {
-                            format!("disk full: {}", e.message)
-                        } else {
-                            e.message
-                        }
-                    }),
-                Err(e) => Err(e.message),
-            };
-            match started {
-                Ok(_) => {
+            match start(&agent, a, &assigned, rules.quota_bytes).await {
+                Ok(()) => {
                     lock(&failures).remove(&a.content_id);
                     tracing::info!(content_id = %a.content_id, name_tag = %a.name_tag, placements = ?a.placements, "assigned: fetching");
                 }
@@ -172,6 +221,119 @@ async fn execute(
         tokio::select! {
             changed = set.changed() => if changed.is_err() { return },
             () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
+
+/// Starts one assignment, first making room for it under the quota. The error is the reason
+/// reported to the control plane.
+async fn start(
+    agent: &Agent,
+    a: &v1::Assignment,
+    assigned: &HashSet<String>,
+    quota: Option<u64>,
+) -> Result<(), String> {
+    let reference = v1::ArtifactRef {
+        kind: Some(v1::artifact_ref::Kind::ContentId(a.content_id.clone())),
+    };
+    let (torrent, name_tag) = agent
+        .resolve(Some(&reference))
+        .await
+        .map_err(|e| e.message)?;
+    if let Some(quota) = quota {
+        let size = torrent.info().total_size();
+        // This artifact is pinned, but not held yet: it is the incoming one.
+        let held: Vec<Held> = holdings(agent, assigned)
+            .into_iter()
+            .filter(|h| h.id != a.content_id)
+            .collect();
+        match quota::make_room(&held, size, quota) {
+            Room::Fits { evict } => evict_all(agent, &evict, quota, "to make room").await,
+            Room::Cannot { needed, kept } => {
+                return Err(format!(
+                    "quota: this node may hold {}, but would need {} ({} of it pinned by \
+                     placements or downloading); raise the quota or narrow the placements",
+                    mib(quota),
+                    mib(needed),
+                    mib(kept),
+                ));
+            }
+        }
+    }
+    agent
+        .torrents
+        .start(Arc::new(torrent), name_tag)
+        .map(|_| ())
+        .map_err(|e| {
+            let e = crate::service::storage_error(&e);
+            if e.code == ErrorCode::DiskFull {
+                format!("disk full: {}", e.message)
+            } else {
+                e.message
+            }
+        })
+}
+
+/// Bytes in MiB, for messages.
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / f64::from(1 << 20))
+}
+
+/// What the node holds, as the quota sees it.
+fn holdings(agent: &Agent, assigned: &HashSet<String>) -> Vec<Held> {
+    agent
+        .torrents
+        .list()
+        .into_iter()
+        .map(|v| Held {
+            bytes: v.torrent.info().total_size(),
+            last_used_ms: agent.torrents.data().last_used(&v.id),
+            pinned: assigned.contains(&v.id),
+            complete: matches!(*v.state.borrow(), RunState::Seeding),
+            id: v.id,
+        })
+        .collect()
+}
+
+/// Removes each of `ids` from the node (stops seeding, deletes the data).
+async fn evict_all(agent: &Agent, ids: &[String], quota: u64, why: &str) {
+    for id in ids {
+        if let Some(freed) = agent.torrents.remove(id).await {
+            tracing::info!(content_id = %id, bytes_freed = freed, quota, "evicted under the storage quota, least recently used first ({why})");
+        }
+    }
+}
+
+/// Lets go of artifacts a placement assigned here but no longer does, once they have seeded
+/// for the retention the policy sets.
+async fn release(
+    agent: &Agent,
+    assigned: &HashSet<String>,
+    retention: Option<u64>,
+    memory: &mut Memory,
+) {
+    let now = Instant::now();
+    memory.released.retain(|id, _| !assigned.contains(id));
+    for id in &memory.assigned_once {
+        if !assigned.contains(id) {
+            memory.released.entry(id.clone()).or_insert(now);
+        }
+    }
+    let Some(retention) = retention else {
+        return;
+    };
+    let retention = Duration::from_secs(retention);
+    let expired: Vec<String> = memory
+        .released
+        .iter()
+        .filter(|(_, since)| now.duration_since(**since) >= retention)
+        .map(|(id, _)| id.clone())
+        .collect();
+    for id in expired {
+        memory.released.remove(&id);
+        memory.assigned_once.remove(&id);
+        if let Some(freed) = agent.torrents.remove(&id).await {
+            tracing::info!(content_id = %id, bytes_freed = freed, retention_secs = retention.as_secs(), "no placement assigns it any more and its seed retention is over: removed");
         }
     }
 }
@@ -215,7 +377,7 @@ fn progress_of(
 /// asks for; everything after a reconnect and every [`FULL_REPORT`].
 async fn report(
     agent: Arc<Agent>,
-    set: watch::Receiver<Vec<v1::Assignment>>,
+    set: watch::Receiver<v1::AssignmentSet>,
     mut reconnected: watch::Receiver<u64>,
     failures: Arc<std::sync::Mutex<HashMap<String, Failure>>>,
 ) {
@@ -229,7 +391,7 @@ async fn report(
             sent.clear();
             last_full = Instant::now();
         }
-        let assignments = set.borrow().clone();
+        let assignments = set.borrow().assignments.clone();
         let now: Vec<v1::ArtifactProgress> = {
             let failures = lock(&failures);
             assignments

@@ -10,6 +10,8 @@
 //!                                    # address this host uses to reach the control plane
 //! control_plane = "http://10.0.0.1:7421"   # absent: run the control plane in-process
 //! allowed_roots = ["/srv", "/tmp"]   # where publish may read and retrieve may write
+//! on_complete = ["/usr/local/bin/deploy", "--restart"]   # run once per verified artifact,
+//!                                    # with its path appended; only this file can set it
 //!
 //! [labels]
 //! region = "eu-west"
@@ -50,6 +52,10 @@ pub struct AgentConfig {
     pub allowed_roots: Vec<PathBuf>,
     /// Bearer tokens accepted on the local API from callers off loopback.
     pub api_tokens: Vec<String>,
+    /// A command run once for each artifact verified on this node, with the artifact's path
+    /// appended (no shell): `["/usr/local/bin/deploy", "--restart"]`. Empty for none. Only
+    /// this file sets it; the control plane cannot.
+    pub on_complete: Vec<String>,
     /// The embedded control plane.
     pub server: EmbeddedServer,
 }
@@ -78,6 +84,7 @@ impl Default for AgentConfig {
             control_plane: None,
             allowed_roots: Vec::new(),
             api_tokens: Vec::new(),
+            on_complete: Vec::new(),
             server: EmbeddedServer::default(),
         }
     }

@@ -12,10 +12,12 @@
 //! implementation), `metrics`.
 #![forbid(unsafe_code)]
 
+mod action;
 mod assignments;
 pub mod config;
 pub mod control;
 mod metrics;
+mod quota;
 mod service;
 pub mod store;
 pub mod torrents;
@@ -211,7 +213,10 @@ pub async fn start(config: AgentConfig) -> Result<Running, AgentError> {
         }
     };
 
-    let torrents = Arc::new(Torrents::new(data, listener, peer_addr));
+    let torrents = Arc::new(
+        Torrents::new(data, listener, peer_addr)
+            .with_on_complete(action::OnComplete::new(config.on_complete.clone())),
+    );
     if !announce.is_empty() {
         torrents.set_announce(vec![announce.clone()]);
     }

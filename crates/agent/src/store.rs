@@ -81,6 +81,52 @@ impl DataDir {
         self.root.join("torrents").join(format!("{id}.name"))
     }
 
+    fn used_path(&self, id: &str) -> PathBuf {
+        self.root.join("torrents").join(format!("{id}.used"))
+    }
+
+    fn action_path(&self, id: &str) -> PathBuf {
+        self.root.join("torrents").join(format!("{id}.action"))
+    }
+
+    /// Returns true if and only if the post-completion action ran for this copy of `id`.
+    pub fn action_ran(&self, id: &str) -> bool {
+        self.action_path(id).exists()
+    }
+
+    /// Records that the post-completion action ran for this copy of `id`.
+    ///
+    /// # Errors
+    /// When the record cannot be written.
+    pub fn record_action(&self, id: &str) -> std::io::Result<()> {
+        write_atomically(&self.action_path(id), b"")
+    }
+
+    /// Records that `id` was used at `now_ms` (Unix milliseconds): started, assigned or
+    /// retrieved. Eviction under a quota takes the least recently used first.
+    ///
+    /// # Errors
+    /// When the record cannot be written.
+    pub fn touch(&self, id: &str, now_ms: u64) -> std::io::Result<()> {
+        write_atomically(&self.used_path(id), now_ms.to_string().as_bytes())
+    }
+
+    /// When `id` was last used (Unix milliseconds): its use record, else when its torrent was
+    /// recorded, else 0.
+    pub fn last_used(&self, id: &str) -> u64 {
+        if let Some(ms) = fs::read_to_string(self.used_path(id))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+        {
+            return ms;
+        }
+        fs::metadata(self.torrent_path(id))
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+
     /// Records a torrent (and its name) so a restart resumes it.
     ///
     /// # Errors
@@ -165,6 +211,8 @@ impl DataDir {
         let _ = fs::remove_dir_all(self.staging().join(id));
         let _ = fs::remove_file(self.torrent_path(id));
         let _ = fs::remove_file(self.name_path(id));
+        let _ = fs::remove_file(self.used_path(id));
+        let _ = fs::remove_file(self.action_path(id));
         freed
     }
 

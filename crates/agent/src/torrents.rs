@@ -14,12 +14,16 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use shoal_driver::{PeerListener, Progress, SessionConfig};
+use shoal_driver::{HostLimits, PeerListener, Progress, SessionConfig};
 use shoal_metainfo::Torrent;
 use shoal_storage::{FileStore, PieceStore, ResumeState, StorageError};
 use tokio::sync::{oneshot, watch};
 
+use crate::action::OnComplete;
 use crate::store::DataDir;
+
+/// The most peers each torrent keeps, unless a policy says fewer.
+pub const MAX_PEERS: usize = 200;
 
 /// What the agent is doing with a torrent.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -96,6 +100,8 @@ pub struct Torrents {
     announce: Mutex<Vec<String>>,
     entries: Mutex<HashMap<String, Entry>>,
     retired: Mutex<Retired>,
+    limits: HostLimits,
+    on_complete: OnComplete,
 }
 
 impl Torrents {
@@ -109,12 +115,27 @@ impl Torrents {
             announce: Mutex::new(Vec::new()),
             entries: Mutex::new(HashMap::new()),
             retired: Mutex::new(Retired::default()),
+            limits: HostLimits::default(),
+            on_complete: OnComplete::default(),
         }
+    }
+
+    /// Runs `action` once for each artifact verified here.
+    #[must_use]
+    pub fn with_on_complete(mut self, action: OnComplete) -> Self {
+        self.on_complete = action;
+        self
     }
 
     /// The data directory.
     pub fn data(&self) -> &DataDir {
         &self.data
+    }
+
+    /// The limits every torrent shares (rate caps, no uploads, fewer peers); setting them
+    /// changes running transfers at once.
+    pub fn limits(&self) -> &HostLimits {
+        &self.limits
     }
 
     /// The address peers reach this agent at.
@@ -143,6 +164,9 @@ impl Torrents {
         name_tag: Option<String>,
     ) -> Result<String, StorageError> {
         let id = content_id(&torrent);
+        if let Err(e) = self.data.touch(&id, now_ms()) {
+            tracing::debug!(content_id = %id, error = %e, "cannot record the use of an artifact");
+        }
         let mut entries = lock(&self.entries);
         if let Some(entry) = entries.get_mut(&id) {
             let failed = matches!(*entry.state.borrow(), RunState::Failed(_));
@@ -223,7 +247,8 @@ impl Torrents {
             },
             peer_id: self.peer_id,
             seed_for: Some(Duration::MAX),
-            max_peers: 200,
+            max_peers: MAX_PEERS,
+            limits: self.limits.clone(),
         };
         let initial = if recheck {
             RunState::Checking
@@ -237,9 +262,13 @@ impl Torrents {
         let (stop, stopped) = oneshot::channel::<()>();
         let rates = Arc::new(Mutex::new(Rates::default()));
         tokio::spawn(monitor(
-            id.to_owned(),
-            torrent.clone(),
-            self.data.clone(),
+            Monitored {
+                id: id.to_owned(),
+                torrent: torrent.clone(),
+                name_tag: name_tag.clone(),
+                data: self.data.clone(),
+                on_complete: self.on_complete.clone(),
+            },
             progress.clone(),
             state_tx.clone(),
             rates.clone(),
@@ -371,12 +400,25 @@ fn view(id: &str, e: &Entry) -> TorrentView {
     }
 }
 
-/// Follows a session: records completion in the data directory, keeps the state and the
-/// smoothed rates.
-async fn monitor(
+/// What a monitor follows.
+struct Monitored {
     id: String,
     torrent: Arc<Torrent>,
+    name_tag: Option<String>,
     data: DataDir,
+    on_complete: OnComplete,
+}
+
+/// Follows a session: records completion in the data directory, then runs the
+/// post-completion action; keeps the state and the smoothed rates.
+async fn monitor(
+    Monitored {
+        id,
+        torrent,
+        name_tag,
+        data,
+        on_complete,
+    }: Monitored,
     mut progress: watch::Receiver<Progress>,
     state: watch::Sender<RunState>,
     rates: Arc<Mutex<Rates>>,
@@ -384,6 +426,7 @@ async fn monitor(
 ) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut samples: std::collections::VecDeque<(Instant, u64, u64)> = Default::default();
+    let mut acted = !on_complete.is_set();
     loop {
         tokio::select! {
             changed = progress.changed() => if changed.is_err() { break },
@@ -427,6 +470,12 @@ async fn monitor(
                 Err(_) => {}
             }
         }
+        // Only once the completion record is written: never on partial data.
+        if recorded && !acted && matches!(*state.borrow(), RunState::Seeding) {
+            acted = true;
+            let path = data.data_path(&id, torrent.info());
+            on_complete.run(&data, &id, name_tag.as_deref(), path);
+        }
         let now = Instant::now();
         samples.push_back((now, p.stats.uploaded, p.stats.downloaded));
         while samples.len() > 2
@@ -467,6 +516,13 @@ fn announce_hashes(torrent: &Torrent) -> Vec<[u8; 20]> {
         .into_iter()
         .chain(hashes.v2().map(|h| h.truncated().0))
         .collect()
+}
+
+/// The wall clock in Unix milliseconds (0 before 1970).
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

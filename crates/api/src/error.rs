@@ -77,6 +77,8 @@ codes! {
     PlacementNotFound = "PLACEMENT_NOT_FOUND" => NotFound, 404;
     /// The placement name is taken by a different placement.
     PlacementExists = "PLACEMENT_EXISTS" => AlreadyExists, 409;
+    /// No such policy.
+    PolicyNotFound = "POLICY_NOT_FOUND" => NotFound, 404;
     /// No such route (REST only).
     NotFound = "NOT_FOUND" => NotFound, 404;
     /// The tag is bound to other content; tags are immutable.

@@ -16,6 +16,9 @@
 //!   a selector matches ([`Placement`]), their per-node progress with running totals
 //!   ([`PlacementProgress`]), and the table that keeps them true as nodes come and change
 //!   ([`PlacementTable`]).
+//! - [`policy`]: central rules for the nodes a selector matches ([`Policy`], [`Rules`]: rate
+//!   caps, leech-only, peers, seed retention, quota), the strictest value of each rule
+//!   winning where several match ([`effective`]).
 //! - [`nodes`]: the node registry ([`NodeRegistry`]) with node ids ([`NodeId`]) and labels
 //!   ([`Labels`]).
 //! - [`selector`]: label selectors ([`Selector`]), `role=web,region=eu`, `rack in (r1,r2)`,
@@ -36,6 +39,7 @@ pub mod name_tag;
 pub mod nodes;
 pub mod page_token;
 pub mod placement;
+pub mod policy;
 mod record;
 mod rng;
 pub mod selector;
@@ -55,6 +59,7 @@ pub use placement::{
     Assignment, NodeState, Placement, PlacementError, PlacementName, PlacementNameError,
     PlacementProgress, PlacementTable, Totals,
 };
+pub use policy::{MAX_POLICIES, Policy, PolicyName, PolicyTable, Rules, RulesError, effective};
 pub use record::RecordError;
 pub use selector::{Selector, SelectorError};
 pub use tracker::{TrackedPeer, Tracker, TrackerConfig, TrackerStats};

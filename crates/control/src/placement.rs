@@ -41,15 +41,15 @@ pub struct PlacementName(String);
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum PlacementNameError {
     /// Empty or longer than [`MAX_PLACEMENT_NAME_LEN`].
-    #[error("placement name must be 1 to {MAX_PLACEMENT_NAME_LEN} bytes, got {len}")]
+    #[error("a name must be 1 to {MAX_PLACEMENT_NAME_LEN} bytes, got {len}")]
     Length {
         /// Its length in bytes.
         len: usize,
     },
     /// A character outside `a-z 0-9 -`, or a `-` at either end.
     #[error(
-        "placement name {name:?} may only hold a-z, 0-9 and '-', and must start and end with a \
-         letter or digit (like `web-release-42`)"
+        "name {name:?} may only hold a-z, 0-9 and '-', and must start and end with a letter or \
+         digit (like `web-release-42`)"
     )]
     Character {
         /// The name (cut to the length limit).

@@ -12,6 +12,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::limits::HostLimits;
 use crate::read_buffers;
 use crate::session::Event;
 use crate::write_budget::{WriteBudget, block_bytes};
@@ -132,11 +133,19 @@ impl Link {
         key: PeerKey,
         events: mpsc::Sender<Event>,
         budget: WriteBudget,
+        limits: HostLimits,
     ) -> (Self, Handshake) {
         let (read_half, write_half) = done.stream.into_split();
         let (writer, queue) = mpsc::unbounded_channel();
-        tokio::spawn(write_frames(write_half, queue));
-        let reader = tokio::spawn(read_frames(read_half, done.leftover, key, events, budget));
+        tokio::spawn(write_frames(write_half, queue, limits.clone()));
+        let reader = tokio::spawn(read_frames(
+            read_half,
+            done.leftover,
+            key,
+            events,
+            budget,
+            limits,
+        ));
         (
             Self {
                 writer,
@@ -199,13 +208,15 @@ async fn connect(addr: SocketAddr, source: Option<std::net::IpAddr>) -> std::io:
 /// Reads frames and hands each payload (the bytes after the length prefix) to the session as a
 /// view of the buffer it was read into, not a copy. A buffer is frozen once it holds a whole
 /// frame; a partial frame at its end starts the next buffer. Ends on EOF, a socket error or a
-/// protocol error, reporting why.
+/// protocol error, reporting why. Every read draws on the host's download cap first, so a
+/// capped host stops reading and its peers' TCP windows close.
 pub(crate) async fn read_frames(
     mut reader: OwnedReadHalf,
     leftover: Vec<u8>,
     peer: PeerKey,
     events: mpsc::Sender<Event>,
     budget: WriteBudget,
+    limits: HostLimits,
 ) {
     let mut buf = read_buffers::take();
     buf.extend_from_slice(&leftover);
@@ -251,7 +262,7 @@ pub(crate) async fn read_frames(
         buf.reserve(room - buf.len());
         match reader.read_buf(&mut buf).await {
             Ok(0) => break None,
-            Ok(_) => {}
+            Ok(n) => limits.download(n).await,
             Err(e) => break Some(e.to_string()),
         }
     };
@@ -265,10 +276,12 @@ fn prefix_len(prefix: &[u8]) -> usize {
     u32::from_be_bytes(len) as usize
 }
 
-/// Writes queued frames, coalescing whatever is already waiting into one write.
+/// Writes queued frames, coalescing whatever is already waiting into one write, each write
+/// drawing on the host's upload cap first.
 pub(crate) async fn write_frames(
     mut writer: OwnedWriteHalf,
     mut queue: mpsc::UnboundedReceiver<Vec<u8>>,
+    limits: HostLimits,
 ) {
     let mut batch = Vec::with_capacity(256 * 1024);
     while let Some(frame) = queue.recv().await {
@@ -280,6 +293,7 @@ pub(crate) async fn write_frames(
                 Err(_) => break,
             }
         }
+        limits.upload(batch.len()).await;
         if writer.write_all(&batch).await.is_err() {
             return;
         }

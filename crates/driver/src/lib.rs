@@ -23,6 +23,7 @@
 
 mod connection;
 mod error;
+mod limits;
 mod listener;
 mod magnet;
 mod peer_id;
@@ -34,6 +35,7 @@ mod web_seed;
 mod write_budget;
 
 pub use error::DriverError;
+pub use limits::{HostLimits, Limits};
 pub use listener::{Inbound, PeerListener};
 pub use magnet::{Fetched, fetch_metadata};
 pub use peer_id::new_peer_id;

@@ -120,7 +120,7 @@ pub async fn fetch_metadata(
                     Event::Connected(done) => {
                         let key = PeerKey(next_key);
                         next_key += 1;
-                        let (link, theirs) = Link::start(done, key, events_tx.clone(), budget.clone());
+                        let (link, theirs) = Link::start(done, key, events_tx.clone(), budget.clone(), crate::HostLimits::default());
                         reached.push(link.addr);
                         writers.insert(key, link);
                         fetch.handle_connected(now, key, theirs.reserved);

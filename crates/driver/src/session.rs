@@ -17,6 +17,7 @@ use tokio::time::Instant;
 
 use crate::connection::{self, Established, Link};
 use crate::error::DriverError;
+use crate::limits::{HostLimits, Limits};
 use crate::storage_worker::{self, Op};
 use crate::tracker::Announcer;
 use crate::web_seed::{WebLink, WebSeed};
@@ -63,6 +64,9 @@ pub struct SessionConfig {
     /// than half that many are connected ([`SessionConfig::dial_budget`]); the other half is
     /// for peers that dial us.
     pub max_peers: usize,
+    /// Limits shared with the host's other sessions (rate caps, no uploads, fewer peers),
+    /// followed live as they change. `HostLimits::default()` limits nothing.
+    pub limits: HostLimits,
 }
 
 impl SessionConfig {
@@ -406,6 +410,19 @@ pub async fn run(
             p.complete = complete;
         });
     };
+    // The host's limits, now and as a policy changes them.
+    let most_peers = config.max_peers;
+    let upload_slots = config.swarm.upload_slots;
+    let mut limits = config.limits.subscribe();
+    apply_limits(
+        &mut swarm,
+        &mut config,
+        &mut peers,
+        epoch.elapsed(),
+        *limits.borrow_and_update(),
+        most_peers,
+        upload_slots,
+    );
     tokio::pin!(shutdown);
 
     loop {
@@ -418,6 +435,12 @@ pub async fn run(
             () = &mut shutdown => break,
             () = tokio::time::sleep_until(seed_deadline), if seed_until.is_some() => break,
             () = tokio::time::sleep_until(deadline) => swarm.handle_timeout(epoch.elapsed()),
+            Ok(()) = limits.changed() => {
+                let now = epoch.elapsed();
+                let new = *limits.borrow_and_update();
+                tracing::info!(?new, "host limits changed");
+                apply_limits(&mut swarm, &mut config, &mut peers, now, new, most_peers, upload_slots);
+            }
             _ = redial.tick(), if wants_peers(&config, finished, seed_until) || !finished && !learned.is_empty() => {
                 pending.retain(|_, dial| !dial.is_finished());
                 let connected: HashSet<SocketAddr> = peers.values().map(|h| h.addr).collect();
@@ -458,7 +481,7 @@ pub async fn run(
                         }
                         let key = PeerKey(next_key);
                         next_key += 1;
-                        let (link, theirs) = Link::start(done, key, events_tx.clone(), write_budget.clone());
+                        let (link, theirs) = Link::start(done, key, events_tx.clone(), write_budget.clone(), config.limits.clone());
                         addresses.insert(key, link.addr);
                         peers.insert(key, link);
                         swarm.handle_connected(now, key, theirs.reserved);
@@ -674,6 +697,30 @@ fn is_us(addr: &SocketAddr, listen: Option<SocketAddr>) -> bool {
             *addr == l
         }
     })
+}
+
+/// Applies the host's `limits` to a running session: no uploads chokes every peer (and more
+/// upload slots than that brings them back); fewer peers sheds the excess at once.
+fn apply_limits(
+    swarm: &mut Swarm,
+    config: &mut SessionConfig,
+    peers: &mut HashMap<PeerKey, Link>,
+    now: Duration,
+    limits: Limits,
+    most_peers: usize,
+    upload_slots: usize,
+) {
+    swarm.set_upload_slots(now, if limits.uploads() { upload_slots } else { 0 });
+    config.max_peers = limits
+        .max_peers
+        .map_or(most_peers, |m| m.min(most_peers))
+        .max(1);
+    let excess = peers.len().saturating_sub(config.max_peers);
+    let shed: Vec<PeerKey> = peers.keys().copied().take(excess).collect();
+    for peer in shed {
+        drop_peer(peers, peer);
+        swarm.handle_disconnected(now, peer);
+    }
 }
 
 fn drop_peer(peers: &mut HashMap<PeerKey, Link>, peer: PeerKey) {

@@ -1,5 +1,5 @@
 //! The catalog's durable store: redb tables of artifact records by `name:tag`, an index by
-//! content id, the registered nodes, the placements, and the server's own settings (the page-token secret).
+//! content id, the registered nodes, the placements, the policies, and the server's own settings (the page-token secret).
 //!
 //! Every bind is one write transaction: read what the tag holds, apply the bind rule
 //! ([`shoal_control::decide_bind`]), insert, commit. redb commits durably (fsync) before
@@ -9,7 +9,8 @@ use std::path::Path;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use shoal_control::{
-    ArtifactRecord, BindOutcome, ContentIdPrefix, NameTag, NodeRecord, Placement, decide_bind,
+    ArtifactRecord, BindOutcome, ContentIdPrefix, NameTag, NodeRecord, Placement, Policy,
+    decide_bind,
 };
 
 use crate::error::ServerError;
@@ -22,6 +23,8 @@ const BY_CONTENT: TableDefinition<&[u8], ()> = TableDefinition::new("by_content"
 const NODES: TableDefinition<&str, &[u8]> = TableDefinition::new("nodes");
 /// placement name -> the placement's stored form.
 const PLACEMENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("placements");
+/// policy name -> the policy's stored form.
+const POLICIES: TableDefinition<&str, &[u8]> = TableDefinition::new("policies");
 /// Server settings.
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
@@ -49,6 +52,8 @@ impl Catalog {
             txn.open_table(META)
                 .map_err(|e| ServerError::store(path, e))?;
             txn.open_table(PLACEMENTS)
+                .map_err(|e| ServerError::store(path, e))?;
+            txn.open_table(POLICIES)
                 .map_err(|e| ServerError::store(path, e))?;
         }
         txn.commit().map_err(|e| ServerError::store(path, e))?;
@@ -242,6 +247,44 @@ impl Catalog {
         for entry in table.iter()? {
             let (_, value) = entry?;
             out.push(Placement::decode(value.value())?);
+        }
+        Ok(out)
+    }
+
+    /// Stores a policy, replacing one of the same name (one durable write transaction).
+    ///
+    /// # Errors
+    /// [`ServerError::Db`] when the store fails.
+    pub fn put_policy(&self, policy: &Policy) -> Result<(), ServerError> {
+        let txn = self.db.begin_write()?;
+        txn.open_table(POLICIES)?
+            .insert(policy.name.as_str(), policy.encode().as_slice())?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Deletes a policy; returns true if and only if it was stored.
+    ///
+    /// # Errors
+    /// [`ServerError::Db`] when the store fails.
+    pub fn delete_policy(&self, name: &str) -> Result<bool, ServerError> {
+        let txn = self.db.begin_write()?;
+        let existed = txn.open_table(POLICIES)?.remove(name)?.is_some();
+        txn.commit()?;
+        Ok(existed)
+    }
+
+    /// Every stored policy.
+    ///
+    /// # Errors
+    /// [`ServerError::Db`] when the store fails or a record does not read.
+    pub fn policies(&self) -> Result<Vec<Policy>, ServerError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(POLICIES)?;
+        let mut out = Vec::new();
+        for entry in table.iter()? {
+            let (_, value) = entry?;
+            out.push(Policy::decode(value.value())?);
         }
         Ok(out)
     }

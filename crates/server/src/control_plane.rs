@@ -1,6 +1,7 @@
 //! The control plane: the catalog, the node registry, the placements and the tracker behind
 //! one value, and the gRPC services over the catalog and registry (`shoal.v1.CatalogService`,
-//! `shoal.v1.NodeService`; placements and assignments are in `placements`). The REST routes
+//! `shoal.v1.NodeService`; placements and assignments are in `placements`, policies in
+//! `policies`). The REST routes
 //! call these same implementations.
 
 use std::collections::BTreeSet;
@@ -16,7 +17,7 @@ use shoal_api::v1::node_service_server::NodeService;
 use shoal_api::{ApiError, ErrorCode, v1};
 use shoal_control::{
     ArtifactRecord, ArtifactRef, ContentIdPrefix, Labels, NameTag, NodeConfig, NodeId,
-    NodeRegistry, PageToken, PlacementTable, Tracker, TrackerConfig, page_size,
+    NodeRegistry, PageToken, PlacementTable, PolicyTable, Tracker, TrackerConfig, page_size,
 };
 use shoal_metainfo::Torrent;
 use tonic::{Request, Response, Status};
@@ -48,6 +49,8 @@ pub struct ControlPlane {
     /// Lock order: `nodes`, then `placements`, then `tracker`.
     pub(crate) nodes: Mutex<NodeRegistry>,
     pub(crate) placements: Mutex<PlacementTable>,
+    /// Taken alone, or after `nodes`.
+    pub(crate) policies: Mutex<PolicyTable>,
     tracker: Mutex<Tracker>,
     secret: Vec<u8>,
     announce_url: String,
@@ -90,10 +93,16 @@ impl ControlPlane {
             let targets = nodes.records().map(|r| (&r.id, &r.labels));
             placements.restore(placement, size, targets, now);
         }
+        let policies: PolicyTable = catalog
+            .policies()?
+            .into_iter()
+            .map(|p| (p.name.clone(), p))
+            .collect();
         Ok(Arc::new_cyclic(|me| Self {
             catalog,
             nodes: Mutex::new(nodes),
             placements: Mutex::new(placements),
+            policies: Mutex::new(policies),
             tracker: Mutex::new(tracker),
             secret,
             announce_url: config.announce_url,

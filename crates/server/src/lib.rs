@@ -3,7 +3,7 @@
 //! agents with their labels and heartbeats.
 //!
 //! [`ControlPlane`] holds the state and implements the `shoal.v1` `CatalogService`,
-//! `NodeService`, `PlacementService` and `AssignmentService`; [`api_router`] serves them over gRPC and REST on one port;
+//! `NodeService`, `PlacementService`, `AssignmentService` and `PolicyService`; [`api_router`] serves them over gRPC and REST on one port;
 //! [`tracker_http::router`] serves the tracker. The decisions themselves (the bind rule,
 //! the swarm table, label grammar) are in the sans-IO `shoal-control` crate.
 //!
@@ -16,6 +16,7 @@ mod control_plane;
 pub mod convert;
 mod error;
 mod placements;
+mod policies;
 pub mod tracker_http;
 
 use std::sync::Arc;
@@ -23,11 +24,13 @@ use std::sync::Arc;
 pub use control_plane::{ControlPlane, ServerConfig, now_ms, parse_ref};
 pub use error::ServerError;
 pub use placements::{AssignmentStream, MAX_REPORT_ENTRIES, REPORT_INTERVAL};
+pub use policies::rules_from;
 
 use shoal_api::v1::assignment_service_server::AssignmentServiceServer;
 use shoal_api::v1::catalog_service_server::CatalogServiceServer;
 use shoal_api::v1::node_service_server::NodeServiceServer;
 use shoal_api::v1::placement_service_server::PlacementServiceServer;
+use shoal_api::v1::policy_service_server::PolicyServiceServer;
 
 /// The largest gRPC message the catalog accepts: 64 MiB (a bind carries a whole info
 /// dictionary and its piece layers).
@@ -41,6 +44,7 @@ pub fn grpc_routes(control: &Arc<ControlPlane>) -> tonic::service::Routes {
     .add_service(NodeServiceServer::from_arc(control.clone()))
     .add_service(PlacementServiceServer::from_arc(control.clone()))
     .add_service(AssignmentServiceServer::from_arc(control.clone()))
+    .add_service(PolicyServiceServer::from_arc(control.clone()))
 }
 
 /// The control plane's REST routes (generated from the proto annotations).
@@ -49,6 +53,7 @@ pub fn rest_routes(control: &Arc<ControlPlane>) -> axum::Router {
         .merge(shoal_api::rest::node_service(control.clone()))
         .merge(shoal_api::rest::placement_service(control.clone()))
         .merge(shoal_api::rest::assignment_service(control.clone()))
+        .merge(shoal_api::rest::policy_service(control.clone()))
 }
 
 /// The control plane's API router: gRPC and REST, reflection, OpenAPI, health.
@@ -66,6 +71,7 @@ pub fn api_router(
             shoal_api::v1::node_service_server::SERVICE_NAME,
             shoal_api::v1::placement_service_server::SERVICE_NAME,
             shoal_api::v1::assignment_service_server::SERVICE_NAME,
+            shoal_api::v1::policy_service_server::SERVICE_NAME,
         ],
         rest_routes(control),
         access,

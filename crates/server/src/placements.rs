@@ -38,7 +38,8 @@ pub type AssignmentStream =
     Pin<Box<dyn tokio_stream::Stream<Item = Result<v1::AssignmentSet, Status>> + Send>>;
 
 impl ControlPlane {
-    /// The assignment set of `node` now (empty for a node that has not registered).
+    /// The assignment set of `node` now, with the rules it is under (empty for a node that
+    /// has not registered).
     fn assignment_set(&self, node: &NodeId) -> v1::AssignmentSet {
         let labels = lock(&self.nodes).get(node).map(|r| r.labels.clone());
         let Some(labels) = labels else {
@@ -46,6 +47,7 @@ impl ControlPlane {
         };
         let assignments = lock(&self.placements).assignments(&labels, now_ms());
         v1::AssignmentSet {
+            policy: Some(self.node_policy(&labels)),
             assignments: assignments
                 .into_iter()
                 .map(|a| v1::Assignment {

@@ -59,6 +59,12 @@ pub enum Command {
     Placements(PlacementsArgs),
     /// Show, follow or remove one placement.
     Placement(PlacementArgs),
+    /// List the policies: central rules (rate caps, leech-only, peers, retention, quota) for
+    /// the nodes a label selector matches.
+    #[command(after_help = EXIT_CODES)]
+    Policies(PoliciesArgs),
+    /// Set or remove a policy, or see the rules a node is under.
+    Policy(PolicyArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions(CompletionsArgs),
     /// Create and inspect .torrent files and magnet links (no daemon needed).
@@ -444,6 +450,9 @@ pub struct DistributeArgs {
     /// (2026-12-01T18:00:00Z). Default: never.
     #[arg(long, value_name = "TIME")]
     pub until: Option<String>,
+    /// Keep the placement for this long from now (8h, 7d): the same as --until DURATION.
+    #[arg(long, value_name = "DURATION", conflicts_with = "until", value_parser = crate::units::parse_duration)]
+    pub retain: Option<std::time::Duration>,
     /// Follow it with a progress bar until every node has it.
     #[arg(long)]
     pub watch: bool,
@@ -491,6 +500,110 @@ pub enum PlacementCommand {
     /// End it: nodes are no longer assigned the artifact by it (they keep what they have).
     #[command(after_help = EXIT_CODES)]
     Rm(PlacementNameArgs),
+}
+
+/// `shoal policies`
+#[derive(Debug, Args)]
+pub struct PoliciesArgs {
+    /// The control plane.
+    #[command(flatten)]
+    pub server: ServerUrl,
+    /// Client options.
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// `shoal policy ...`
+#[derive(Debug, Args)]
+pub struct PolicyArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: PolicyCommand,
+    /// The control plane.
+    #[command(flatten)]
+    pub server: ServerUrl,
+}
+
+/// How policies combine, for `shoal policy set --help`.
+const POLICY_HELP: &str = "\
+With no policy a node shares without limits (no tit-for-tat). Where several policies match a
+node, each rule takes the strictest value any of them sets. Agents apply a change at once, to
+transfers already running. Setting a policy of an existing name replaces it.
+
+Examples:
+  shoal policy set metered --to metered=true --leech-only
+  shoal policy set eu-wan --to region=eu --upload-rate 20MiB/s --download-rate 50MiB/s
+  shoal policy set small-disks --to disk=small --quota 50GiB --retain-after 1h
+
+Exit codes: 0 set; 1 error; 2 bad usage; 5 the control plane cannot be reached.";
+
+/// `shoal policy` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Create or replace a policy.
+    #[command(after_help = POLICY_HELP)]
+    Set(PolicySetArgs),
+    /// Remove a policy; its nodes go back to what the other policies say.
+    #[command(after_help = EXIT_CODES)]
+    Rm(PolicyNameArgs),
+    /// The rules one node is under now, and the policies they come from.
+    #[command(after_help = EXIT_CODES)]
+    Node(PolicyNodeArgs),
+}
+
+/// `shoal policy set`
+#[derive(Debug, Args)]
+pub struct PolicySetArgs {
+    /// The policy's name: a-z, 0-9 and '-'.
+    pub name: String,
+    /// Which nodes it governs: a label selector (as for `shoal distribute --to`; "" for all).
+    #[arg(long, value_name = "SELECTOR")]
+    pub to: String,
+    /// Upload cap over all of a node's transfers, per second: 10MiB/s, 500KiB.
+    #[arg(long, value_name = "RATE", value_parser = crate::units::parse_rate)]
+    pub upload_rate: Option<u64>,
+    /// Download cap over all of a node's transfers, per second.
+    #[arg(long, value_name = "RATE", value_parser = crate::units::parse_rate)]
+    pub download_rate: Option<u64>,
+    /// Upload nothing at all (metered or VPN links); the nodes still download what they are
+    /// assigned.
+    #[arg(long, conflicts_with = "upload_rate")]
+    pub leech_only: bool,
+    /// The most peers a node keeps per artifact.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_peers: Option<u32>,
+    /// Once no placement assigns an artifact to a node, keep seeding it this long (30m, 8h,
+    /// 7d), then remove it from the node. Default: keep it.
+    #[arg(long, value_name = "DURATION", value_parser = crate::units::parse_duration)]
+    pub retain_after: Option<std::time::Duration>,
+    /// The most bytes of artifacts a node keeps (50GiB). Least recently used artifacts no
+    /// placement pins are evicted to make room; an assignment that cannot fit fails with
+    /// `quota`.
+    #[arg(long, value_name = "SIZE", value_parser = crate::units::parse_size)]
+    pub quota: Option<u64>,
+    /// Client options.
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// A policy's name.
+#[derive(Debug, Args)]
+pub struct PolicyNameArgs {
+    /// The policy.
+    pub name: String,
+    /// Client options.
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// `shoal policy node`
+#[derive(Debug, Args)]
+pub struct PolicyNodeArgs {
+    /// The node's id (as `shoal nodes` lists it).
+    pub node_id: String,
+    /// Client options.
+    #[command(flatten)]
+    pub client: ClientArgs,
 }
 
 /// A placement's name.

@@ -6,6 +6,7 @@ mod client;
 mod daemon;
 mod output;
 mod placements;
+mod policies;
 mod torrent;
 mod units;
 
@@ -43,6 +44,8 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
         cli::Command::Distribute(args) => placements::distribute(args),
         cli::Command::Placements(args) => placements::list(args),
         cli::Command::Placement(args) => placements::placement(args),
+        cli::Command::Policies(args) => policies::list(args),
+        cli::Command::Policy(args) => policies::policy(args),
         cli::Command::Completions(args) => {
             use clap::CommandFactory;
             let mut command = cli::Cli::command();

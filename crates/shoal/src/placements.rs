@@ -33,11 +33,16 @@ fn until(text: &str, now: SystemTime) -> Result<shoal_api::wkt::Timestamp, ApiEr
             ))
         })?),
     };
+    Ok(timestamp(at))
+}
+
+/// `at` as the API's timestamp, to the second.
+fn timestamp(at: SystemTime) -> shoal_api::wkt::Timestamp {
     let since = at.duration_since(UNIX_EPOCH).unwrap_or_default();
-    Ok(shoal_api::wkt::Timestamp {
+    shoal_api::wkt::Timestamp {
         seconds: i64::try_from(since.as_secs()).unwrap_or(i64::MAX),
         nanos: 0,
-    })
+    }
 }
 
 /// Seconds since 1970 of `YYYY-MM-DDTHH:MM:SSZ` (proleptic Gregorian, UTC).
@@ -95,12 +100,12 @@ fn utc_seconds(text: &str) -> Option<u64> {
 
 /// `shoal distribute`
 pub fn distribute(args: DistributeArgs) -> anyhow::Result<()> {
-    let until = args
-        .until
-        .as_deref()
-        .map(|t| until(t, SystemTime::now()))
-        .transpose()
-        .map_err(CallFailed)?;
+    let now = SystemTime::now();
+    let until = match (args.until.as_deref(), args.retain) {
+        (Some(text), _) => Some(until(text, now).map_err(CallFailed)?),
+        (None, Some(retain)) => Some(timestamp(now + retain)),
+        (None, None) => None,
+    };
     let request = v1::CreatePlacementRequest {
         name: args.name.unwrap_or_default(),
         r#ref: args.reference,

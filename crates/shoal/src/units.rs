@@ -20,6 +20,12 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("{s:?} is too large"))
 }
 
+/// Parses a rate in bytes per second: a size, optionally followed by `/s` (`10MiB/s`).
+pub fn parse_rate(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    parse_size(s.strip_suffix("/s").unwrap_or(s))
+}
+
 /// Parses a duration: a number with a unit `s`, `m`, `h` or `d` (`90s`, `10m`, `2h`), or a
 /// plain number of seconds.
 pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {

@@ -874,6 +874,17 @@ impl Swarm {
 
     // ----- choking -----
 
+    /// Changes how many peers we upload to at once, at once: peers over the new number are
+    /// choked (longest-served first) and waiting peers fill any new room. `0` uploads to
+    /// nobody: every peer is choked and its requests refused (a leech-only host).
+    pub fn set_upload_slots(&mut self, now: Duration, slots: usize) {
+        if self.config.upload_slots == slots {
+            return;
+        }
+        self.config.upload_slots = slots;
+        self.rechoke(now, false);
+    }
+
     /// Gives upload slots to interested peers: all of them while they fit, otherwise in turns of
     /// [`Config::rotation_interval`], longest-waiting first. No tit-for-tat.
     fn rechoke(&mut self, now: Duration, rotate: bool) {
@@ -908,6 +919,12 @@ impl Swarm {
                 .collect();
             holding.retain(|(_, k)| !expired.contains(k));
             changes.extend(expired.into_iter().map(|k| (k, false)));
+        }
+        // Over the limit (it was lowered): the longest-served give their slots back.
+        if holding.len() > slots {
+            holding.sort();
+            let excess = holding.len() - slots;
+            changes.extend(holding.drain(..excess).map(|(_, k)| (k, false)));
         }
         let free = slots.saturating_sub(holding.len());
         changes.extend(waiting.into_iter().take(free).map(|(_, k)| (k, true)));

@@ -380,3 +380,32 @@ fn a_super_seed_offers_a_window_of_fresh_pieces_and_sends_each_once_to_a_lone_le
     // Each piece left the origin once.
     assert_eq!(net.nodes[origin].swarm.stats().uploaded, data.len() as u64);
 }
+
+#[test]
+fn a_host_with_no_upload_slots_uploads_nothing_and_resumes_when_given_some() {
+    let (t, data) = torrent(1_000_000, 64 * 1024, MetaVersion::V2, 7);
+    let mut net = Net::new(&t, data.clone());
+    let n = net.piece_count();
+    let seed = net.add(config(1), Bitfield::full(n), Behaviour::Honest);
+    let metered = net.add(config(2), Bitfield::new(n), Behaviour::Honest);
+    let other = net.add(config(3), Bitfield::new(n), Behaviour::Honest);
+    net.connect(seed, metered);
+    net.connect(metered, other);
+    // The metered host downloads from the seed but serves nobody, so `other`, which only
+    // knows it, gets nothing.
+    net.nodes[metered].swarm.set_upload_slots(Duration::ZERO, 0);
+    net.run_until_complete(&[metered], MS, LIMIT);
+    assert!(net.nodes[metered].swarm.is_complete());
+    assert_eq!(net.content(metered), data);
+    for _ in 0..100 {
+        net.step(MS);
+    }
+    assert_eq!(net.nodes[metered].swarm.stats().uploaded, 0);
+    assert_eq!(net.nodes[other].swarm.have().count(), 0);
+    // The policy lifted, it serves again at once.
+    let now = net.now;
+    net.nodes[metered].swarm.set_upload_slots(now, 4);
+    net.run_until_complete(&[other], MS, LIMIT);
+    assert_eq!(net.content(other), data);
+    assert_eq!(net.nodes[metered].swarm.stats().uploaded, data.len() as u64);
+}

@@ -101,6 +101,7 @@ pub fn download(args: DownloadArgs) -> anyhow::Result<()> {
         peer_id: shoal_driver::new_peer_id(),
         seed_for: args.seed_for,
         max_peers: 200,
+        limits: shoal_driver::HostLimits::default(),
     };
     let started = Instant::now();
     let summary = runtime.block_on(run_with_progress(config, total_size, "downloading"))?;
@@ -167,6 +168,7 @@ pub fn seed(args: SeedArgs) -> anyhow::Result<()> {
         peer_id: shoal_driver::new_peer_id(),
         seed_for: Some(args.seed_for.unwrap_or(Duration::MAX)),
         max_peers: 500,
+        limits: shoal_driver::HostLimits::default(),
     };
     status(&format!(
         "checking {} before seeding it on port {}",
