@@ -598,3 +598,184 @@ fn a_placement_reaches_exactly_the_matching_hosts_and_those_that_join_later() {
     );
     assert!(String::from_utf8_lossy(&gone.stderr).contains("no placement site"));
 }
+
+/// Writes `mib` MiB of data that differs from MiB to MiB at `path`.
+fn big_file(path: &Path, mib: usize) -> PathBuf {
+    let block: Vec<u8> = (0..1u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let mut data = Vec::with_capacity(mib << 20);
+    for m in 0..mib {
+        data.extend(block.iter().map(|b| b ^ m as u8));
+    }
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, data).unwrap();
+    path.to_owned()
+}
+
+/// Central policies end to end. A `metered=true` host under a leech-only policy completes a
+/// placement while uploading nothing, though its two peers trade pieces with each other. A
+/// host under a download cap downloads at the cap, and when the admin raises the cap the
+/// running transfer follows: each measured rate within 10 % of its cap.
+#[test]
+fn policies_keep_metered_hosts_from_uploading_and_rate_caps_change_live() {
+    const MIB: f64 = 1_048_576.0;
+    let dir = tempfile::tempdir().unwrap();
+    let lab = Lab::new("policy", 5);
+    let server = format!("http://{}:7421", lab.addr(0));
+    let admin = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--server", &server]);
+        shoal_json(&lab, 0, &all)
+    };
+    let agents = [
+        Agent::start_with(&lab, 0, dir.path(), None, &["role=origin"]),
+        Agent::start_with(
+            &lab,
+            1,
+            dir.path(),
+            Some(&server),
+            &["role=web", "metered=true"],
+        ),
+        Agent::start_with(&lab, 2, dir.path(), Some(&server), &["role=web"]),
+        Agent::start_with(&lab, 3, dir.path(), Some(&server), &["role=web"]),
+        Agent::start_with(&lab, 4, dir.path(), Some(&server), &["role=capped"]),
+    ];
+    let set = admin(&[
+        "policy",
+        "set",
+        "metered",
+        "--to",
+        "metered=true",
+        "--leech-only",
+    ]);
+    assert_eq!(set["rules"]["uploadRate"], "0", "{set}");
+    let node = admin(&["policy", "node", "host-1"]);
+    assert_eq!(node["policies"], serde_json::json!(["metered"]), "{node}");
+
+    // Leech-only: the metered host gets the artifact and sends nobody a byte of it.
+    let web = big_file(&dir.path().join("src/web.bin"), 24);
+    let web_id = publish(&lab, 0, &web, "e2e/web:1")["contentId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    admin(&[
+        "distribute",
+        "e2e/web:1",
+        "--to",
+        "role=web",
+        "--name",
+        "web",
+    ]);
+    let done: Vec<serde_json::Value> = (1..=3)
+        .map(|h| {
+            agents[h].wait_for(&lab, &web_id, "seeding", |t| {
+                t["state"] == "TORRENT_STATE_SEEDING"
+            })
+        })
+        .collect();
+    assert_eq!(
+        number(&done[0], "uploaded"),
+        0,
+        "the metered host uploaded: {}",
+        done[0]
+    );
+    assert!(
+        number(&done[1], "uploaded") + number(&done[2], "uploaded") > 0,
+        "the other web hosts traded nothing, so the metered host's zero proves nothing: {done:?}"
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let later = agents[1].torrent(&lab, &web_id).unwrap();
+    assert_eq!(
+        number(&later, "uploaded"),
+        0,
+        "the metered host uploaded: {later}"
+    );
+
+    // A download cap, then a higher one while the transfer runs.
+    let cap = 4u64 << 20;
+    admin(&[
+        "policy",
+        "set",
+        "cap",
+        "--to",
+        "role=capped",
+        "--download-rate",
+        &format!("{cap}"),
+    ]);
+    let image = big_file(&dir.path().join("src/image.bin"), 64);
+    let image_id = publish(&lab, 0, &image, "e2e/image:1")["contentId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    admin(&[
+        "distribute",
+        "e2e/image:1",
+        "--to",
+        "role=capped",
+        "--name",
+        "image",
+    ]);
+    let capped = &agents[4];
+    let downloaded = || {
+        capped
+            .torrent(&lab, &image_id)
+            .map_or(0, |t| number(&t, "downloaded"))
+    };
+    // The rate over `window`, once the transfer is under way.
+    let measure = |window: Duration| {
+        let (t0, b0) = (Instant::now(), downloaded());
+        std::thread::sleep(window);
+        let (t1, b1) = (Instant::now(), downloaded());
+        (b1 - b0) as f64 / (t1 - t0).as_secs_f64()
+    };
+    let start = Instant::now();
+    while downloaded() < 2 << 20 {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the capped download did not start:\n{}",
+            capped.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let first = measure(Duration::from_secs(3));
+    admin(&[
+        "policy",
+        "set",
+        "cap",
+        "--to",
+        "role=capped",
+        "--download-rate",
+        &format!("{}", 2 * cap),
+    ]);
+    std::thread::sleep(Duration::from_secs(1));
+    let second = measure(Duration::from_secs(3));
+    let left = capped.torrent(&lab, &image_id).unwrap();
+    assert_ne!(
+        left["state"], "TORRENT_STATE_SEEDING",
+        "the download ended inside the measurement: {left}"
+    );
+    for (rate, cap) in [(first, cap), (second, 2 * cap)] {
+        let error = (rate - cap as f64).abs() / cap as f64;
+        assert!(
+            error < 0.10,
+            "measured {:.2} MiB/s under a cap of {:.2} MiB/s ({:.0} % off)",
+            rate / MIB,
+            cap as f64 / MIB,
+            error * 100.0
+        );
+    }
+    eprintln!(
+        "download rate {:.2} MiB/s under 4 MiB/s, then {:.2} MiB/s under 8 MiB/s",
+        first / MIB,
+        second / MIB
+    );
+    capped.wait_for(&lab, &image_id, "seeding", |t| {
+        t["state"] == "TORRENT_STATE_SEEDING"
+    });
+    let copy = capped
+        .torrent(&lab, &image_id)
+        .map(|t| number(&t, "bytesVerified"))
+        .unwrap();
+    assert_eq!(copy, 64 << 20);
+}
