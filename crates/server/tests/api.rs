@@ -22,12 +22,14 @@ use shoal_api::ErrorCode;
 use shoal_api::router::Access;
 use shoal_api::testing::{array, assert_grpc_error, assert_rest_error, payload, q, request, text};
 use shoal_api::v1;
+use shoal_api::v1::assignment_service_server::AssignmentService;
 use shoal_api::v1::catalog_service_client::CatalogServiceClient;
 use shoal_api::v1::node_service_client::NodeServiceClient;
 use shoal_control::ArtifactRecord;
 use shoal_metainfo::create::{CreateOptions, InputFile, Plan};
 use shoal_metainfo::{PathComponent, Torrent, TorrentPath};
 use shoal_server::{ControlPlane, ServerConfig};
+use tokio_stream::StreamExt as _;
 use tower::ServiceExt;
 
 /// No single call may take longer than this.
@@ -855,4 +857,158 @@ async fn placements_survive_a_restart() {
     assert_eq!(shown["placement"]["size"], "50000", "{shown}");
     assert_eq!(shown["placement"]["totals"]["nodes"], "1", "{shown}");
     assert_eq!(shown["nodes"][0]["nodeId"], "web-1");
+}
+
+/// Policies over REST: the strictest value of each rule wins for a node, the node's rules
+/// travel with its assignments, bad input is refused and changes nothing, and policies
+/// survive a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policies_combine_strictest_first_reach_assignments_and_refuse_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let open = || {
+        let control = ControlPlane::open(ServerConfig {
+            data_dir: dir.path().join("catalog"),
+            announce_url: ANNOUNCE.to_owned(),
+            tracker: shoal_control::TrackerConfig::default(),
+            nodes: shoal_control::NodeConfig::default(),
+        })
+        .unwrap();
+        let router = shoal_server::api_router(&control, Access::Open).unwrap();
+        (control, router)
+    };
+    let call = |router: &Router, method: Method, uri: &str, body: Option<&Value>| {
+        let request = request(method, uri, body);
+        let router = router.clone();
+        async move {
+            let response = router.oneshot(request).await.unwrap();
+            let status = response.status();
+            let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+                .await
+                .unwrap();
+            (status, serde_json::from_slice::<Value>(&body).unwrap())
+        }
+    };
+    {
+        let (control, router) = open();
+        let node = json!({"nodeId": "vpn-1", "labels": {"net": "vpn", "region": "eu"}, "peerAddress": "127.0.0.1:1"});
+        call(&router, Method::POST, "/v1/nodes:heartbeat", Some(&node)).await;
+        let set = |body: Value| {
+            let call = &call;
+            let router = &router;
+            async move { call(router, Method::POST, "/v1/policies", Some(&body)).await }
+        };
+        let (status, reply) = set(json!({"name": "vpn", "selector": "net in (vpn,lte)", "rules": {"uploadRate": "0", "maxPeers": 20}})).await;
+        assert_eq!(status, StatusCode::OK, "{reply}");
+        assert_eq!(
+            reply["selector"], "net in (lte,vpn)",
+            "canonical selector: {reply}"
+        );
+        let (status, reply) = set(json!({"name": "eu", "selector": "region=eu", "rules": {"uploadRate": "5000000", "downloadRate": "9000000", "maxPeers": 50, "quotaBytes": "1000000000"}})).await;
+        assert_eq!(status, StatusCode::OK, "{reply}");
+        let (status, reply) =
+            set(json!({"name": "us", "selector": "region=us", "rules": {"downloadRate": "1"}}))
+                .await;
+        assert_eq!(status, StatusCode::OK, "{reply}");
+
+        // Bad input: each refused with its code, nothing stored.
+        let before = call(&router, Method::GET, "/v1/policies", None).await;
+        for (body, code) in [
+            (
+                json!({"name": "empty", "selector": "", "rules": {}}),
+                "INVALID_ARGUMENT",
+            ),
+            (
+                json!({"name": "x", "selector": "", "rules": {"maxPeers": 0}}),
+                "INVALID_ARGUMENT",
+            ),
+            (
+                json!({"name": "x", "selector": "", "rules": {"downloadRate": "0"}}),
+                "INVALID_ARGUMENT",
+            ),
+            (
+                json!({"name": "Bad Name", "selector": "", "rules": {"maxPeers": 1}}),
+                "INVALID_ARGUMENT",
+            ),
+            (
+                json!({"name": "x", "selector": "role in (", "rules": {"maxPeers": 1}}),
+                "INVALID_SELECTOR",
+            ),
+        ] {
+            let (status, reply) = set(body.clone()).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{body} -> {reply}");
+            assert_eq!(
+                reply["error"]["details"][0]["reason"], code,
+                "{body} -> {reply}"
+            );
+        }
+        let (status, reply) = call(
+            &router,
+            Method::POST,
+            "/v1/policies:delete",
+            Some(&json!({"name": "nope"})),
+        )
+        .await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{reply}");
+        assert_eq!(reply["error"]["details"][0]["reason"], "POLICY_NOT_FOUND");
+        assert_eq!(
+            call(&router, Method::GET, "/v1/policies", None).await,
+            before
+        );
+
+        // vpn-1 matches vpn and eu: leech-only from one, the rest from the other, the lower
+        // peer count; us does not match.
+        let (status, node) =
+            call(&router, Method::GET, "/v1/nodes:policy?nodeId=vpn-1", None).await;
+        assert_eq!(status, StatusCode::OK, "{node}");
+        assert_eq!(
+            node,
+            json!({"rules": {"uploadRate": "0", "downloadRate": "9000000", "maxPeers": 20, "quotaBytes": "1000000000"}, "policies": ["eu", "vpn"]})
+        );
+        let (status, _) = call(&router, Method::GET, "/v1/nodes:policy?nodeId=ghost", None).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+
+        // The node's assignment stream carries its rules.
+        let mut stream = AssignmentService::watch_assignments(
+            control.as_ref(),
+            tonic::Request::new(v1::WatchAssignmentsRequest {
+                node_id: "vpn-1".to_owned(),
+            }),
+        )
+        .await
+        .unwrap()
+        .into_inner();
+        let first = stream.next().await.unwrap().unwrap();
+        let policy = first.policy.unwrap();
+        assert_eq!(policy.policies, ["eu", "vpn"]);
+        assert_eq!(policy.rules.unwrap().upload_rate, Some(0));
+        // Removing a policy reaches the stream at once.
+        let (status, _) = call(
+            &router,
+            Method::POST,
+            "/v1/policies:delete",
+            Some(&json!({"name": "vpn"})),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        let next = tokio::time::timeout(Duration::from_secs(5), stream.next())
+            .await
+            .expect("the change reaches the stream")
+            .unwrap()
+            .unwrap();
+        let rules = next.policy.unwrap().rules.unwrap();
+        assert_eq!(
+            (rules.upload_rate, rules.max_peers),
+            (Some(5_000_000), Some(50))
+        );
+    }
+    let (_control, router) = open();
+    let (status, list) = call(&router, Method::GET, "/v1/policies", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let names: Vec<&str> = list["policies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["eu", "us"], "{list}");
 }
