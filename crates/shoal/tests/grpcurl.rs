@@ -188,7 +188,8 @@ fn grpcurl_and_curl_list_describe_and_call_the_same_api() {
             "shoal.v1.AssignmentService",
             "shoal.v1.CatalogService",
             "shoal.v1.NodeService",
-            "shoal.v1.PlacementService"
+            "shoal.v1.PlacementService",
+            "shoal.v1.PolicyService"
         ]),
         "the control plane's port"
     );
