@@ -138,6 +138,10 @@ fn apply_limits(agent: &Agent, policy: Option<&v1::NodePolicy>) {
             .max_peers
             .map(|m| usize::try_from(m).unwrap_or(usize::MAX)),
     };
+    *agent
+        .policy
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = policy.cloned();
     let host = agent.torrents.limits();
     if host.get() != limits {
         let from = policy.map(|p| p.policies.join(",")).unwrap_or_default();

@@ -82,6 +82,8 @@ pub struct Agent {
     api_addr: SocketAddr,
     last_heartbeat_ms: AtomicU64,
     announce: Mutex<String>,
+    /// The rules the control plane last sent with this node's assignments.
+    policy: Mutex<Option<v1::NodePolicy>>,
 }
 
 /// A started agent: its addresses and tasks. [`Running::shutdown`] stops it cleanly.
@@ -235,6 +237,7 @@ pub async fn start(config: AgentConfig) -> Result<Running, AgentError> {
         api_addr,
         last_heartbeat_ms: AtomicU64::new(0),
         announce: Mutex::new(announce),
+        policy: Mutex::new(None),
         config,
     });
     let resumed = torrents.resume_all();
@@ -365,6 +368,11 @@ impl Agent {
                 last_heartbeat: (last > 0).then(|| shoal_server::convert::timestamp(last)),
             }),
             peer_address: self.torrents.advertise().to_string(),
+            policy: self
+                .policy
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone(),
         }
     }
 }

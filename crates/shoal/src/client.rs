@@ -385,6 +385,17 @@ pub fn status(args: StatusArgs) -> anyhow::Result<()> {
             "NOT connected: check that it runs and is reachable"
         }
     ));
+    if let Some(policy) = &status.policy {
+        line(&format!(
+            "policy: {}{}",
+            crate::policies::describe(&policy.rules.clone().unwrap_or_default()),
+            if policy.policies.is_empty() {
+                String::new()
+            } else {
+                format!(" (from {})", policy.policies.join(", "))
+            }
+        ));
+    }
     let disk = status.disk.unwrap_or_default();
     line(&format!(
         "store {} used, {} free; up {}/s, down {}/s",

@@ -684,6 +684,18 @@ fn policies_keep_metered_hosts_from_uploading_and_rate_caps_change_live() {
         number(&done[1], "uploaded") + number(&done[2], "uploaded") > 0,
         "the other web hosts traded nothing, so the metered host's zero proves nothing: {done:?}"
     );
+    let status = shoal_json(&lab, 1, &["status"]);
+    assert_eq!(status["policy"]["rules"]["uploadRate"], "0", "{status}");
+    assert_eq!(
+        status["policy"]["policies"],
+        serde_json::json!(["metered"]),
+        "{status}"
+    );
+    let text = String::from_utf8(shoal(&lab, 1, &["status"]).stdout).unwrap();
+    assert!(
+        text.contains("policy: leech-only (no uploads) (from metered)"),
+        "{text}"
+    );
     std::thread::sleep(Duration::from_secs(2));
     let later = agents[1].torrent(&lab, &web_id).unwrap();
     assert_eq!(
