@@ -388,7 +388,7 @@ pub fn status(args: StatusArgs) -> anyhow::Result<()> {
     if let Some(policy) = &status.policy {
         line(&format!(
             "policy: {}{}",
-            crate::policies::describe(&policy.rules.clone().unwrap_or_default()),
+            crate::policies::describe(&policy.rules.unwrap_or_default()),
             if policy.policies.is_empty() {
                 String::new()
             } else {
