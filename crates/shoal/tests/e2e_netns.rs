@@ -715,7 +715,7 @@ fn policies_keep_metered_hosts_from_uploading_and_rate_caps_change_live() {
         "--download-rate",
         &format!("{cap}"),
     ]);
-    let image = big_file(&dir.path().join("src/image.bin"), 64);
+    let image = big_file(&dir.path().join("src/image.bin"), 96);
     let image_id = publish(&lab, 0, &image, "e2e/image:1")["contentId"]
         .as_str()
         .unwrap()
@@ -750,7 +750,7 @@ fn policies_keep_metered_hosts_from_uploading_and_rate_caps_change_live() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    let first = measure(Duration::from_secs(3));
+    let first = measure(Duration::from_secs(4));
     admin(&[
         "policy",
         "set",
@@ -761,7 +761,7 @@ fn policies_keep_metered_hosts_from_uploading_and_rate_caps_change_live() {
         &format!("{}", 2 * cap),
     ]);
     std::thread::sleep(Duration::from_secs(1));
-    let second = measure(Duration::from_secs(3));
+    let second = measure(Duration::from_secs(4));
     let left = capped.torrent(&lab, &image_id).unwrap();
     assert_ne!(
         left["state"], "TORRENT_STATE_SEEDING",
@@ -789,5 +789,5 @@ fn policies_keep_metered_hosts_from_uploading_and_rate_caps_change_live() {
         .torrent(&lab, &image_id)
         .map(|t| number(&t, "bytesVerified"))
         .unwrap();
-    assert_eq!(copy, 64 << 20);
+    assert_eq!(copy, 96 << 20);
 }
