@@ -160,7 +160,13 @@ pub async fn start(config: AgentConfig) -> Result<Running, AgentError> {
 
     let (control, server_api_addr, tracker_addr, announce) = match &config.control_plane {
         Some(url) => (
-            Control::remote(url).map_err(|e| AgentError::Config(e.message))?,
+            Control::remote(
+                url,
+                config
+                    .control_plane_token()
+                    .map_err(|e| AgentError::Config(e.to_string()))?,
+            )
+            .map_err(|e| AgentError::Config(e.message))?,
             None,
             None,
             String::new(),
@@ -191,7 +197,8 @@ pub async fn start(config: AgentConfig) -> Result<Running, AgentError> {
             let server_listener =
                 bind(config.server.api_listen, "the embedded control plane's API").await?;
             let server_api_addr = server_listener.local_addr().ok();
-            let router = shoal_server::api_router(&control_plane, shoal_api::router::Access::Open)
+            let access = shoal_server::access(&control_plane, config.server.trust_loopback);
+            let router = shoal_server::api_router(&control_plane, access)
                 .map_err(|e| AgentError::Config(e.message))?;
             tasks.push(tokio::spawn(serve(server_listener, router)));
             tasks.push(tokio::spawn(serve(

@@ -3,6 +3,7 @@
 
 mod cli;
 mod client;
+mod credentials;
 mod daemon;
 mod output;
 mod placements;
@@ -43,6 +44,8 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
         cli::Command::Distribute(args) => placements::distribute(args),
         cli::Command::Placements(args) => placements::list(args),
         cli::Command::Placement(args) => placements::placement(args),
+        cli::Command::Token(args) => credentials::token(args),
+        cli::Command::Tokens(args) => credentials::list(args),
         cli::Command::Completions(args) => {
             use clap::CommandFactory;
             let mut command = cli::Cli::command();
