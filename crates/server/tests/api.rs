@@ -608,6 +608,8 @@ async fn health_openapi_unknown_routes_and_callers() {
         "/v1/catalog/artifacts:info",
         "/v1/nodes",
         "/v1/nodes:heartbeat",
+        "/v1/credentials",
+        "/v1/credentials:revoke",
     ] {
         assert!(
             doc["paths"].get(path).is_some(),

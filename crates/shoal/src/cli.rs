@@ -664,5 +664,5 @@ pub struct CompletionsArgs {
 /// Exit codes of the client commands.
 pub const EXIT_CODES: &str = "\
 Exit codes: 0 success; 1 failure; 2 bad usage; 3 not found; 4 conflict (tag bound to other
-content, destination exists); 5 agent or control plane unreachable; 6 permission (path outside
-the allowed roots).";
+content, destination exists); 5 agent or control plane unreachable; 6 permission (no token or a
+revoked one, a role that may not do this, a path outside the allowed roots).";

@@ -71,6 +71,12 @@ pub fn agent(args: AgentArgs) -> anyhow::Result<()> {
                 ))
                 .unwrap_or_default()
         ));
+        if let Some(path) = &running.bootstrap_token {
+            crate::output::status(&format!(
+                "created the control plane's admin credential `bootstrap`: its token is in {} (mode 0600)",
+                path.display()
+            ));
+        }
         shutdown_signal().await;
         crate::output::status("stopping: recording what was verified");
         running.shutdown().await;
