@@ -250,6 +250,14 @@ impl Control {
                     ),
                 );
             }
+            // The control plane's hint speaks to people at a shell; say which credential this
+            // agent presented, too.
+            if e.code == ErrorCode::Unauthenticated {
+                e.message = format!(
+                    "{} (the agent presents its server_token_file / --server-token-file token, or, for a publish, the caller's own)",
+                    e.message
+                );
+            }
             e
         })
     }
