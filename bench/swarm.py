@@ -318,6 +318,12 @@ def start_control_plane(work, procs, source):
     sh(*shoal(0, "publish", source, "--name", "bench/swarm:1"), stdout=subprocess.DEVNULL)
     sh(*shoal(0, "info", "bench/swarm:1", "--torrent", f"{work}/artifact.torrent"),
        stdout=subprocess.DEVNULL)
+    # The other hosts reach host 0's control plane over the lab network, not loopback: they
+    # need a credential. One `agent` token, issued with the bootstrap admin token, serves all.
+    with open(f"{work}/agent.token", "wb") as token:
+        sh(*shoal(0, "token", "issue", "--role", "agent", "bench-agents",
+                  "--server", f"http://{addr(0)}:7421",
+                  "--token-file", f"{work}/shoal-0/catalog/admin.token"), stdout=token)
 
 
 def run_shoal(work, source, procs):
@@ -326,6 +332,7 @@ def run_shoal(work, source, procs):
         log = open(f"{work}/shoal-{i}.log", "w")
         agents.start(shoal(i, "agent", "--data-dir", f"{work}/shoal-{i}", "--node-id",
                            f"host-{i}", "--control-plane", f"http://{addr(0)}:7421",
+                           "--server-token-file", f"{work}/agent.token",
                            "--advertise-ip", addr(i), *site_label(i)), log)
     for i in range(1, N + 1):
         wait_until(f"agent {i}", lambda i=i: sh(*shoal(i, "status"), check=False,

@@ -9,6 +9,8 @@
 //! advertise_ip = "10.0.0.17"         # the address peers and the tracker see; default: the
 //!                                    # address this host uses to reach the control plane
 //! control_plane = "http://10.0.0.1:7421"   # absent: run the control plane in-process
+//! server_token_file = "/etc/shoal/agent.token"  # this agent's credential for control_plane
+//!                                    # (an `agent`-role token: `shoal token issue --role agent`)
 //! allowed_roots = ["/srv", "/tmp"]   # where publish may read and retrieve may write
 //! on_complete = ["/usr/local/bin/deploy", "--restart"]   # run once per verified artifact,
 //!                                    # with its path appended; only this file can set it
@@ -21,6 +23,7 @@
 //! api_listen = "0.0.0.0:7421"
 //! tracker_listen = "0.0.0.0:6969"
 //! announce_url = "http://10.0.0.1:6969/announce"   # default: from advertise_ip and the port
+//! trust_loopback = true              # callers on loopback without a token are admins
 //! ```
 
 use std::collections::BTreeMap;
@@ -47,6 +50,12 @@ pub struct AgentConfig {
     pub advertise_ip: Option<IpAddr>,
     /// The control plane's API URL; `None` embeds one.
     pub control_plane: Option<String>,
+    /// A file holding this agent's bearer token for the control plane (read at start);
+    /// wins over `server_token`.
+    pub server_token_file: Option<PathBuf>,
+    /// This agent's bearer token for the control plane; prefer `server_token_file`, which
+    /// keeps the secret out of the configuration.
+    pub server_token: Option<String>,
     /// Directories that publish may read from and retrieve may write into. Empty means
     /// anywhere the agent's user may.
     pub allowed_roots: Vec<PathBuf>,
@@ -70,6 +79,9 @@ pub struct EmbeddedServer {
     pub tracker_listen: SocketAddr,
     /// The announce URL put in torrents; `None` builds it from the advertised address.
     pub announce_url: Option<String>,
+    /// Whether a caller on loopback without a token is an admin (default true). Callers off
+    /// loopback always need a credential.
+    pub trust_loopback: bool,
 }
 
 impl Default for AgentConfig {
@@ -82,6 +94,8 @@ impl Default for AgentConfig {
             peer_listen: SocketAddr::from(([0, 0, 0, 0], 6881)),
             advertise_ip: None,
             control_plane: None,
+            server_token_file: None,
+            server_token: None,
             allowed_roots: Vec::new(),
             api_tokens: Vec::new(),
             on_complete: Vec::new(),
@@ -96,6 +110,7 @@ impl Default for EmbeddedServer {
             api_listen: SocketAddr::from(([0, 0, 0, 0], 7421)),
             tracker_listen: SocketAddr::from(([0, 0, 0, 0], 6969)),
             announce_url: None,
+            trust_loopback: true,
         }
     }
 }
@@ -122,6 +137,23 @@ pub enum ConfigError {
 }
 
 impl AgentConfig {
+    /// This agent's token for the control plane: the content of `server_token_file` (trimmed),
+    /// else `server_token`, else `None`.
+    ///
+    /// # Errors
+    /// [`ConfigError::Read`] when the file cannot be read.
+    pub fn control_plane_token(&self) -> Result<Option<String>, ConfigError> {
+        match &self.server_token_file {
+            Some(path) => std::fs::read_to_string(path)
+                .map(|t| Some(t.trim().to_owned()))
+                .map_err(|source| ConfigError::Read {
+                    path: path.clone(),
+                    source,
+                }),
+            None => Ok(self.server_token.clone()),
+        }
+    }
+
     /// Reads a configuration file.
     ///
     /// # Errors

@@ -1,5 +1,11 @@
 //! The agent's link to the control plane: the in-process one (embedded default) or a remote
 //! one over gRPC. Both answer with the same `shoal.v1` messages and errors.
+//!
+//! Calls to a remote control plane carry the agent's credential (`server_token_file` or
+//! `server_token`, normally an `agent`-role token) as `Authorization: Bearer ...`. A bind
+//! on behalf of a local caller who presented a Shoal token carries the caller's token instead,
+//! so that an agent-role host publishes only with a human's publisher credential. Calls to the
+//! embedded control plane never leave the process and need none.
 
 use std::sync::Arc;
 
@@ -27,6 +33,8 @@ pub enum Control {
         /// A channel without the per-call time limit, for the long-lived assignment stream
         /// (HTTP/2 keep-alive pings find a dead control plane instead).
         streams: Channel,
+        /// The agent's own bearer token, if it has one.
+        token: Option<String>,
     },
 }
 
@@ -36,11 +44,15 @@ pub type Assignments = std::pin::Pin<
 >;
 
 impl Control {
-    /// A remote control plane at `url` (`http://host:7421`).
+    /// A remote control plane at `url` (`http://host:7421`), called with `token` (the agent's
+    /// credential) when given.
     ///
     /// # Errors
-    /// `INVALID_ARGUMENT` when the URL does not parse.
-    pub fn remote(url: &str) -> Result<Self, ApiError> {
+    /// `INVALID_ARGUMENT` when the URL does not parse or the token cannot be a header.
+    pub fn remote(url: &str, token: Option<String>) -> Result<Self, ApiError> {
+        if let Some(token) = &token {
+            bearer(token)?;
+        }
         let base = Endpoint::from_shared(url.to_owned())
             .map_err(|e| {
                 ApiError::new(
@@ -60,7 +72,26 @@ impl Control {
                 .timeout(std::time::Duration::from_secs(30))
                 .connect_lazy(),
             streams: streams.connect_lazy(),
+            token,
         })
+    }
+
+    /// A request carrying `forwarded` (a caller's token), else the agent's own token, when the
+    /// control plane is remote.
+    fn request<T>(
+        &self,
+        message: T,
+        forwarded: Option<&str>,
+    ) -> Result<tonic::Request<T>, ApiError> {
+        let mut request = tonic::Request::new(message);
+        if let Self::Remote { token, .. } = self
+            && let Some(token) = forwarded.or(token.as_deref())
+        {
+            request
+                .metadata_mut()
+                .insert("authorization", bearer(token)?);
+        }
+        Ok(request)
     }
 
     /// Where it is, for status displays.
@@ -71,7 +102,8 @@ impl Control {
         }
     }
 
-    /// Binds a name to content.
+    /// Binds a name to content, for `principal` (the local caller, named in the record when
+    /// the control plane is embedded), with `forwarded` (the caller's own token) when given.
     ///
     /// # Errors
     /// The control plane's error, or `CONTROL_PLANE_UNAVAILABLE`.
@@ -79,12 +111,14 @@ impl Control {
         &self,
         request: v1::BindArtifactRequest,
         principal: &str,
+        forwarded: Option<&str>,
     ) -> Result<v1::BindArtifactResponse, ApiError> {
-        let mut request = tonic::Request::new(request);
+        let mut request = self.request(request, forwarded)?;
         request
             .extensions_mut()
             .insert(shoal_api::router::Principal {
                 name: principal.to_owned(),
+                ..shoal_api::router::Principal::local()
             });
         let result = match self {
             Self::Embedded(cp) => cp.bind_artifact(request).await,
@@ -104,7 +138,7 @@ impl Control {
     /// # Errors
     /// The control plane's error, or `CONTROL_PLANE_UNAVAILABLE`.
     pub async fn get(&self, request: v1::GetArtifactRequest) -> Result<v1::Artifact, ApiError> {
-        let request = tonic::Request::new(request);
+        let request = self.request(request, None)?;
         let result = match self {
             Self::Embedded(cp) => cp.get_artifact(request).await,
             Self::Remote { channel, .. } => {
@@ -125,7 +159,7 @@ impl Control {
         &self,
         request: v1::ListArtifactsRequest,
     ) -> Result<v1::ListArtifactsResponse, ApiError> {
-        let request = tonic::Request::new(request);
+        let request = self.request(request, None)?;
         let result = match self {
             Self::Embedded(cp) => CatalogService::list_artifacts(&**cp, request).await,
             Self::Remote { channel, .. } => {
@@ -145,7 +179,7 @@ impl Control {
         &self,
         request: v1::HeartbeatRequest,
     ) -> Result<v1::HeartbeatResponse, ApiError> {
-        let request = tonic::Request::new(request);
+        let request = self.request(request, None)?;
         let result = match self {
             Self::Embedded(cp) => cp.heartbeat(request).await,
             Self::Remote { channel, .. } => {
@@ -162,9 +196,12 @@ impl Control {
     /// # Errors
     /// The control plane's error, or `CONTROL_PLANE_UNAVAILABLE`.
     pub async fn watch_assignments(&self, node_id: &str) -> Result<Assignments, ApiError> {
-        let request = tonic::Request::new(v1::WatchAssignmentsRequest {
-            node_id: node_id.to_owned(),
-        });
+        let request = self.request(
+            v1::WatchAssignmentsRequest {
+                node_id: node_id.to_owned(),
+            },
+            None,
+        )?;
         match self {
             Self::Embedded(cp) => {
                 let result = AssignmentService::watch_assignments(&**cp, request).await;
@@ -187,7 +224,7 @@ impl Control {
         &self,
         request: v1::ReportProgressRequest,
     ) -> Result<v1::ReportProgressResponse, ApiError> {
-        let request = tonic::Request::new(request);
+        let request = self.request(request, None)?;
         let result = match self {
             Self::Embedded(cp) => AssignmentService::report_progress(&**cp, request).await,
             Self::Remote { channel, .. } => {
@@ -213,7 +250,25 @@ impl Control {
                     ),
                 );
             }
+            // The control plane's hint speaks to people at a shell; say which credential this
+            // agent presented, too.
+            if e.code == ErrorCode::Unauthenticated {
+                e.message = format!(
+                    "{} (the agent presents its server_token_file / --server-token-file token, or, for a publish, the caller's own)",
+                    e.message
+                );
+            }
             e
         })
     }
+}
+
+/// `Bearer TOKEN` as a header value.
+fn bearer(token: &str) -> Result<tonic::metadata::MetadataValue<tonic::metadata::Ascii>, ApiError> {
+    format!("Bearer {}", token.trim()).parse().map_err(|_| {
+        ApiError::new(
+            ErrorCode::InvalidArgument,
+            "the control plane token holds characters a header cannot carry",
+        )
+    })
 }

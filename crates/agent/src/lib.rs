@@ -98,6 +98,9 @@ pub struct Running {
     pub server_api_addr: Option<SocketAddr>,
     /// The embedded tracker's address, when embedded.
     pub tracker_addr: Option<SocketAddr>,
+    /// The file holding the embedded control plane's bootstrap admin token, when this start
+    /// created it.
+    pub bootstrap_token: Option<std::path::PathBuf>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -162,9 +165,16 @@ pub async fn start(config: AgentConfig) -> Result<Running, AgentError> {
     let peer_addr = SocketAddr::new(advertise_ip, listener.local_addr().port());
     let mut tasks = Vec::new();
 
+    let mut bootstrap_token = None;
     let (control, server_api_addr, tracker_addr, announce) = match &config.control_plane {
         Some(url) => (
-            Control::remote(url).map_err(|e| AgentError::Config(e.message))?,
+            Control::remote(
+                url,
+                config
+                    .control_plane_token()
+                    .map_err(|e| AgentError::Config(e.to_string()))?,
+            )
+            .map_err(|e| AgentError::Config(e.message))?,
             None,
             None,
             String::new(),
@@ -195,7 +205,9 @@ pub async fn start(config: AgentConfig) -> Result<Running, AgentError> {
             let server_listener =
                 bind(config.server.api_listen, "the embedded control plane's API").await?;
             let server_api_addr = server_listener.local_addr().ok();
-            let router = shoal_server::api_router(&control_plane, shoal_api::router::Access::Open)
+            bootstrap_token = control_plane.bootstrap_token_file().map(ToOwned::to_owned);
+            let access = shoal_server::access(&control_plane, config.server.trust_loopback);
+            let router = shoal_server::api_router(&control_plane, access)
                 .map_err(|e| AgentError::Config(e.message))?;
             tasks.push(tokio::spawn(serve(server_listener, router)));
             tasks.push(tokio::spawn(serve(
@@ -255,6 +267,7 @@ pub async fn start(config: AgentConfig) -> Result<Running, AgentError> {
         peer_addr,
         server_api_addr,
         tracker_addr,
+        bootstrap_token,
         tasks,
     })
 }

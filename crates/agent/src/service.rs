@@ -7,12 +7,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::Stream;
-use shoal_api::router::Principal;
+use shoal_api::router::{PresentedToken, Principal};
 use shoal_api::v1::agent_service_server::AgentService;
 use shoal_api::v1::artifact_service_server::ArtifactService;
 use shoal_api::v1::retrieve_progress::Phase;
 use shoal_api::{ApiError, ErrorCode, v1};
-use shoal_control::{ArtifactRecord, ArtifactRef, NameTag};
+use shoal_control::{ArtifactRecord, ArtifactRef, NameTag, Token};
 use shoal_metainfo::create::CreateOptions;
 use shoal_metainfo::{MetaVersion, Torrent};
 use tokio::sync::mpsc;
@@ -38,6 +38,9 @@ impl ArtifactService for Agent {
         request: Request<v1::PublishRequest>,
     ) -> Result<Response<v1::PublishResponse>, Status> {
         let principal = Principal::of(&request);
+        // A caller's own control-plane credential is passed on with the bind; any other bearer
+        // token (one of this agent's `api_tokens`) means nothing to the control plane.
+        let forwarded = PresentedToken::of(&request).filter(|t| Token::parse(t).is_ok());
         let req = request.into_inner();
         let name_tag: NameTag =
             req.name_tag
@@ -123,6 +126,7 @@ impl ArtifactService for Agent {
                             piece_layers: record.piece_layers,
                         },
                         &principal,
+                        forwarded.as_deref(),
                     )
                     .await
             }

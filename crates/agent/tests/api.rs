@@ -55,26 +55,31 @@ impl TestAgent {
     }
 
     async fn with_tokens(api_tokens: Vec<String>) -> Self {
+        Self::with_config(|config| config.api_tokens = api_tokens).await
+    }
+
+    /// An agent whose configuration `change` adjusts first.
+    async fn with_config(change: impl FnOnce(&mut AgentConfig)) -> Self {
         let dir = tempfile::tempdir().unwrap();
         for sub in ["allowed", "outside"] {
             std::fs::create_dir_all(dir.path().join(sub)).unwrap();
         }
         let any = SocketAddr::from(([127, 0, 0, 1], 0));
-        let config = AgentConfig {
+        let mut config = AgentConfig {
             data_dir: dir.path().join("data"),
             node_id: Some("api-test".to_owned()),
             labels: BTreeMap::from([("region".to_owned(), "test".to_owned())]),
             api_listen: any,
             peer_listen: any,
             allowed_roots: vec![dir.path().join("allowed")],
-            api_tokens,
             server: EmbeddedServer {
                 api_listen: any,
                 tracker_listen: any,
-                announce_url: None,
+                ..EmbeddedServer::default()
             },
             ..AgentConfig::default()
         };
+        change(&mut config);
         let running = shoal_agent::start(config).await.unwrap();
         let router = shoal_agent::api_router(&running.agent).unwrap();
         Self {
@@ -1310,4 +1315,93 @@ async fn symbolic_links_do_not_lead_out_of_the_allowed_roots() {
         .collect();
     assert_eq!(outside, vec!["secret.bin"], "nothing was written outside");
     agent.stop().await;
+}
+
+/// An agent with an `agent`-role credential cannot publish on its own; a local caller who
+/// presents a publisher's token publishes through it, and the catalog names that publisher.
+/// The agent's own token registers it (heartbeat) with a control plane that trusts no one
+/// without a credential.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_role_host_publishes_only_with_the_callers_publisher_token() {
+    use shoal_api::v1::credential_service_client::CredentialServiceClient;
+    use shoal_api::v1::node_service_client::NodeServiceClient;
+
+    // The control-plane host: loopback not trusted, so every call needs a credential.
+    let hub = TestAgent::with_config(|c| c.server.trust_loopback = false).await;
+    let admin = std::fs::read_to_string(
+        hub.data()
+            .join("catalog")
+            .join(shoal_server::ADMIN_TOKEN_FILE),
+    )
+    .unwrap();
+    let url = format!("http://{}", hub.running.server_api_addr.unwrap());
+    let channel = tonic::transport::Endpoint::from_shared(url.clone())
+        .unwrap()
+        .connect_lazy();
+    let with = |token: &str| {
+        let value: tonic::metadata::MetadataValue<_> =
+            format!("Bearer {}", token.trim()).parse().unwrap();
+        move |mut request: tonic::Request<()>| {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+            Ok(request)
+        }
+    };
+    let mut credentials = CredentialServiceClient::with_interceptor(channel.clone(), with(&admin));
+    let mut issue = async |name: &str, role: &str| {
+        credentials
+            .issue_credential(v1::IssueCredentialRequest {
+                name: name.to_owned(),
+                role: role.to_owned(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .token
+    };
+    let agent_token = issue("agent-b", "agent").await;
+    let publisher = issue("ci-publisher", "publisher").await;
+
+    let host = TestAgent::with_config(|c| {
+        c.node_id = Some("host-b".to_owned());
+        c.control_plane = Some(url.clone());
+        c.server_token = Some(agent_token.clone());
+    })
+    .await;
+    // It registers with its own credential.
+    let mut nodes = NodeServiceClient::with_interceptor(channel, with(&admin));
+    let start = std::time::Instant::now();
+    loop {
+        let listed = nodes
+            .list_nodes(v1::ListNodesRequest::default())
+            .await
+            .unwrap()
+            .into_inner();
+        if listed.nodes.iter().any(|n| n.node_id == "host-b") {
+            break;
+        }
+        assert!(start.elapsed() < CALL_LIMIT, "host-b never registered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let path = host.write("p.bin", 61, SIZE);
+    let body = json!({"path": path.to_str().unwrap(), "nameTag": "app/p:1"});
+    let (status, reply) = host.post("/v1/artifacts:publish", &body).await;
+    assert_rest_error(status, &reply, ErrorCode::PermissionDenied);
+    assert!(
+        text(&reply["error"]["message"]).contains("the agent role may not publish"),
+        "{reply}"
+    );
+    let mut req = request(Method::POST, "/v1/artifacts:publish", Some(&body));
+    req.headers_mut().insert(
+        header::AUTHORIZATION,
+        format!("Bearer {publisher}").parse().unwrap(),
+    );
+    let (status, _, reply) = host.send(req).await;
+    let reply = json_of(&reply);
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    assert_eq!(reply["artifact"]["createdBy"], "ci-publisher");
+    host.stop().await;
+    hub.stop().await;
 }

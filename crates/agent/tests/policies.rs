@@ -116,6 +116,7 @@ impl Lab {
                 api_listen: any,
                 tracker_listen: any,
                 announce_url: None,
+                trust_loopback: true,
             },
             ..AgentConfig::default()
         })

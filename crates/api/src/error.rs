@@ -89,6 +89,10 @@ codes! {
     Unauthenticated = "UNAUTHENTICATED" => Unauthenticated, 401;
     /// The caller may not call this method.
     PermissionDenied = "PERMISSION_DENIED" => PermissionDenied, 403;
+    /// No valid credential has this name.
+    CredentialNotFound = "CREDENTIAL_NOT_FOUND" => NotFound, 404;
+    /// A valid credential has this name already.
+    CredentialExists = "CREDENTIAL_EXISTS" => AlreadyExists, 409;
     /// A path outside the agent's allowed roots.
     PathNotAllowed = "PATH_NOT_ALLOWED" => PermissionDenied, 403;
     /// A path that does not exist or cannot be read.

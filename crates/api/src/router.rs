@@ -16,6 +16,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, header};
 
+use shoal_control::Role;
+
 use crate::error::{ApiError, ErrorCode};
 use crate::rest::error_response;
 
@@ -25,31 +27,111 @@ pub const OPENAPI_PATH: &str = "/v1/openapi.json";
 /// The header that tags a call in logs and responses.
 pub const REQUEST_ID: &str = "x-request-id";
 
-/// Who may call. The hook every call passes through; mTLS and RBAC replace it with the
-/// security work, without touching the services.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Who may call. The hook every call passes through: it decides who the caller is (a
+/// [`Principal`] with a [`Role`]); each service method then checks that role against the
+/// [`shoal_control::Action`] it performs, so gRPC and REST are judged alike. mTLS will add a
+/// way to establish the principal; the services will not change.
+#[derive(Clone)]
 pub enum Access {
-    /// Anyone who can reach the port.
+    /// Anyone who can reach the port, as an admin.
     Open,
-    /// Callers on the loopback interface, and others presenting one of these bearer tokens.
+    /// Callers on the loopback interface, and others presenting one of these bearer tokens;
+    /// all as admins (the agent's local API has no finer roles).
     LoopbackOrToken(Vec<String>),
+    /// Bearer credentials checked by `verifier` (the control plane's credential table).
+    /// A presented token is always checked, and the caller gets its role. A caller without
+    /// one is refused, unless `trust_loopback` and it is on loopback (or in-process: no
+    /// connection info), in which case it is the admin `local`.
+    Credentials {
+        /// Turns a presented token into a principal.
+        verifier: Arc<dyn Verifier>,
+        /// Whether a loopback caller without a token is the admin `local`.
+        trust_loopback: bool,
+    },
+}
+
+impl std::fmt::Debug for Access {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Open => f.write_str("Open"),
+            Self::LoopbackOrToken(tokens) => write!(f, "LoopbackOrToken({} tokens)", tokens.len()),
+            Self::Credentials { trust_loopback, .. } => {
+                write!(f, "Credentials {{ trust_loopback: {trust_loopback} }}")
+            }
+        }
+    }
+}
+
+/// Checks bearer credentials for [`Access::Credentials`]; the control plane implements it
+/// over its credential table, so this crate knows nothing of how credentials are stored.
+pub trait Verifier: Send + Sync {
+    /// The principal `token` stands for.
+    ///
+    /// # Errors
+    /// `UNAUTHENTICATED` for a token that is malformed, unknown or revoked (the message says
+    /// what to do); `INTERNAL` when the store fails.
+    fn verify(&self, token: &str) -> Result<Principal, ApiError>;
 }
 
 /// The caller, as the authentication layer saw it; in every request's extensions.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Principal {
-    /// A name for logs and `created_by`: `local`, `token`, or `anonymous@ADDR`.
+    /// A name for logs and `created_by`: `local`, `token`, `anonymous@ADDR`, or a
+    /// credential's name.
     pub name: String,
+    /// What it may do.
+    pub role: Role,
 }
 
 impl Principal {
-    /// The principal of a tonic request (`anonymous` when none was attached, as in tests
-    /// that call a service directly).
+    /// The trusted caller in this process or on loopback: `local`, an admin.
+    pub fn local() -> Self {
+        Self {
+            name: "local".to_owned(),
+            role: Role::Admin,
+        }
+    }
+
+    /// The principal of a tonic request: the one the access layer attached, or
+    /// [`Principal::local`] when none was (a call from inside this process, which never
+    /// passed the access layer).
+    pub fn from_request<T>(request: &tonic::Request<T>) -> Self {
+        request
+            .extensions()
+            .get::<Principal>()
+            .cloned()
+            .unwrap_or_else(Self::local)
+    }
+
+    /// The name of a tonic request's principal (`anonymous` when none was attached, as in
+    /// tests that call a service directly).
     pub fn of<T>(request: &tonic::Request<T>) -> String {
         request
             .extensions()
             .get::<Principal>()
             .map_or_else(|| "anonymous".to_owned(), |p| p.name.clone())
+    }
+}
+
+/// The bearer token a caller presented (`Authorization: Bearer ...`), whatever the access
+/// rule did with it; in the request's extensions so that a service can pass the caller's
+/// credential on (the agent forwards it when it publishes). `Debug` hides it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PresentedToken(pub String);
+
+impl std::fmt::Debug for PresentedToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PresentedToken(<hidden>)")
+    }
+}
+
+impl PresentedToken {
+    /// The token a tonic request carried, if any.
+    pub fn of<T>(request: &tonic::Request<T>) -> Option<String> {
+        request
+            .extensions()
+            .get::<PresentedToken>()
+            .map(|t| t.0.clone())
     }
 }
 
@@ -137,9 +219,13 @@ async fn guard(access: Arc<Access>, mut request: Request, next: Next) -> Respons
         .headers()
         .get(header::CONTENT_TYPE)
         .is_some_and(|t| t.as_bytes().starts_with(b"application/grpc"));
+    let presented = bearer(&request).map(|t| PresentedToken(t.to_owned()));
     let mut response = match authenticate(&access, &request, remote) {
         Ok(principal) => {
             request.extensions_mut().insert(principal);
+            if let Some(token) = presented {
+                request.extensions_mut().insert(token);
+            }
             next.run(request).await
         }
         Err(e) => {
@@ -160,27 +246,36 @@ fn authenticate(
     request: &Request,
     remote: Option<SocketAddr>,
 ) -> Result<Principal, ApiError> {
+    // No connection info means an in-process call (tests, embedded use).
+    let local = remote.is_none_or(|r| r.ip().is_loopback());
     let tokens = match access {
         Access::Open => {
             return Ok(Principal {
                 name: remote
                     .map_or_else(|| "local".to_owned(), |r| format!("anonymous@{}", r.ip())),
+                role: Role::Admin,
             });
+        }
+        Access::Credentials {
+            verifier,
+            trust_loopback,
+        } => {
+            return match bearer(request) {
+                Some(token) => verifier.verify(token),
+                None if local && *trust_loopback => Ok(Principal::local()),
+                None => Err(ApiError::new(
+                    ErrorCode::Unauthenticated,
+                    "this control plane needs a credential: pass --token or SHOAL_TOKEN \
+                     (Authorization: Bearer ...); an admin issues one with `shoal token issue`",
+                )),
+            };
         }
         Access::LoopbackOrToken(tokens) => tokens,
     };
-    // No connection info means an in-process call (tests, embedded use).
-    if remote.is_none_or(|r| r.ip().is_loopback()) {
-        return Ok(Principal {
-            name: "local".to_owned(),
-        });
+    if local {
+        return Ok(Principal::local());
     }
-    let presented = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    match presented {
+    match bearer(request) {
         Some(token)
             if tokens
                 .iter()
@@ -188,6 +283,7 @@ fn authenticate(
         {
             Ok(Principal {
                 name: "token".to_owned(),
+                role: Role::Admin,
             })
         }
         Some(_) => Err(ApiError::new(
@@ -199,6 +295,19 @@ fn authenticate(
             "this API accepts callers on loopback, or with a bearer token (Authorization: Bearer ...)",
         )),
     }
+}
+
+/// The bearer token of `Authorization: Bearer TOKEN`, if the request has one.
+fn bearer(request: &Request) -> Option<&str> {
+    request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            // The scheme is case-insensitive (RFC 9110 §11.1).
+            let (scheme, token) = v.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+        })
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

@@ -21,6 +21,9 @@
 //!   winning where several match ([`effective`]).
 //! - [`nodes`]: the node registry ([`NodeRegistry`]) with node ids ([`NodeId`]) and labels
 //!   ([`Labels`]).
+//! - [`auth`]: who may do what: roles ([`Role`]), actions ([`Action`]), the one table that
+//!   joins them ([`permits`]), bearer tokens ([`Token`]) and the stored, hashed credential
+//!   ([`CredentialRecord`]).
 //! - [`selector`]: label selectors ([`Selector`]), `role=web,region=eu`, `rack in (r1,r2)`,
 //!   `!metered`: which nodes, by their labels, in the Kubernetes grammar.
 //!
@@ -34,6 +37,7 @@
 
 pub mod artifact;
 pub mod artifact_ref;
+pub mod auth;
 mod hmac;
 pub mod name_tag;
 pub mod nodes;
@@ -49,6 +53,10 @@ pub use artifact::{
     ArtifactError, ArtifactFile, ArtifactRecord, BindError, BindOutcome, decide_bind,
 };
 pub use artifact_ref::{ArtifactRef, ArtifactRefError, ContentIdError, ContentIdPrefix};
+pub use auth::{
+    Action, CredentialId, CredentialName, CredentialNameError, CredentialRecord, Denied, Role,
+    RoleError, Token, TokenError, authorize, permits,
+};
 pub use name_tag::{NameTag, NameTagError};
 pub use nodes::{
     LabelError, Labels, NodeConfig, NodeError, NodeId, NodeIdError, NodeRecord, NodeRegistry,

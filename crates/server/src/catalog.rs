@@ -1,5 +1,7 @@
 //! The catalog's durable store: redb tables of artifact records by `name:tag`, an index by
-//! content id, the registered nodes, the placements, the policies, and the server's own settings (the page-token secret).
+//! content id, the registered nodes, the placements, the policies, the credentials (by id;
+//! the SHA-256 of each token's secret, never the token), and the server's own settings (the
+//! page-token secret).
 //!
 //! Every bind is one write transaction: read what the tag holds, apply the bind rule
 //! ([`shoal_control::decide_bind`]), insert, commit. redb commits durably (fsync) before
@@ -7,10 +9,10 @@
 
 use std::path::Path;
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use shoal_control::{
-    ArtifactRecord, BindOutcome, ContentIdPrefix, NameTag, NodeRecord, Placement, Policy,
-    decide_bind,
+    ArtifactRecord, BindOutcome, ContentIdPrefix, CredentialId, CredentialName, CredentialRecord,
+    NameTag, NodeRecord, Placement, Policy, decide_bind,
 };
 
 use crate::error::ServerError;
@@ -25,6 +27,8 @@ const NODES: TableDefinition<&str, &[u8]> = TableDefinition::new("nodes");
 const PLACEMENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("placements");
 /// policy name -> the policy's stored form.
 const POLICIES: TableDefinition<&str, &[u8]> = TableDefinition::new("policies");
+/// credential id (8 bytes) -> the credential's stored form.
+const CREDENTIALS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("credentials");
 /// Server settings.
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
@@ -54,6 +58,8 @@ impl Catalog {
             txn.open_table(PLACEMENTS)
                 .map_err(|e| ServerError::store(path, e))?;
             txn.open_table(POLICIES)
+                .map_err(|e| ServerError::store(path, e))?;
+            txn.open_table(CREDENTIALS)
                 .map_err(|e| ServerError::store(path, e))?;
         }
         txn.commit().map_err(|e| ServerError::store(path, e))?;
@@ -287,6 +293,105 @@ impl Catalog {
             out.push(Policy::decode(value.value())?);
         }
         Ok(out)
+    }
+
+    /// The credential with id `id`, valid or revoked.
+    ///
+    /// # Errors
+    /// [`ServerError::Db`] when the store fails or the record does not read.
+    pub fn credential(&self, id: CredentialId) -> Result<Option<CredentialRecord>, ServerError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(CREDENTIALS)?;
+        match table.get(id.0.as_slice())? {
+            Some(bytes) => Ok(Some(CredentialRecord::decode(bytes.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Every credential, valid and revoked, in no particular order.
+    ///
+    /// # Errors
+    /// [`ServerError::Db`] when the store fails or a record does not read.
+    pub fn credentials(&self) -> Result<Vec<CredentialRecord>, ServerError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(CREDENTIALS)?;
+        let mut out = Vec::new();
+        for entry in table.iter()? {
+            let (_, value) = entry?;
+            out.push(CredentialRecord::decode(value.value())?);
+        }
+        Ok(out)
+    }
+
+    /// Stores a new credential, in one write transaction with the check that no valid
+    /// credential has its name (and, when `only_if_none`, that there is no credential at all:
+    /// the bootstrap admin). Returns false if and only if `only_if_none` and one exists.
+    ///
+    /// # Errors
+    /// [`ServerError::CredentialExists`] when a valid credential has the name;
+    /// [`ServerError::Db`] when the store fails.
+    pub fn issue_credential(
+        &self,
+        record: &CredentialRecord,
+        only_if_none: bool,
+    ) -> Result<bool, ServerError> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut table = txn.open_table(CREDENTIALS)?;
+            if only_if_none && !table.is_empty()? {
+                return Ok(false);
+            }
+            for entry in table.iter()? {
+                let (_, value) = entry?;
+                let other = CredentialRecord::decode(value.value())?;
+                if other.name == record.name && other.revoked_ms.is_none() {
+                    return Err(ServerError::CredentialExists(record.name.to_string()));
+                }
+            }
+            if table.get(record.id.0.as_slice())?.is_some() {
+                // 64 random bits collided: astronomically rare, and refused rather than
+                // overwriting someone's credential.
+                return Err(ServerError::Internal(
+                    "credential id collision; issue again",
+                ));
+            }
+            table.insert(record.id.0.as_slice(), record.encode().as_slice())?;
+        }
+        txn.commit()?;
+        Ok(true)
+    }
+
+    /// Revokes the valid credential named `name` at `now_ms`; the revoked record.
+    ///
+    /// # Errors
+    /// [`ServerError::CredentialNotFound`] when no valid credential has the name;
+    /// [`ServerError::Db`] when the store fails.
+    pub fn revoke_credential(
+        &self,
+        name: &CredentialName,
+        now_ms: u64,
+    ) -> Result<CredentialRecord, ServerError> {
+        let txn = self.db.begin_write()?;
+        let revoked = {
+            let mut table = txn.open_table(CREDENTIALS)?;
+            let mut found = None;
+            for entry in table.iter()? {
+                let (_, value) = entry?;
+                let record = CredentialRecord::decode(value.value())?;
+                if &record.name == name && record.revoked_ms.is_none() {
+                    found = Some(record);
+                    break;
+                }
+            }
+            let Some(mut record) = found else {
+                return Err(ServerError::CredentialNotFound(name.to_string()));
+            };
+            record.revoked_ms = Some(now_ms);
+            table.insert(record.id.0.as_slice(), record.encode().as_slice())?;
+            record
+        };
+        txn.commit()?;
+        Ok(revoked)
     }
 
     /// The setting `key`, created with `make` the first time it is asked for.

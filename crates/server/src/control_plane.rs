@@ -11,12 +11,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use shoal_api::router::Principal;
 use shoal_api::v1::catalog_service_server::CatalogService;
 use shoal_api::v1::node_service_server::NodeService;
 use shoal_api::{ApiError, ErrorCode, v1};
 use shoal_control::{
-    ArtifactRecord, ArtifactRef, ContentIdPrefix, Labels, NameTag, NodeConfig, NodeId,
+    Action, ArtifactRecord, ArtifactRef, ContentIdPrefix, Labels, NameTag, NodeConfig, NodeId,
     NodeRegistry, PageToken, PlacementTable, PolicyTable, Tracker, TrackerConfig, page_size,
 };
 use shoal_metainfo::Torrent;
@@ -55,6 +54,8 @@ pub struct ControlPlane {
     secret: Vec<u8>,
     announce_url: String,
     seed: AtomicU64,
+    /// Where the bootstrap admin token was written, when this start created it.
+    bootstrap_token: Option<PathBuf>,
     /// Bumped whenever assignments may have changed; assignment streams watch it.
     pub(crate) changes: tokio::sync::watch::Sender<u64>,
     /// This control plane, for the tasks that serve its streams.
@@ -63,15 +64,18 @@ pub struct ControlPlane {
 
 impl ControlPlane {
     /// Opens the catalog under `config.data_dir` (creating it) and restores the registry and
-    /// the tracker's allow-list from it.
+    /// the tracker's allow-list from it. When the store holds no credential, creates the admin
+    /// credential `bootstrap` and writes its token to `<data_dir>/admin.token` (mode 0600).
     ///
     /// # Errors
-    /// When the directory or the database cannot be opened.
+    /// When the directory or the database cannot be opened, or the bootstrap token cannot be
+    /// written.
     pub fn open(config: ServerConfig) -> Result<Arc<Self>, ServerError> {
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|e| ServerError::store(&config.data_dir, e))?;
         let catalog = Catalog::open(&config.data_dir.join("catalog.redb"))?;
         let secret = catalog.setting("page_token_secret", random_secret)?;
+        let bootstrap_token = crate::credentials::bootstrap(&catalog, &config.data_dir)?;
         let mut nodes = NodeRegistry::new(config.nodes);
         for record in catalog.nodes()? {
             nodes.restore(record);
@@ -105,11 +109,18 @@ impl ControlPlane {
             policies: Mutex::new(policies),
             tracker: Mutex::new(tracker),
             secret,
+            bootstrap_token,
             announce_url: config.announce_url,
             seed: AtomicU64::new(now_ms()),
             changes: tokio::sync::watch::Sender::new(0),
             me: me.clone(),
         }))
+    }
+
+    /// The file holding the bootstrap admin's token, when this start created that credential
+    /// (the store held none); `None` otherwise.
+    pub fn bootstrap_token_file(&self) -> Option<&std::path::Path> {
+        self.bootstrap_token.as_deref()
     }
 
     /// The tracker's announce URL.
@@ -275,7 +286,7 @@ impl CatalogService for ControlPlane {
         &self,
         request: Request<v1::BindArtifactRequest>,
     ) -> Result<Response<v1::BindArtifactResponse>, Status> {
-        let by = Principal::of(&request);
+        let by = self.authorize(&request, Action::Publish)?.name;
         let req = request.into_inner();
         let torrent = torrent_from_parts(&req.info, &req.piece_layers)?;
         let (record, already_bound) = self.bind(&req.name_tag, &torrent, &by)?;
@@ -289,6 +300,7 @@ impl CatalogService for ControlPlane {
         &self,
         request: Request<v1::ListArtifactsRequest>,
     ) -> Result<Response<v1::ListArtifactsResponse>, Status> {
+        self.authorize(&request, Action::Read)?;
         let req = request.into_inner();
         if req.prefix.len() > MAX_PREFIX {
             return Err(ApiError::new(
@@ -318,6 +330,7 @@ impl CatalogService for ControlPlane {
         &self,
         request: Request<v1::GetArtifactRequest>,
     ) -> Result<Response<v1::Artifact>, Status> {
+        self.authorize(&request, Action::Read)?;
         let req = request.into_inner();
         let reference = parse_ref(req.r#ref.as_ref())?;
         let record = self.resolve(&reference)?;
@@ -335,6 +348,7 @@ impl NodeService for ControlPlane {
         &self,
         request: Request<v1::ListNodesRequest>,
     ) -> Result<Response<v1::ListNodesResponse>, Status> {
+        self.authorize(&request, Action::Read)?;
         let req = request.into_inner();
         let after = self.open_page_token(&req.page_token)?;
         let size = page_size(req.page_size);
@@ -355,6 +369,7 @@ impl NodeService for ControlPlane {
         &self,
         request: Request<v1::HeartbeatRequest>,
     ) -> Result<Response<v1::HeartbeatResponse>, Status> {
+        self.authorize(&request, Action::Heartbeat)?;
         let req = request.into_inner();
         let invalid = |m: String| ApiError::new(ErrorCode::InvalidArgument, m);
         let id: NodeId = req

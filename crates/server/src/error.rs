@@ -28,6 +28,23 @@ pub enum ServerError {
     /// The bind rule refused.
     #[error(transparent)]
     Bind(#[from] BindError),
+    /// A valid credential has this name already.
+    #[error("a valid credential named {0} exists; revoke it first or choose another name")]
+    CredentialExists(String),
+    /// No valid credential has this name.
+    #[error("no valid credential is named {0}; `shoal tokens` lists them")]
+    CredentialNotFound(String),
+    /// A bootstrap token file cannot be written.
+    #[error("cannot write the bootstrap admin token to {path}: {message}")]
+    TokenFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        message: String,
+    },
+    /// The system's random source cannot be read.
+    #[error("cannot read random bytes from /dev/urandom: {0}")]
+    Random(String),
     /// A broken internal invariant.
     #[error("internal error: {0}")]
     Internal(&'static str),
@@ -83,6 +100,13 @@ impl From<ServerError> for ApiError {
                     "bound_content_id",
                     data_encoding::HEXLOWER.encode(bound_content_id),
                 ),
+            ServerError::CredentialExists(ref name) => {
+                ApiError::new(ErrorCode::CredentialExists, e.to_string()).with("name", name.clone())
+            }
+            ServerError::CredentialNotFound(ref name) => {
+                ApiError::new(ErrorCode::CredentialNotFound, e.to_string())
+                    .with("name", name.clone())
+            }
             other => {
                 tracing::error!(error = %other, "control plane failure");
                 ApiError::new(

@@ -3,7 +3,10 @@
 //! agents with their labels and heartbeats.
 //!
 //! [`ControlPlane`] holds the state and implements the `shoal.v1` `CatalogService`,
-//! `NodeService`, `PlacementService`, `AssignmentService` and `PolicyService`; [`api_router`] serves them over gRPC and REST on one port;
+//! `NodeService`, `PlacementService`, `AssignmentService`, `PolicyService` and
+//! `CredentialService`; every method first checks the caller's role
+//! ([`ControlPlane::authorize`]). [`api_router`] serves them over gRPC and REST on one port,
+//! behind [`access`] (bearer credentials, loopback trusted or not);
 //! [`tracker_http::router`] serves the tracker. The decisions themselves (the bind rule,
 //! the swarm table, label grammar) are in the sans-IO `shoal-control` crate.
 //!
@@ -14,6 +17,7 @@
 mod catalog;
 mod control_plane;
 pub mod convert;
+mod credentials;
 mod error;
 mod placements;
 mod policies;
@@ -22,12 +26,14 @@ pub mod tracker_http;
 use std::sync::Arc;
 
 pub use control_plane::{ControlPlane, ServerConfig, now_ms, parse_ref};
+pub use credentials::{ADMIN_TOKEN_FILE, BOOTSTRAP_NAME, access};
 pub use error::ServerError;
 pub use placements::{AssignmentStream, MAX_REPORT_ENTRIES, REPORT_INTERVAL};
 pub use policies::rules_from;
 
 use shoal_api::v1::assignment_service_server::AssignmentServiceServer;
 use shoal_api::v1::catalog_service_server::CatalogServiceServer;
+use shoal_api::v1::credential_service_server::CredentialServiceServer;
 use shoal_api::v1::node_service_server::NodeServiceServer;
 use shoal_api::v1::placement_service_server::PlacementServiceServer;
 use shoal_api::v1::policy_service_server::PolicyServiceServer;
@@ -45,6 +51,7 @@ pub fn grpc_routes(control: &Arc<ControlPlane>) -> tonic::service::Routes {
     .add_service(PlacementServiceServer::from_arc(control.clone()))
     .add_service(AssignmentServiceServer::from_arc(control.clone()))
     .add_service(PolicyServiceServer::from_arc(control.clone()))
+    .add_service(CredentialServiceServer::from_arc(control.clone()))
 }
 
 /// The control plane's REST routes (generated from the proto annotations).
@@ -54,6 +61,7 @@ pub fn rest_routes(control: &Arc<ControlPlane>) -> axum::Router {
         .merge(shoal_api::rest::placement_service(control.clone()))
         .merge(shoal_api::rest::assignment_service(control.clone()))
         .merge(shoal_api::rest::policy_service(control.clone()))
+        .merge(shoal_api::rest::credential_service(control.clone()))
 }
 
 /// The control plane's API router: gRPC and REST, reflection, OpenAPI, health.
@@ -72,6 +80,7 @@ pub fn api_router(
             shoal_api::v1::placement_service_server::SERVICE_NAME,
             shoal_api::v1::assignment_service_server::SERVICE_NAME,
             shoal_api::v1::policy_service_server::SERVICE_NAME,
+            shoal_api::v1::credential_service_server::SERVICE_NAME,
         ],
         rest_routes(control),
         access,

@@ -12,12 +12,11 @@
 use std::pin::Pin;
 use std::time::Duration;
 
-use shoal_api::router::Principal;
 use shoal_api::v1::assignment_service_server::AssignmentService;
 use shoal_api::v1::placement_service_server::PlacementService;
 use shoal_api::{ApiError, ErrorCode, v1};
 use shoal_control::{
-    ArtifactRef, NodeId, NodeState, Placement, PlacementName, PlacementProgress, Selector,
+    Action, ArtifactRef, NodeId, NodeState, Placement, PlacementName, PlacementProgress, Selector,
     page_size,
 };
 use tokio_stream::wrappers::ReceiverStream;
@@ -130,7 +129,7 @@ impl PlacementService for ControlPlane {
         &self,
         request: Request<v1::CreatePlacementRequest>,
     ) -> Result<Response<v1::Placement>, Status> {
-        let by = Principal::of(&request);
+        let by = self.authorize(&request, Action::ChangePlacement)?.name;
         let req = request.into_inner();
         let reference: ArtifactRef =
             req.r#ref
@@ -199,6 +198,7 @@ impl PlacementService for ControlPlane {
         &self,
         request: Request<v1::ListPlacementsRequest>,
     ) -> Result<Response<v1::ListPlacementsResponse>, Status> {
+        self.authorize(&request, Action::Read)?;
         let req = request.into_inner();
         let after = self
             .open_page_token(&req.page_token)?
@@ -221,6 +221,7 @@ impl PlacementService for ControlPlane {
         &self,
         request: Request<v1::GetPlacementRequest>,
     ) -> Result<Response<v1::PlacementStatus>, Status> {
+        self.authorize(&request, Action::Read)?;
         let req = request.into_inner();
         let name = placement_name(&req.name)?;
         let after = self
@@ -262,7 +263,7 @@ impl PlacementService for ControlPlane {
         &self,
         request: Request<v1::DeletePlacementRequest>,
     ) -> Result<Response<v1::DeletePlacementResponse>, Status> {
-        let by = Principal::of(&request);
+        let by = self.authorize(&request, Action::ChangePlacement)?.name;
         let name = placement_name(&request.into_inner().name)?;
         let message = {
             let mut table = lock(&self.placements);
@@ -290,6 +291,7 @@ impl AssignmentService for ControlPlane {
         &self,
         request: Request<v1::WatchAssignmentsRequest>,
     ) -> Result<Response<Self::WatchAssignmentsStream>, Status> {
+        self.authorize(&request, Action::WatchAssignments)?;
         let node = node_id(&request.into_inner().node_id)?;
         let Some(this) = self.me.upgrade() else {
             return Err(ApiError::new(ErrorCode::ControlPlaneUnavailable, "shutting down").into());
@@ -327,6 +329,7 @@ impl AssignmentService for ControlPlane {
         &self,
         request: Request<v1::ReportProgressRequest>,
     ) -> Result<Response<v1::ReportProgressResponse>, Status> {
+        self.authorize(&request, Action::ReportProgress)?;
         let req = request.into_inner();
         let node = node_id(&req.node_id)?;
         if req.artifacts.len() > MAX_REPORT_ENTRIES {

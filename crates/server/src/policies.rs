@@ -5,10 +5,11 @@
 //! policies in the catalog database and wakes every assignment stream when one changes, since
 //! each node's rules travel with its assignments and agents apply them to running transfers.
 
-use shoal_api::router::Principal;
 use shoal_api::v1::policy_service_server::PolicyService;
 use shoal_api::{ApiError, ErrorCode, v1};
-use shoal_control::{Labels, MAX_POLICIES, NodeId, Policy, PolicyName, Rules, Selector, page_size};
+use shoal_control::{
+    Action, Labels, MAX_POLICIES, NodeId, Policy, PolicyName, Rules, Selector, page_size,
+};
 use tonic::{Request, Response, Status};
 
 use crate::control_plane::{ControlPlane, lock, now_ms};
@@ -78,7 +79,7 @@ impl PolicyService for ControlPlane {
         &self,
         request: Request<v1::SetPolicyRequest>,
     ) -> Result<Response<v1::Policy>, Status> {
-        let by = Principal::of(&request);
+        let by = self.authorize(&request, Action::ChangePolicy)?.name;
         let req = request.into_inner();
         let name = policy_name(&req.name)?;
         let selector: Selector =
@@ -123,6 +124,7 @@ impl PolicyService for ControlPlane {
         &self,
         request: Request<v1::ListPoliciesRequest>,
     ) -> Result<Response<v1::ListPoliciesResponse>, Status> {
+        self.authorize(&request, Action::Read)?;
         let req = request.into_inner();
         let after = self
             .open_page_token(&req.page_token)?
@@ -149,7 +151,7 @@ impl PolicyService for ControlPlane {
         &self,
         request: Request<v1::DeletePolicyRequest>,
     ) -> Result<Response<v1::DeletePolicyResponse>, Status> {
-        let by = Principal::of(&request);
+        let by = self.authorize(&request, Action::ChangePolicy)?.name;
         let name = policy_name(&request.into_inner().name)?;
         let removed = {
             let mut table = lock(&self.policies);
@@ -172,6 +174,7 @@ impl PolicyService for ControlPlane {
         &self,
         request: Request<v1::GetNodePolicyRequest>,
     ) -> Result<Response<v1::NodePolicy>, Status> {
+        self.authorize(&request, Action::Read)?;
         let req = request.into_inner();
         let id: NodeId = req
             .node_id

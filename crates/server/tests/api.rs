@@ -3,6 +3,10 @@
 //! and over gRPC (a tonic client whose transport is that same router), with no socket. Bad
 //! input gets the documented HTTP status, gRPC code and `ErrorInfo` reason, and leaves the
 //! catalog and the node registry as they were.
+//!
+//! Over a real socket (so the access layer sees the caller's address): the authorisation
+//! matrix (every role times every mutating method; refusals change nothing), tokens stored
+//! hashed, revocation on the next call, loopback trust.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -22,14 +26,19 @@ use shoal_api::ErrorCode;
 use shoal_api::router::Access;
 use shoal_api::testing::{array, assert_grpc_error, assert_rest_error, payload, q, request, text};
 use shoal_api::v1;
+use shoal_api::v1::assignment_service_client::AssignmentServiceClient;
 use shoal_api::v1::assignment_service_server::AssignmentService;
 use shoal_api::v1::catalog_service_client::CatalogServiceClient;
+use shoal_api::v1::credential_service_client::CredentialServiceClient;
 use shoal_api::v1::node_service_client::NodeServiceClient;
+use shoal_api::v1::placement_service_client::PlacementServiceClient;
+use shoal_api::v1::policy_service_client::PolicyServiceClient;
 use shoal_control::ArtifactRecord;
 use shoal_metainfo::create::{CreateOptions, InputFile, Plan};
 use shoal_metainfo::{PathComponent, Torrent, TorrentPath};
 use shoal_server::{ControlPlane, ServerConfig};
 use tokio_stream::StreamExt as _;
+use tonic::service::interceptor::InterceptedService;
 use tower::ServiceExt;
 
 /// No single call may take longer than this.
@@ -602,6 +611,8 @@ async fn health_openapi_unknown_routes_and_callers() {
         "/v1/catalog/artifacts:info",
         "/v1/nodes",
         "/v1/nodes:heartbeat",
+        "/v1/credentials",
+        "/v1/credentials:revoke",
     ] {
         assert!(
             doc["paths"].get(path).is_some(),
@@ -1011,4 +1022,798 @@ async fn policies_combine_strictest_first_reach_assignments_and_refuse_bad_input
         .map(|p| p["name"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["eu", "us"], "{list}");
+}
+
+/// A control plane serving on a real TCP port of 127.0.0.1, so the access layer sees the
+/// caller's address.
+struct LiveServer {
+    dir: tempfile::TempDir,
+    addr: SocketAddr,
+    /// One connection, shared by every client (each with its own token).
+    channel: tonic::transport::Channel,
+    /// The bootstrap admin's token, read from `admin.token`.
+    bootstrap: String,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl LiveServer {
+    async fn start(trust_loopback: bool) -> Self {
+        Self::serve(tempfile::tempdir().unwrap(), trust_loopback).await
+    }
+
+    /// Serves the control plane whose data is in `dir`.
+    async fn serve(dir: tempfile::TempDir, trust_loopback: bool) -> Self {
+        // After a restart the old server's connection tasks may hold the store for a moment.
+        let start = std::time::Instant::now();
+        let control = loop {
+            match ControlPlane::open(ServerConfig {
+                data_dir: dir.path().join("catalog"),
+                announce_url: ANNOUNCE.to_owned(),
+                tracker: shoal_control::TrackerConfig::default(),
+                nodes: shoal_control::NodeConfig::default(),
+            }) {
+                Ok(control) => break control,
+                Err(e) if start.elapsed() < CALL_LIMIT => {
+                    let _ = e;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("{e}"),
+            }
+        };
+        let token_file = dir
+            .path()
+            .join("catalog")
+            .join(shoal_server::ADMIN_TOKEN_FILE);
+        if let Some(made) = control.bootstrap_token_file() {
+            assert_eq!(made, token_file);
+        }
+        let bootstrap = std::fs::read_to_string(&token_file)
+            .unwrap()
+            .trim()
+            .to_owned();
+        let access = shoal_server::access(&control, trust_loopback);
+        let router = shoal_server::api_router(&control, access).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            axum::serve(
+                listener,
+                router.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .await
+            .unwrap();
+        });
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect_lazy();
+        Self {
+            dir,
+            addr,
+            channel,
+            bootstrap,
+            task,
+        }
+    }
+
+    /// Stops serving, waits until the store is closed, and serves the same data again (loopback
+    /// not trusted).
+    async fn restart(mut self) -> Self {
+        self.task.abort();
+        let task = std::mem::replace(&mut self.task, tokio::spawn(async {}));
+        let _ = task.await;
+        let dir = tempfile::tempdir().unwrap();
+        let dir = std::mem::replace(&mut self.dir, dir);
+        drop(self);
+        Self::serve(dir, false).await
+    }
+
+    fn channel(&self, token: Option<&str>) -> Authed {
+        InterceptedService::new(self.channel.clone(), Bearer(token.map(str::to_owned)))
+    }
+
+    fn catalog(&self, token: Option<&str>) -> CatalogServiceClient<Authed> {
+        CatalogServiceClient::new(self.channel(token)).max_decoding_message_size(64 << 20)
+    }
+
+    fn nodes(&self, token: Option<&str>) -> NodeServiceClient<Authed> {
+        NodeServiceClient::new(self.channel(token))
+    }
+
+    fn placements(&self, token: Option<&str>) -> PlacementServiceClient<Authed> {
+        PlacementServiceClient::new(self.channel(token))
+    }
+
+    fn assignments(&self, token: Option<&str>) -> AssignmentServiceClient<Authed> {
+        AssignmentServiceClient::new(self.channel(token))
+    }
+
+    fn credentials(&self, token: Option<&str>) -> CredentialServiceClient<Authed> {
+        CredentialServiceClient::new(self.channel(token))
+    }
+
+    fn policies(&self, token: Option<&str>) -> PolicyServiceClient<Authed> {
+        PolicyServiceClient::new(self.channel(token))
+    }
+
+    /// Issues a credential as the bootstrap admin; its token.
+    async fn issue(&self, name: &str, role: &str) -> String {
+        self.credentials(Some(&self.bootstrap))
+            .issue_credential(v1::IssueCredentialRequest {
+                name: name.to_owned(),
+                role: role.to_owned(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .token
+    }
+
+    /// Everything a forbidden call could change, as the bootstrap admin lists it.
+    async fn snapshot(&self) -> String {
+        let admin = Some(self.bootstrap.as_str());
+        let page = 1000;
+        let artifacts = self
+            .catalog(admin)
+            .list_artifacts(v1::ListArtifactsRequest {
+                page_size: page,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let nodes = self
+            .nodes(admin)
+            .list_nodes(v1::ListNodesRequest {
+                page_size: page,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let placements = self
+            .placements(admin)
+            .list_placements(v1::ListPlacementsRequest {
+                page_size: page,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let credentials = self
+            .credentials(admin)
+            .list_credentials(v1::ListCredentialsRequest {
+                page_size: page,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let policies = self
+            .policies(admin)
+            .list_policies(v1::ListPoliciesRequest {
+                page_size: page,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        format!("{artifacts:?}\n{nodes:?}\n{placements:?}\n{credentials:?}\n{policies:?}")
+    }
+
+    /// A REST call over TCP with `token` as the bearer; the status and JSON body.
+    async fn rest(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> (StatusCode, Value) {
+        use hyper_util::client::legacy::Client;
+        let client = Client::builder(hyper_util::rt::TokioExecutor::new()).build_http::<Body>();
+        let mut req = request(method, &format!("http://{}{path}", self.addr), body);
+        if let Some(token) = token {
+            req.headers_mut().insert(
+                header::AUTHORIZATION,
+                format!("Bearer {token}").parse().unwrap(),
+            );
+        }
+        let response = client.request(req).await.unwrap();
+        let status = response.status();
+        let bytes = axum::body::to_bytes(Body::new(response.into_body()), usize::MAX)
+            .await
+            .unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+}
+
+impl Drop for LiveServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Adds `Authorization: Bearer TOKEN` to every call, when there is a token.
+#[derive(Clone)]
+struct Bearer(Option<String>);
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(token) = &self.0 {
+            request
+                .metadata_mut()
+                .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        }
+        Ok(request)
+    }
+}
+
+type Authed = InterceptedService<tonic::transport::Channel, Bearer>;
+
+/// Every mutating method of the control plane.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mutation {
+    BindArtifact,
+    Heartbeat,
+    CreatePlacement,
+    DeletePlacement,
+    ReportProgress,
+    WatchAssignments,
+    IssueCredential,
+    RevokeCredential,
+    SetPolicy,
+    DeletePolicy,
+}
+
+const MUTATIONS: [Mutation; 10] = [
+    Mutation::BindArtifact,
+    Mutation::Heartbeat,
+    Mutation::CreatePlacement,
+    Mutation::DeletePlacement,
+    Mutation::ReportProgress,
+    Mutation::WatchAssignments,
+    Mutation::IssueCredential,
+    Mutation::RevokeCredential,
+    Mutation::SetPolicy,
+    Mutation::DeletePolicy,
+];
+
+/// Who may call each mutating method, written out (not derived from the table it tests).
+fn allowed(role: &str, method: Mutation) -> bool {
+    use Mutation as M;
+    match role {
+        "admin" => true,
+        "publisher" => method == M::BindArtifact,
+        "agent" => matches!(
+            method,
+            M::Heartbeat | M::ReportProgress | M::WatchAssignments
+        ),
+        _ => false,
+    }
+}
+
+/// Calls `method` with `token`; `n` makes its names unique. What it needs that only an admin
+/// may make (a placement to delete, a credential to revoke) is made first, by the admin.
+async fn call(
+    server: &LiveServer,
+    method: Mutation,
+    token: Option<&str>,
+    n: usize,
+) -> Result<(), tonic::Status> {
+    match method {
+        Mutation::BindArtifact => {
+            let (info, piece_layers) = parts(&torrent("m.bin", n as u64, 1000));
+            let request = v1::BindArtifactRequest {
+                name_tag: format!("app-{n}:1"),
+                info,
+                piece_layers,
+            };
+            server.catalog(token).bind_artifact(request).await.map(drop)
+        }
+        Mutation::Heartbeat => server
+            .nodes(token)
+            .heartbeat(heartbeat(&format!("node-{n}"), &[], "127.0.0.1:6881"))
+            .await
+            .map(drop),
+        Mutation::CreatePlacement => server
+            .placements(token)
+            .create_placement(v1::CreatePlacementRequest {
+                name: format!("place-{n}"),
+                r#ref: "base:1".to_owned(),
+                selector: "role=web".to_owned(),
+                until: None,
+            })
+            .await
+            .map(drop),
+        Mutation::DeletePlacement | Mutation::RevokeCredential | Mutation::DeletePolicy => {
+            unreachable!("prepared")
+        }
+        Mutation::SetPolicy => server
+            .policies(token)
+            .set_policy(v1::SetPolicyRequest {
+                name: format!("policy-{n}"),
+                selector: "metered=true".to_owned(),
+                rules: Some(v1::PolicyRules {
+                    upload_rate: Some(0),
+                    ..v1::PolicyRules::default()
+                }),
+            })
+            .await
+            .map(drop),
+        Mutation::ReportProgress => server
+            .assignments(token)
+            .report_progress(v1::ReportProgressRequest {
+                node_id: "worker".to_owned(),
+                artifacts: vec![v1::ArtifactProgress {
+                    content_id: content_id(&torrent("base.bin", 0, 1000)),
+                    state: v1::AssignmentState::Done.into(),
+                    bytes_done: 1000,
+                    reason: String::new(),
+                }],
+            })
+            .await
+            .map(drop),
+        Mutation::WatchAssignments => {
+            let mut stream = server
+                .assignments(token)
+                .watch_assignments(v1::WatchAssignmentsRequest {
+                    node_id: "worker".to_owned(),
+                })
+                .await?
+                .into_inner();
+            let first = tokio::time::timeout(CALL_LIMIT, stream.message()).await;
+            assert!(matches!(first, Ok(Ok(Some(_)))), "{first:?}");
+            Ok(())
+        }
+        Mutation::IssueCredential => server
+            .credentials(token)
+            .issue_credential(v1::IssueCredentialRequest {
+                name: format!("new-{n}"),
+                role: "reader".to_owned(),
+            })
+            .await
+            .map(drop),
+    }
+}
+
+/// Makes what `method` acts on (as the admin), then calls it with `token`.
+async fn prepare_and_call(
+    server: &LiveServer,
+    method: Mutation,
+    token: Option<&str>,
+    n: usize,
+) -> (String, Result<(), tonic::Status>) {
+    let admin = Some(server.bootstrap.as_str());
+    match method {
+        Mutation::DeletePlacement => {
+            let name = format!("victim-{n}");
+            server
+                .placements(admin)
+                .create_placement(v1::CreatePlacementRequest {
+                    name: name.clone(),
+                    r#ref: "base:1".to_owned(),
+                    selector: "role=db".to_owned(),
+                    until: None,
+                })
+                .await
+                .unwrap();
+            let before = server.snapshot().await;
+            let result = server
+                .placements(token)
+                .delete_placement(v1::DeletePlacementRequest { name })
+                .await
+                .map(drop);
+            (before, result)
+        }
+        Mutation::DeletePolicy => {
+            let name = format!("victim-{n}");
+            server
+                .policies(admin)
+                .set_policy(v1::SetPolicyRequest {
+                    name: name.clone(),
+                    selector: "role=db".to_owned(),
+                    rules: Some(v1::PolicyRules {
+                        max_peers: Some(10),
+                        ..v1::PolicyRules::default()
+                    }),
+                })
+                .await
+                .unwrap();
+            let before = server.snapshot().await;
+            let result = server
+                .policies(token)
+                .delete_policy(v1::DeletePolicyRequest { name })
+                .await
+                .map(drop);
+            (before, result)
+        }
+        Mutation::RevokeCredential => {
+            let name = format!("victim-{n}");
+            server.issue(&name, "reader").await;
+            let before = server.snapshot().await;
+            let result = server
+                .credentials(token)
+                .revoke_credential(v1::RevokeCredentialRequest { name })
+                .await
+                .map(drop);
+            (before, result)
+        }
+        _ => {
+            let before = server.snapshot().await;
+            (before, call(server, method, token, n).await)
+        }
+    }
+}
+
+/// The authorisation matrix, over gRPC on a real socket with loopback not trusted: every role
+/// (no token, reader, agent, publisher, admin, a revoked credential) times every mutating
+/// method. Allowed calls succeed; the others are refused with UNAUTHENTICATED (no valid
+/// credential) or PERMISSION_DENIED (the wrong role), and change nothing at all: artifacts,
+/// nodes, placements, credentials and policies read the same before and after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authorisation_matrix_every_role_times_every_mutating_method() {
+    let server = LiveServer::start(false).await;
+    let admin = Some(server.bootstrap.clone());
+    // What the methods act on: an artifact, and a registered node.
+    server
+        .catalog(admin.as_deref())
+        .bind_artifact({
+            let (info, piece_layers) = parts(&torrent("base.bin", 0, 1000));
+            v1::BindArtifactRequest {
+                name_tag: "base:1".to_owned(),
+                info,
+                piece_layers,
+            }
+        })
+        .await
+        .unwrap();
+    server
+        .nodes(admin.as_deref())
+        .heartbeat(heartbeat("worker", &[("role", "db")], "127.0.0.1:6881"))
+        .await
+        .unwrap();
+    let mut roles: Vec<(&str, Option<String>)> = vec![("none", None)];
+    for role in ["reader", "agent", "publisher", "admin"] {
+        roles.push((role, Some(server.issue(&format!("the-{role}"), role).await)));
+    }
+    let revoked = server.issue("gone", "publisher").await;
+    server
+        .credentials(admin.as_deref())
+        .revoke_credential(v1::RevokeCredentialRequest {
+            name: "gone".to_owned(),
+        })
+        .await
+        .unwrap();
+    roles.push(("revoked", Some(revoked)));
+
+    let mut n = 0;
+    for (role, token) in &roles {
+        for method in MUTATIONS {
+            n += 1;
+            let (before, result) = prepare_and_call(&server, method, token.as_deref(), n).await;
+            if allowed(role, method) {
+                assert!(result.is_ok(), "{role} / {method:?}: {result:?}");
+                continue;
+            }
+            let code = if matches!(*role, "none" | "revoked") {
+                ErrorCode::Unauthenticated
+            } else {
+                ErrorCode::PermissionDenied
+            };
+            let status = result.as_ref().err().cloned();
+            assert_grpc_error(result, code);
+            let message = status.map(|s| s.message().to_owned()).unwrap_or_default();
+            if code == ErrorCode::PermissionDenied {
+                assert!(
+                    message.contains(&format!("the {role} role may not")),
+                    "{role} / {method:?}: {message}"
+                );
+            }
+            assert_eq!(
+                server.snapshot().await,
+                before,
+                "{role} / {method:?} changed the state"
+            );
+        }
+    }
+
+    // Reads are open to every valid credential, and to nobody else.
+    for (role, token) in &roles {
+        let listed = server
+            .placements(token.as_deref())
+            .list_placements(v1::ListPlacementsRequest::default())
+            .await;
+        match *role {
+            "none" | "revoked" => assert_grpc_error(listed, ErrorCode::Unauthenticated),
+            _ => assert!(listed.is_ok(), "{role}: {listed:?}"),
+        }
+        let credentials = server
+            .credentials(token.as_deref())
+            .list_credentials(v1::ListCredentialsRequest::default())
+            .await;
+        match *role {
+            "none" | "revoked" => assert_grpc_error(credentials, ErrorCode::Unauthenticated),
+            "admin" => assert!(credentials.is_ok()),
+            _ => assert_grpc_error(credentials, ErrorCode::PermissionDenied),
+        }
+    }
+
+    // REST is judged the same way.
+    let token = |role: &str| {
+        roles
+            .iter()
+            .find(|(r, _)| *r == role)
+            .and_then(|(_, t)| t.clone())
+    };
+    let body = bind_body("rest:1", &torrent("rest.bin", 99, 1000));
+    let before = server.snapshot().await;
+    for (role, code) in [
+        ("none", ErrorCode::Unauthenticated),
+        ("revoked", ErrorCode::Unauthenticated),
+        ("reader", ErrorCode::PermissionDenied),
+        ("agent", ErrorCode::PermissionDenied),
+    ] {
+        let (status, reply) = server
+            .rest(
+                Method::POST,
+                "/v1/catalog:bind",
+                token(role).as_deref(),
+                Some(&body),
+            )
+            .await;
+        assert_rest_error(status, &reply, code);
+        let (status, reply) = server
+            .rest(
+                Method::POST,
+                "/v1/credentials",
+                token(role).as_deref(),
+                Some(&json!({"name": "via-rest", "role": "admin"})),
+            )
+            .await;
+        assert_rest_error(status, &reply, code);
+        let (status, reply) = server
+            .rest(
+                Method::POST,
+                "/v1/placements",
+                token(role).as_deref(),
+                Some(&json!({"ref": "base:1", "selector": ""})),
+            )
+            .await;
+        assert_rest_error(status, &reply, code);
+    }
+    let (status, reply) = server
+        .rest(
+            Method::GET,
+            "/v1/credentials",
+            token("publisher").as_deref(),
+            None,
+        )
+        .await;
+    assert_rest_error(status, &reply, ErrorCode::PermissionDenied);
+    assert_eq!(
+        reply["error"]["details"][0]["metadata"]["role"],
+        "publisher"
+    );
+    assert_eq!(reply["error"]["details"][0]["metadata"]["needed"], "admin");
+    assert_eq!(server.snapshot().await, before);
+    let (status, reply) = server
+        .rest(
+            Method::POST,
+            "/v1/catalog:bind",
+            token("publisher").as_deref(),
+            Some(&body),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    assert_eq!(reply["artifact"]["createdBy"], "the-publisher");
+    let (status, reply) = server
+        .rest(
+            Method::GET,
+            "/v1/credentials",
+            token("admin").as_deref(),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    let listed = array(&reply["credentials"]);
+    assert!(
+        listed.iter().all(|c| c.get("token").is_none()),
+        "a list never shows a token: {reply}"
+    );
+    let gone = listed.iter().find(|c| c["name"] == "gone").unwrap();
+    assert!(gone["revokedAt"].is_string(), "{gone}");
+}
+
+/// Only the SHA-256 of each token's secret is stored: neither the token's text nor its secret
+/// appears anywhere in the database file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_are_stored_hashed() {
+    let server = LiveServer::start(false).await;
+    let mut tokens = vec![server.bootstrap.clone()];
+    for (i, role) in ["admin", "publisher", "reader", "agent"].iter().enumerate() {
+        tokens.push(server.issue(&format!("holder-{i}"), role).await);
+    }
+    let db = std::fs::read(server.dir.path().join("catalog").join("catalog.redb")).unwrap();
+    for token in &tokens {
+        let secret_hex = token.rsplit('_').next().unwrap();
+        assert_eq!(secret_hex.len(), 64, "{token}");
+        let secret = data_encoding::HEXLOWER
+            .decode(secret_hex.as_bytes())
+            .unwrap();
+        for needle in [token.as_bytes(), secret_hex.as_bytes(), &secret[..16]] {
+            assert!(
+                !db.windows(needle.len()).any(|w| w == needle),
+                "the database holds part of a token"
+            );
+        }
+        // The credential works, so the store does hold something that checks it.
+        assert!(
+            server
+                .nodes(Some(token))
+                .list_nodes(v1::ListNodesRequest::default())
+                .await
+                .is_ok()
+        );
+    }
+    // The bootstrap token file is the owner's alone.
+    use std::os::unix::fs::PermissionsExt as _;
+    let file = server
+        .dir
+        .path()
+        .join("catalog")
+        .join(shoal_server::ADMIN_TOKEN_FILE);
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+}
+
+/// A revoked credential is refused from the very next call; a name can be issued again once its
+/// credential is revoked; a bad name or role is refused; the bootstrap credential is made once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocation_holds_from_the_next_call_and_bootstrap_happens_once() {
+    let server = LiveServer::start(false).await;
+    let admin = Some(server.bootstrap.as_str());
+    let token = server.issue("ci", "publisher").await;
+    let list = || async {
+        server
+            .catalog(Some(&token))
+            .list_artifacts(v1::ListArtifactsRequest::default())
+            .await
+    };
+    assert!(list().await.is_ok());
+    assert_grpc_error(
+        server
+            .credentials(admin)
+            .issue_credential(v1::IssueCredentialRequest {
+                name: "ci".to_owned(),
+                role: "reader".to_owned(),
+            })
+            .await,
+        ErrorCode::CredentialExists,
+    );
+    let revoked = server
+        .credentials(admin)
+        .revoke_credential(v1::RevokeCredentialRequest {
+            name: "ci".to_owned(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .credential
+        .unwrap();
+    assert!(revoked.revoked_at.is_some());
+    let refused = list().await;
+    let message = refused.as_ref().err().map(|s| s.message().to_owned());
+    assert_grpc_error(refused, ErrorCode::Unauthenticated);
+    assert!(message.unwrap().contains("credential ci was revoked"));
+    assert_grpc_error(
+        server
+            .credentials(admin)
+            .revoke_credential(v1::RevokeCredentialRequest {
+                name: "ci".to_owned(),
+            })
+            .await,
+        ErrorCode::CredentialNotFound,
+    );
+    // The name is free again; the new token works, the old one still does not.
+    let again = server.issue("ci", "reader").await;
+    assert_ne!(again, token);
+    assert_grpc_error(list().await, ErrorCode::Unauthenticated);
+    for (name, role) in [("ci two", "reader"), ("ok", "root"), ("", "reader")] {
+        assert_grpc_error(
+            server
+                .credentials(admin)
+                .issue_credential(v1::IssueCredentialRequest {
+                    name: name.to_owned(),
+                    role: role.to_owned(),
+                })
+                .await,
+            ErrorCode::InvalidArgument,
+        );
+    }
+    // Garbage and forged tokens are refused with a message that says what to do.
+    let forged = format!(
+        "{}{}",
+        &token[..token.len() - 1],
+        if token.ends_with('0') { '1' } else { '0' }
+    );
+    for bad in ["nope", forged.as_str()] {
+        let refused = server
+            .nodes(Some(bad))
+            .list_nodes(v1::ListNodesRequest::default())
+            .await;
+        assert_grpc_error(refused, ErrorCode::Unauthenticated);
+    }
+
+    // A restart keeps the credentials (and their revocations) and makes no second bootstrap
+    // credential: the old bootstrap token still works.
+    let bootstrap = server.bootstrap.clone();
+    let server = server.restart().await;
+    assert_eq!(server.bootstrap, bootstrap);
+    let listed = server
+        .credentials(Some(&bootstrap))
+        .list_credentials(v1::ListCredentialsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .credentials;
+    let mut names: Vec<(&str, bool)> = listed
+        .iter()
+        .map(|c| (c.name.as_str(), c.revoked_at.is_some()))
+        .collect();
+    names.sort_unstable();
+    assert_eq!(names, [("bootstrap", false), ("ci", false), ("ci", true)]);
+    assert!(
+        server
+            .nodes(Some(&again))
+            .list_nodes(v1::ListNodesRequest::default())
+            .await
+            .is_ok()
+    );
+    assert_grpc_error(
+        server
+            .nodes(Some(&token))
+            .list_nodes(v1::ListNodesRequest::default())
+            .await,
+        ErrorCode::Unauthenticated,
+    );
+}
+
+/// With loopback trusted (the default), a loopback caller without a token is the admin
+/// `local`; one presenting a token gets that token's role.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trusted_loopback_caller_is_admin_unless_it_presents_a_token() {
+    let server = LiveServer::start(true).await;
+    let reader = server.issue("r", "reader").await;
+    let (info, piece_layers) = parts(&torrent("l.bin", 5, 1000));
+    let request = v1::BindArtifactRequest {
+        name_tag: "loop:1".to_owned(),
+        info,
+        piece_layers,
+    };
+    assert_grpc_error(
+        server
+            .catalog(Some(&reader))
+            .bind_artifact(request.clone())
+            .await,
+        ErrorCode::PermissionDenied,
+    );
+    let bound = server
+        .catalog(None)
+        .bind_artifact(request)
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(bound.artifact.unwrap().created_by, "local");
+    let issued = server
+        .credentials(None)
+        .issue_credential(v1::IssueCredentialRequest {
+            name: "by-local".to_owned(),
+            role: "agent".to_owned(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(issued.credential.unwrap().created_by, "local");
 }

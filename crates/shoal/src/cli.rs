@@ -65,6 +65,14 @@ pub enum Command {
     Policies(PoliciesArgs),
     /// Set or remove a policy, or see the rules a node is under.
     Policy(PolicyArgs),
+    /// Issue or revoke a credential: a bearer token with a role, for callers of the control
+    /// plane that are not on its loopback (admins only).
+    #[command(after_help = ROLES)]
+    Token(TokenArgs),
+    /// List the control plane's credentials, valid and revoked; never their tokens (admins
+    /// only).
+    #[command(after_help = ROLES)]
+    Tokens(TokensArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions(CompletionsArgs),
     /// Create and inspect .torrent files and magnet links (no daemon needed).
@@ -281,6 +289,13 @@ pub struct AgentArgs {
     /// The embedded tracker [default: 0.0.0.0:6969].
     #[arg(long, env = "SHOAL_TRACKER_LISTEN", value_name = "ADDR")]
     pub tracker_listen: Option<std::net::SocketAddr>,
+    /// A file holding this agent's token for --control-plane (an agent-role credential:
+    /// `shoal token issue --role agent NAME`).
+    #[arg(long, env = "SHOAL_SERVER_TOKEN_FILE", value_name = "FILE")]
+    pub server_token_file: Option<PathBuf>,
+    /// The embedded control plane requires a credential from loopback callers too.
+    #[arg(long)]
+    pub no_trust_loopback: bool,
 }
 
 /// `shoal server`
@@ -314,6 +329,10 @@ pub struct ServerArgs {
     /// http://10.0.0.1:6969/announce.
     #[arg(long, env = "SHOAL_ANNOUNCE_URL", value_name = "URL")]
     pub announce_url: String,
+    /// Require a credential from callers on loopback too (by default a loopback caller without
+    /// a token is an admin). Use it when other users share this host.
+    #[arg(long)]
+    pub no_trust_loopback: bool,
 }
 
 /// Where client commands find the agent and the control plane, and how they print.
@@ -331,6 +350,42 @@ pub struct ClientArgs {
     /// Print JSON (the API's proto3 JSON) instead of text.
     #[arg(long, global = true)]
     pub json: bool,
+    /// A bearer token (`shoal_...`) to present to the control plane and the agent; the agent
+    /// passes it on when it publishes. Prefer --token-file: arguments are visible to other
+    /// users of this host.
+    #[arg(
+        long,
+        global = true,
+        env = "SHOAL_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub token: Option<String>,
+    /// A file holding the bearer token (e.g. the control plane's DATA_DIR/admin.token);
+    /// --token wins when both are given.
+    #[arg(long, global = true, env = "SHOAL_TOKEN_FILE", value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+}
+
+impl ClientArgs {
+    /// The bearer token to present: --token, else the content of --token-file, else none.
+    ///
+    /// # Errors
+    /// When the token file cannot be read.
+    pub fn token(&self) -> anyhow::Result<Option<String>> {
+        use anyhow::Context as _;
+        if let Some(token) = &self.token {
+            return Ok(Some(token.trim().to_owned()));
+        }
+        self.token_file
+            .as_ref()
+            .map(|path| {
+                std::fs::read_to_string(path)
+                    .map(|t| t.trim().to_owned())
+                    .with_context(|| format!("cannot read the token file {}", path.display()))
+            })
+            .transpose()
+    }
 }
 
 /// `shoal publish`
@@ -630,6 +685,88 @@ pub struct ServerUrl {
     pub url: String,
 }
 
+/// What each role may do, for `shoal token --help`.
+const ROLES: &str = "\
+Roles:
+  admin      everything: placements, policies, credentials, and what the others may do
+  publisher  publish (bind NAME:TAG to content) and read
+  reader     read: artifacts, nodes, placements, policies
+  agent      an agent's own credential: read, register and heartbeat, follow its assignments
+             and report progress; it cannot publish or place
+
+Callers on the control plane's loopback interface without a token are admins (unless the server
+runs with --no-trust-loopback); everyone else presents a token (--token, --token-file,
+SHOAL_TOKEN, SHOAL_TOKEN_FILE). When the control plane first starts it creates the admin
+credential `bootstrap` and writes its token to DATA_DIR/admin.token (mode 0600).
+
+Examples:
+  shoal token issue --role publisher ci-builds --server http://cp:7421 --token-file admin.token
+  shoal token issue --role agent agent-host-17 > /etc/shoal/agent.token
+  shoal tokens
+  shoal token revoke ci-builds
+
+Exit codes: 0 success; 1 failure; 3 no such credential; 4 the name is taken; 5 the control plane
+cannot be reached; 6 not allowed (no token, a revoked one, or not an admin's).";
+
+/// `shoal token ...`
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    /// What to do with credentials.
+    #[command(subcommand)]
+    pub command: TokenCommand,
+    /// The control plane.
+    #[command(flatten)]
+    pub server: ServerUrl,
+}
+
+/// `shoal token` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Issue a credential and print its token, once: store it now (the control plane keeps
+    /// only a hash).
+    #[command(after_help = ROLES)]
+    Issue(TokenIssueArgs),
+    /// Revoke the valid credential with this name; calls presenting it are refused from the
+    /// next one on.
+    #[command(after_help = ROLES)]
+    Revoke(TokenNameArgs),
+}
+
+/// `shoal token issue`
+#[derive(Debug, Args)]
+pub struct TokenIssueArgs {
+    /// Who or what will hold it: 1 to 128 of letters, digits, '.', '_', '-' and '@' (e.g.
+    /// alice@example.com, ci-builds, agent-host-17).
+    pub name: String,
+    /// What it may do (see below).
+    #[arg(long, value_parser = ["admin", "publisher", "reader", "agent"])]
+    pub role: String,
+    /// Client options.
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// A credential's name.
+#[derive(Debug, Args)]
+pub struct TokenNameArgs {
+    /// The credential.
+    pub name: String,
+    /// Client options.
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// `shoal tokens`
+#[derive(Debug, Args)]
+pub struct TokensArgs {
+    /// The control plane.
+    #[command(flatten)]
+    pub server: ServerUrl,
+    /// Client options.
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
 /// `shoal completions`
 #[derive(Debug, Args)]
 pub struct CompletionsArgs {
@@ -640,5 +777,5 @@ pub struct CompletionsArgs {
 /// Exit codes of the client commands.
 pub const EXIT_CODES: &str = "\
 Exit codes: 0 success; 1 failure; 2 bad usage; 3 not found; 4 conflict (tag bound to other
-content, destination exists); 5 agent or control plane unreachable; 6 permission (path outside
-the allowed roots).";
+content, destination exists); 5 agent or control plane unreachable; 6 permission (no token or a
+revoked one, a role that may not do this, a path outside the allowed roots).";

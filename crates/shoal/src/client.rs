@@ -13,6 +13,9 @@ use shoal_api::v1::artifact_service_client::ArtifactServiceClient;
 use shoal_api::v1::node_service_client::NodeServiceClient;
 use shoal_api::v1::retrieve_progress::Phase;
 use shoal_api::{ApiError, ErrorCode, v1};
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::cli::{
@@ -47,11 +50,42 @@ pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-pub(crate) fn channel(url: &str, what: &str) -> anyhow::Result<Channel> {
-    Ok(Endpoint::from_shared(url.to_owned())
+/// Adds `Authorization: Bearer TOKEN` to every call, when there is a token.
+#[derive(Clone)]
+pub(crate) struct Bearer(Option<MetadataValue<Ascii>>);
+
+impl Interceptor for Bearer {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.0 {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// A connection to the agent or the control plane that presents the caller's token.
+pub(crate) type Transport = InterceptedService<Channel, Bearer>;
+
+/// A lazily connecting channel to `url` (the `what`, for messages) that presents `token`.
+pub(crate) fn channel(url: &str, what: &str, token: Option<&str>) -> anyhow::Result<Transport> {
+    let channel = Endpoint::from_shared(url.to_owned())
         .with_context(|| format!("{url} is not a valid {what} URL"))?
         .connect_timeout(std::time::Duration::from_secs(5))
-        .connect_lazy())
+        .connect_lazy();
+    let bearer = token
+        .map(|t| format!("Bearer {t}").parse::<MetadataValue<Ascii>>())
+        .transpose()
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "the token holds characters a header cannot carry; check --token / SHOAL_TOKEN"
+            )
+        })?;
+    Ok(InterceptedService::new(channel, Bearer(bearer)))
 }
 
 /// Turns a gRPC status into a typed failure; a transport failure says which service is down.
@@ -129,7 +163,8 @@ fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
 /// `shoal publish`
 pub fn publish(args: PublishArgs) -> anyhow::Result<()> {
     let path = absolute(&args.path)?;
-    let ClientArgs { agent, json } = args.client;
+    let token = args.client.token()?;
+    let ClientArgs { agent, json, .. } = args.client;
     let request = v1::PublishRequest {
         path: path.display().to_string(),
         name_tag: args.name,
@@ -141,7 +176,7 @@ pub fn publish(args: PublishArgs) -> anyhow::Result<()> {
         }),
     };
     let response = runtime()?.block_on(async {
-        ArtifactServiceClient::new(channel(&agent, "agent")?)
+        ArtifactServiceClient::new(channel(&agent, "agent", token.as_deref())?)
             .publish(request)
             .await
             .map_err(|s| failed(&s, &agent, "agent"))
@@ -167,9 +202,10 @@ pub fn publish(args: PublishArgs) -> anyhow::Result<()> {
 
 /// `shoal ls`
 pub fn ls(args: LsArgs) -> anyhow::Result<()> {
-    let ClientArgs { agent, json } = args.client;
+    let token = args.client.token()?;
+    let ClientArgs { agent, json, .. } = args.client;
     let artifacts = runtime()?.block_on(async {
-        let client = ArtifactServiceClient::new(channel(&agent, "agent")?);
+        let client = ArtifactServiceClient::new(channel(&agent, "agent", token.as_deref())?);
         every_page(|page_token| {
             let mut client = client.clone();
             let request = v1::ListArtifactsRequest {
@@ -208,13 +244,14 @@ pub fn ls(args: LsArgs) -> anyhow::Result<()> {
 
 /// `shoal info`
 pub fn info(args: InfoArgs) -> anyhow::Result<()> {
-    let ClientArgs { agent, json } = args.client;
+    let token = args.client.token()?;
+    let ClientArgs { agent, json, .. } = args.client;
     let request = v1::GetArtifactRequest {
         r#ref: Some(reference(&args.reference)?),
         include_torrent: args.torrent.is_some(),
     };
     let artifact = runtime()?.block_on(async {
-        ArtifactServiceClient::new(channel(&agent, "agent")?)
+        ArtifactServiceClient::new(channel(&agent, "agent", token.as_deref())?)
             .get_artifact(request)
             .await
             .map_err(|s| failed(&s, &agent, "agent"))
@@ -261,7 +298,8 @@ pub fn info(args: InfoArgs) -> anyhow::Result<()> {
 
 /// `shoal get`
 pub fn get(args: GetArgs) -> anyhow::Result<()> {
-    let ClientArgs { agent, json } = args.client;
+    let token = args.client.token()?;
+    let ClientArgs { agent, json, .. } = args.client;
     let destination = absolute(&args.output)?;
     let request = v1::RetrieveRequest {
         r#ref: Some(reference(&args.reference)?),
@@ -282,7 +320,7 @@ pub fn get(args: GetArgs) -> anyhow::Result<()> {
     };
     let started = std::time::Instant::now();
     let last = runtime()?.block_on(async {
-        let mut stream = ArtifactServiceClient::new(channel(&agent, "agent")?)
+        let mut stream = ArtifactServiceClient::new(channel(&agent, "agent", token.as_deref())?)
             .retrieve(request)
             .await
             .map_err(|s| failed(&s, &agent, "agent"))?
@@ -339,12 +377,13 @@ pub fn get(args: GetArgs) -> anyhow::Result<()> {
 
 /// `shoal rm`
 pub fn rm(args: RmArgs) -> anyhow::Result<()> {
-    let ClientArgs { agent, json } = args.client;
+    let token = args.client.token()?;
+    let ClientArgs { agent, json, .. } = args.client;
     let request = v1::RemoveLocalRequest {
         r#ref: Some(reference(&args.reference)?),
     };
     let response = runtime()?.block_on(async {
-        ArtifactServiceClient::new(channel(&agent, "agent")?)
+        ArtifactServiceClient::new(channel(&agent, "agent", token.as_deref())?)
             .remove_local(request)
             .await
             .map_err(|s| failed(&s, &agent, "agent"))
@@ -362,9 +401,10 @@ pub fn rm(args: RmArgs) -> anyhow::Result<()> {
 
 /// `shoal status`
 pub fn status(args: StatusArgs) -> anyhow::Result<()> {
-    let ClientArgs { agent, json } = args.client;
+    let token = args.client.token()?;
+    let ClientArgs { agent, json, .. } = args.client;
     let status = runtime()?.block_on(async {
-        AgentServiceClient::new(channel(&agent, "agent")?)
+        AgentServiceClient::new(channel(&agent, "agent", token.as_deref())?)
             .get_status(v1::GetStatusRequest {})
             .await
             .map_err(|s| failed(&s, &agent, "agent"))
@@ -438,9 +478,10 @@ pub fn status(args: StatusArgs) -> anyhow::Result<()> {
 /// `shoal nodes`
 pub fn nodes(args: NodesArgs) -> anyhow::Result<()> {
     let json = args.client.json;
+    let token = args.client.token()?;
     let server = args.server.url;
     let nodes = runtime()?.block_on(async {
-        let client = NodeServiceClient::new(channel(&server, "control plane")?);
+        let client = NodeServiceClient::new(channel(&server, "control plane", token.as_deref())?);
         every_page(|page_token| {
             let mut client = client.clone();
             let request = v1::ListNodesRequest {

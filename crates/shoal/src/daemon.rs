@@ -44,6 +44,12 @@ pub fn agent(args: AgentArgs) -> anyhow::Result<()> {
     if let Some(v) = args.tracker_listen {
         config.server.tracker_listen = v;
     }
+    if let Some(v) = args.server_token_file {
+        config.server_token_file = Some(v);
+    }
+    if args.no_trust_loopback {
+        config.server.trust_loopback = false;
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -65,6 +71,12 @@ pub fn agent(args: AgentArgs) -> anyhow::Result<()> {
                 ))
                 .unwrap_or_default()
         ));
+        if let Some(path) = &running.bootstrap_token {
+            crate::output::status(&format!(
+                "created the control plane's admin credential `bootstrap`: its token is in {} (mode 0600)",
+                path.display()
+            ));
+        }
         shutdown_signal().await;
         crate::output::status("stopping: recording what was verified");
         running.shutdown().await;
@@ -91,7 +103,14 @@ pub fn server(args: ServerArgs) -> anyhow::Result<()> {
         let tracker = tokio::net::TcpListener::bind(args.tracker_listen)
             .await
             .with_context(|| format!("cannot listen on {} (tracker)", args.tracker_listen))?;
-        let router = shoal_server::api_router(&control, shoal_api::router::Access::Open)?;
+        if let Some(path) = control.bootstrap_token_file() {
+            crate::output::status(&format!(
+                "created the admin credential `bootstrap`: its token is in {} (mode 0600)",
+                path.display()
+            ));
+        }
+        let access = shoal_server::access(&control, !args.no_trust_loopback);
+        let router = shoal_server::api_router(&control, access)?;
         let tracker_router = shoal_server::tracker_http::router(control.clone());
         let expire = tokio::spawn(shoal_server::tracker_http::expire(control.clone()));
         crate::output::status(&format!(

@@ -3,6 +3,7 @@
 
 mod cli;
 mod client;
+mod credentials;
 mod daemon;
 mod output;
 mod placements;
@@ -46,6 +47,8 @@ fn run(cli: cli::Cli) -> anyhow::Result<()> {
         cli::Command::Placement(args) => placements::placement(args),
         cli::Command::Policies(args) => policies::list(args),
         cli::Command::Policy(args) => policies::policy(args),
+        cli::Command::Token(args) => credentials::token(args),
+        cli::Command::Tokens(args) => credentials::list(args),
         cli::Command::Completions(args) => {
             use clap::CommandFactory;
             let mut command = cli::Cli::command();

@@ -7,19 +7,22 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use shoal_api::v1::placement_service_client::PlacementServiceClient;
 use shoal_api::{ApiError, ErrorCode, v1};
-use tonic::transport::Channel;
 
 use crate::cli::{
-    DistributeArgs, PlacementArgs, PlacementCommand, PlacementNameArgs, PlacementsArgs,
+    ClientArgs, DistributeArgs, PlacementArgs, PlacementCommand, PlacementNameArgs, PlacementsArgs,
 };
-use crate::client::{CallFailed, PAGE_SIZE, channel, every_page, failed, runtime};
+use crate::client::{CallFailed, PAGE_SIZE, Transport, channel, every_page, failed, runtime};
 use crate::output::{json_value, line, status};
 use crate::units::{format_size, parse_duration};
 
 const WHAT: &str = "control plane";
 
-fn client(server: &str) -> anyhow::Result<PlacementServiceClient<Channel>> {
-    Ok(PlacementServiceClient::new(channel(server, WHAT)?))
+fn client(server: &str, client: &ClientArgs) -> anyhow::Result<PlacementServiceClient<Transport>> {
+    Ok(PlacementServiceClient::new(channel(
+        server,
+        WHAT,
+        client.token()?.as_deref(),
+    )?))
 }
 
 /// `--until`: a duration from now, or a UTC time `YYYY-MM-DDTHH:MM:SSZ`.
@@ -114,7 +117,7 @@ pub fn distribute(args: DistributeArgs) -> anyhow::Result<()> {
     };
     let server = args.server.url;
     let placement = runtime()?.block_on(async {
-        client(&server)?
+        client(&server, &args.client)?
             .create_placement(request)
             .await
             .map(tonic::Response::into_inner)
@@ -137,7 +140,7 @@ pub fn distribute(args: DistributeArgs) -> anyhow::Result<()> {
         if totals.nodes == 1 { "" } else { "s" },
     ));
     if args.watch {
-        return watch(&server, &placement.name, args.client.json);
+        return watch(&server, &placement.name, &args.client);
     }
     line(&placement.name);
     Ok(())
@@ -147,7 +150,7 @@ pub fn distribute(args: DistributeArgs) -> anyhow::Result<()> {
 pub fn list(args: PlacementsArgs) -> anyhow::Result<()> {
     let server = args.server.url;
     let placements = runtime()?.block_on(async {
-        let client = client(&server)?;
+        let client = client(&server, &args.client)?;
         every_page(|page_token| {
             let mut client = client.clone();
             let request = v1::ListPlacementsRequest {
@@ -195,7 +198,7 @@ pub fn list(args: PlacementsArgs) -> anyhow::Result<()> {
 pub fn placement(args: PlacementArgs) -> anyhow::Result<()> {
     match args.command {
         PlacementCommand::Show(name) => show(&args.server.url, name),
-        PlacementCommand::Watch(name) => watch(&args.server.url, &name.name, name.client.json),
+        PlacementCommand::Watch(name) => watch(&args.server.url, &name.name, &name.client),
         PlacementCommand::Rm(name) => rm(&args.server.url, name),
     }
 }
@@ -212,7 +215,7 @@ fn state_name(state: i32) -> &'static str {
 
 fn show(server: &str, args: PlacementNameArgs) -> anyhow::Result<()> {
     let pages = runtime()?.block_on(async {
-        let client = client(server)?;
+        let client = client(server, &args.client)?;
         every_page(|page_token| {
             let mut client = client.clone();
             let request = v1::GetPlacementRequest {
@@ -285,7 +288,8 @@ fn show(server: &str, args: PlacementNameArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn watch(server: &str, name: &str, json: bool) -> anyhow::Result<()> {
+fn watch(server: &str, name: &str, client_args: &ClientArgs) -> anyhow::Result<()> {
+    let json = client_args.json;
     let bar = ProgressBar::with_draw_target(
         Some(0),
         if std::io::stderr().is_terminal() {
@@ -304,7 +308,7 @@ fn watch(server: &str, name: &str, json: bool) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut last_line = Instant::now() - Duration::from_secs(60);
     let final_status = runtime()?.block_on(async {
-        let mut client = client(server)?;
+        let mut client = client(server, client_args)?;
         loop {
             let request = v1::GetPlacementRequest {
                 name: name.to_owned(),
@@ -360,7 +364,7 @@ fn watch(server: &str, name: &str, json: bool) -> anyhow::Result<()> {
 
 fn rm(server: &str, args: PlacementNameArgs) -> anyhow::Result<()> {
     let reply = runtime()?.block_on(async {
-        client(server)?
+        client(server, &args.client)?
             .delete_placement(v1::DeletePlacementRequest {
                 name: args.name.clone(),
             })

@@ -3,17 +3,22 @@
 
 use shoal_api::v1;
 use shoal_api::v1::policy_service_client::PolicyServiceClient;
-use tonic::transport::Channel;
 
-use crate::cli::{PoliciesArgs, PolicyArgs, PolicyCommand, PolicyNodeArgs, PolicySetArgs};
-use crate::client::{PAGE_SIZE, channel, every_page, failed, runtime};
+use crate::cli::{
+    ClientArgs, PoliciesArgs, PolicyArgs, PolicyCommand, PolicyNodeArgs, PolicySetArgs,
+};
+use crate::client::{PAGE_SIZE, Transport, channel, every_page, failed, runtime};
 use crate::output::{json_value, line, status};
 use crate::units::format_size;
 
 const WHAT: &str = "control plane";
 
-fn client(server: &str) -> anyhow::Result<PolicyServiceClient<Channel>> {
-    Ok(PolicyServiceClient::new(channel(server, WHAT)?))
+fn client(server: &str, client: &ClientArgs) -> anyhow::Result<PolicyServiceClient<Transport>> {
+    Ok(PolicyServiceClient::new(channel(
+        server,
+        WHAT,
+        client.token()?.as_deref(),
+    )?))
 }
 
 /// A rule set in words: `upload 10.0 MiB/s, quota 50.0 GiB`; `no limits` when empty.
@@ -57,7 +62,7 @@ fn duration(secs: u64) -> String {
 pub fn list(args: PoliciesArgs) -> anyhow::Result<()> {
     let server = args.server.url;
     let policies = runtime()?.block_on(async {
-        let client = client(&server)?;
+        let client = client(&server, &args.client)?;
         every_page(|page_token| {
             let mut client = client.clone();
             let request = v1::ListPoliciesRequest {
@@ -100,7 +105,7 @@ pub fn policy(args: PolicyArgs) -> anyhow::Result<()> {
         PolicyCommand::Set(set) => set_policy(&server, set),
         PolicyCommand::Rm(name) => {
             let removed = runtime()?.block_on(async {
-                client(&server)?
+                client(&server, &name.client)?
                     .delete_policy(v1::DeletePolicyRequest {
                         name: name.name.clone(),
                     })
@@ -139,7 +144,7 @@ fn set_policy(server: &str, args: PolicySetArgs) -> anyhow::Result<()> {
         rules: Some(rules),
     };
     let policy = runtime()?.block_on(async {
-        client(server)?
+        client(server, &args.client)?
             .set_policy(request)
             .await
             .map(tonic::Response::into_inner)
@@ -159,7 +164,7 @@ fn set_policy(server: &str, args: PolicySetArgs) -> anyhow::Result<()> {
 
 fn node_policy(server: &str, args: PolicyNodeArgs) -> anyhow::Result<()> {
     let policy = runtime()?.block_on(async {
-        client(server)?
+        client(server, &args.client)?
             .get_node_policy(v1::GetNodePolicyRequest {
                 node_id: args.node_id.clone(),
             })

@@ -1,12 +1,18 @@
 //! The CLI's behaviour at its edges: clear errors and exit codes for bad input, no
-//! overwriting, no panics.
+//! overwriting, no panics; credentials issued, listed and revoked against a real `shoal
+//! server`.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
     reason = "test and bench code: a panic is the failure report"
 )]
 
-use std::process::{Command, Output};
+mod common;
+
+use std::net::Ipv4Addr;
+use std::process::{Command, Output, Stdio};
+
+use common::{Running, free_port, wait_for_port};
 
 const SHOAL: &str = env!("CARGO_BIN_EXE_shoal");
 
@@ -16,6 +22,122 @@ fn shoal(args: &[&str]) -> Output {
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `shoal token issue|revoke` and `shoal tokens` against a `shoal server` that trusts no
+/// caller without a credential: the bootstrap admin's token file works, a token is printed once
+/// and never listed, a reader is refused with exit 6 naming its role, a revoked token is
+/// refused from the next call, an unknown name is exit 3.
+#[test]
+fn tokens_are_issued_listed_and_revoked() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("server");
+    let (api, tracker) = (
+        free_port(Ipv4Addr::LOCALHOST),
+        free_port(Ipv4Addr::LOCALHOST),
+    );
+    let _server = Running(
+        Command::new(SHOAL)
+            .arg("server")
+            .arg("--data-dir")
+            .arg(&data)
+            .args(["--api-listen", &format!("127.0.0.1:{api}")])
+            .args(["--tracker-listen", &format!("127.0.0.1:{tracker}")])
+            .args([
+                "--announce-url",
+                &format!("http://127.0.0.1:{tracker}/announce"),
+            ])
+            .arg("--no-trust-loopback")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for_port(Ipv4Addr::LOCALHOST, api);
+    let server = format!("http://127.0.0.1:{api}");
+    let admin_file = data.join("admin.token");
+    let admin = admin_file.to_str().unwrap();
+    let as_admin = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--server", &server, "--token-file", admin]);
+        shoal(&all)
+    };
+
+    // Without a token even loopback is refused, and told what to do.
+    let out = shoal(&["tokens", "--server", &server]);
+    assert_eq!(out.status.code(), Some(6), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("needs a credential"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = as_admin(&["token", "issue", "--role", "publisher", "ci"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let ci = stdout(&out).trim().to_owned();
+    assert!(ci.starts_with("shoal_") && ci.len() == 87, "{ci:?}");
+    assert!(stderr(&out).contains("shown only now"), "{}", stderr(&out));
+    let out = as_admin(&["token", "issue", "--role", "reader", "viewer", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let issued: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(issued["credential"]["role"], "reader");
+    assert_eq!(issued["credential"]["createdBy"], "bootstrap");
+    let viewer = issued["token"].as_str().unwrap().to_owned();
+
+    let out = as_admin(&["tokens"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let listed = stdout(&out);
+    for name in ["bootstrap", "ci", "viewer"] {
+        assert!(listed.contains(name), "{listed}");
+    }
+    let secret = |t: &str| t.rsplit('_').next().unwrap().to_owned();
+    assert!(!listed.contains(&secret(&ci)) && !listed.contains(&secret(&viewer)));
+
+    // A reader may read, not manage credentials.
+    let out = shoal(&["nodes", "--server", &server, "--token", &viewer]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = Command::new(SHOAL)
+        .args([
+            "token", "issue", "--role", "admin", "sneaky", "--server", &server,
+        ])
+        .env("SHOAL_TOKEN", &viewer)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(6), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("the reader role may not manage credentials"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = as_admin(&["token", "revoke", "ci"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = shoal(&["nodes", "--server", &server, "--token", &ci]);
+    assert_eq!(out.status.code(), Some(6), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("credential ci was revoked"),
+        "{}",
+        stderr(&out)
+    );
+    let out = as_admin(&["tokens", "--json"]);
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let revoked: Vec<&str> = listed["credentials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["revokedAt"].is_string())
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(revoked, ["ci"]);
+    let out = as_admin(&["token", "revoke", "ci"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let out = as_admin(&["token", "issue", "--role", "root", "x"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
 }
 
 #[test]

@@ -3,6 +3,11 @@
 //! hosts 1-5 run agents pointed at it and `shoal get` the artifact by name. Every copy must be
 //! byte-exact, the control plane must list the six nodes with their labels, and the tracker's
 //! peer list must show all six hosts.
+//!
+//! Host 0's embedded control plane is reached over the lab's network, never over loopback, so
+//! every caller presents a credential: the other agents an `agent` token each (issued with
+//! `shoal token issue` using host 0's bootstrap `admin.token`), the CLI's `--server` commands the
+//! admin token.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -60,7 +65,10 @@ impl Agent {
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap());
         if let Some(url) = control_plane {
-            command.args(["--control-plane", url]);
+            command
+                .args(["--control-plane", url])
+                .arg("--server-token-file")
+                .arg(agent_token(lab, host, dir, url));
         }
         let agent = Self {
             host,
@@ -128,6 +136,45 @@ impl Agent {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
+}
+
+/// The bootstrap admin token file of host 0's embedded control plane.
+fn admin_token(dir: &Path) -> String {
+    dir.join("data-0/catalog/admin.token")
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// A file holding an `agent` token for `host`, issued by the admin from host 0 the first time
+/// (a restarted agent keeps its credential).
+fn agent_token(lab: &Lab, host: usize, dir: &Path, server: &str) -> PathBuf {
+    let file = dir.join(format!("agent-{host}.token"));
+    if !file.exists() {
+        let name = format!("agent-host-{host}");
+        let out = shoal(
+            lab,
+            0,
+            &[
+                "token",
+                "issue",
+                "--role",
+                "agent",
+                &name,
+                "--server",
+                server,
+                "--token-file",
+                &admin_token(dir),
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "issuing {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::write(&file, &out.stdout).unwrap();
+    }
+    file
 }
 
 /// A number field of a status entry (proto3 JSON writes 64-bit integers as strings).
@@ -279,7 +326,12 @@ fn five_agents_get_a_published_artifact_by_name() {
     }
 
     // The control plane knows every node, alive, with its labels.
-    let nodes = shoal_json(&lab, 1, &["nodes", "--server", &control_plane]);
+    let admin = admin_token(dir.path());
+    let nodes = shoal_json(
+        &lab,
+        1,
+        &["nodes", "--server", &control_plane, "--token-file", &admin],
+    );
     let nodes = nodes["nodes"].as_array().unwrap();
     let ids: BTreeSet<&str> = nodes
         .iter()
@@ -490,6 +542,7 @@ fn a_placement_reaches_exactly_the_matching_hosts_and_those_that_join_later() {
             &[role(host)],
         ));
     }
+    let admin = admin_token(dir.path());
     let source = payload(&dir.path().join("src"), true);
     let content_id = publish(&lab, 0, &source, "e2e/site:1.0")["contentId"]
         .as_str()
@@ -508,6 +561,8 @@ fn a_placement_reaches_exactly_the_matching_hosts_and_those_that_join_later() {
             "site",
             "--server",
             &server,
+            "--token-file",
+            &admin,
         ],
     );
     assert_eq!(placed["name"], "site", "{placed}");
@@ -521,7 +576,21 @@ fn a_placement_reaches_exactly_the_matching_hosts_and_those_that_join_later() {
         });
     }
     // The control plane hears of it within a report interval or two.
-    let show = |lab: &Lab| shoal_json(lab, 0, &["placement", "show", "site", "--server", &server]);
+    let show = |lab: &Lab| {
+        shoal_json(
+            lab,
+            0,
+            &[
+                "placement",
+                "show",
+                "site",
+                "--server",
+                &server,
+                "--token-file",
+                &admin,
+            ],
+        )
+    };
     let wait_done = |want: &str| {
         let start = Instant::now();
         loop {
@@ -567,7 +636,15 @@ fn a_placement_reaches_exactly_the_matching_hosts_and_those_that_join_later() {
     let watched = shoal(
         &lab,
         0,
-        &["placement", "watch", "site", "--server", &server],
+        &[
+            "placement",
+            "watch",
+            "site",
+            "--server",
+            &server,
+            "--token-file",
+            &admin,
+        ],
     );
     assert!(
         watched.status.success(),
@@ -583,13 +660,37 @@ fn a_placement_reaches_exactly_the_matching_hosts_and_those_that_join_later() {
     }
 
     // Ended: gone from the list; asking for it says so with the not-found exit code.
-    let removed = shoal(&lab, 0, &["placement", "rm", "site", "--server", &server]);
+    let removed = shoal(
+        &lab,
+        0,
+        &[
+            "placement",
+            "rm",
+            "site",
+            "--server",
+            &server,
+            "--token-file",
+            &admin,
+        ],
+    );
     assert!(
         removed.status.success(),
         "{}",
         String::from_utf8_lossy(&removed.stderr)
     );
-    let gone = shoal(&lab, 0, &["placement", "show", "site", "--server", &server]);
+    let gone = shoal(
+        &lab,
+        0,
+        &[
+            "placement",
+            "show",
+            "site",
+            "--server",
+            &server,
+            "--token-file",
+            &admin,
+        ],
+    );
     assert_eq!(
         gone.status.code(),
         Some(3),
@@ -623,9 +724,10 @@ fn policies_keep_metered_hosts_from_uploading_and_rate_caps_change_live() {
     let dir = tempfile::tempdir().unwrap();
     let lab = Lab::new("policy", 5);
     let server = format!("http://{}:7421", lab.addr(0));
+    let token = admin_token(dir.path());
     let admin = |args: &[&str]| {
         let mut all = args.to_vec();
-        all.extend(["--server", &server]);
+        all.extend(["--server", &server, "--token-file", &token]);
         shoal_json(&lab, 0, &all)
     };
     let agents = [

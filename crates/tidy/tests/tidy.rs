@@ -297,3 +297,38 @@ fn architecture_md_names_every_crate() {
         );
     }
 }
+
+/// Every method of every `shoal.v1` service the control plane implements begins by naming its
+/// action (`self.authorize(&request, Action::...)`), so no method is left open by accident and
+/// gRPC and REST are judged by the same line.
+#[test]
+fn every_control_plane_method_authorizes_its_caller() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../server/src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let mut methods = 0;
+    for file in files {
+        let text = std::fs::read_to_string(&file).expect("source");
+        let mut rest = text.as_str();
+        while let Some(start) = rest.find("Service for ControlPlane {") {
+            let block = &rest[start..];
+            let end = block.find("\n}\n").unwrap_or(block.len());
+            for method in block[..end].split("    async fn ").skip(1) {
+                methods += 1;
+                let name = method.split('(').next().unwrap_or("");
+                let body = method.split_once(", Status> {").map_or("", |(_, b)| b);
+                let first = body.trim_start().lines().next().unwrap_or("");
+                assert!(
+                    first.contains("self.authorize(&request, Action::"),
+                    "{}: {name} must begin with self.authorize(&request, Action::...), not {first:?}",
+                    file.display()
+                );
+            }
+            rest = &block[end..];
+        }
+    }
+    assert!(
+        methods >= 14,
+        "found only {methods} service methods; has the layout changed?"
+    );
+}
