@@ -342,11 +342,46 @@ async fn release(
     }
 }
 
+/// How long a download may go without a verified piece and without peers before it is
+/// reported stalled for `no peers`.
+const STALL: Duration = Duration::from_secs(30);
+
+/// When each download last verified a piece or had a peer, to tell a stalled one.
+#[derive(Default)]
+struct Stalls(HashMap<String, (u32, Instant)>);
+
+impl Stalls {
+    /// What holds a download back, if anything: no peers for [`STALL`], pieces failing
+    /// verification.
+    fn why(&mut self, content_id: &str, p: &shoal_driver::Progress, now: Instant) -> String {
+        let last = self.0.entry(content_id.to_owned()).or_insert((p.have, now));
+        if p.have != last.0 || p.peers > 0 {
+            *last = (p.have, now);
+        }
+        let mut why = Vec::new();
+        let idle = now.duration_since(last.1);
+        if p.checking.is_none() && idle >= STALL {
+            why.push(format!(
+                "no peers for {} s: no host holding it is reachable, or none is seeding it",
+                idle.as_secs()
+            ));
+        }
+        if p.stats.pieces_failed > 0 {
+            why.push(format!(
+                "{} pieces failed verification, {} peers banned for it",
+                p.stats.pieces_failed, p.stats.peers_banned
+            ));
+        }
+        why.join("; ")
+    }
+}
+
 /// Where this node is with one assigned artifact.
 fn progress_of(
     agent: &Agent,
     content_id: &str,
     failures: &HashMap<String, Failure>,
+    stalls: &mut Stalls,
 ) -> v1::ArtifactProgress {
     use v1::AssignmentState as S;
     let (state, bytes_done, reason) = match agent.torrents.get(content_id) {
@@ -360,7 +395,11 @@ fn progress_of(
                     let p = view.progress.borrow();
                     let piece = view.torrent.info().piece_length.bytes();
                     let done = (u64::from(p.have) * piece).min(size);
-                    (S::Downloading, done, String::new())
+                    (
+                        S::Downloading,
+                        done,
+                        stalls.why(content_id, &p, Instant::now()),
+                    )
                 }
             }
         }
@@ -386,6 +425,7 @@ async fn report(
     failures: Arc<std::sync::Mutex<HashMap<String, Failure>>>,
 ) {
     let mut sent: BTreeMap<String, v1::ArtifactProgress> = BTreeMap::new();
+    let mut stalls = Stalls::default();
     let mut interval = shoal_server::REPORT_INTERVAL;
     let mut last_full = Instant::now();
     loop {
@@ -400,7 +440,7 @@ async fn report(
             let failures = lock(&failures);
             assignments
                 .iter()
-                .map(|a| progress_of(&agent, &a.content_id, &failures))
+                .map(|a| progress_of(&agent, &a.content_id, &failures, &mut stalls))
                 .collect()
         };
         let changed: Vec<v1::ArtifactProgress> = now
@@ -426,5 +466,37 @@ async fn report(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_download_without_peers_or_progress_is_stalled_and_says_why() {
+        let mut stalls = Stalls::default();
+        let start = Instant::now();
+        let mut p = shoal_driver::Progress {
+            have: 3,
+            total: 10,
+            ..shoal_driver::Progress::default()
+        };
+        assert_eq!(stalls.why("a", &p, start), "");
+        assert_eq!(stalls.why("a", &p, start + STALL / 2), "");
+        let why = stalls.why("a", &p, start + STALL);
+        assert!(why.starts_with("no peers for 30 s"), "{why}");
+        // A verified piece (or a peer) clears it.
+        p.have = 4;
+        assert_eq!(stalls.why("a", &p, start + STALL * 2), "");
+        p.peers = 2;
+        assert_eq!(stalls.why("a", &p, start + STALL * 4), "");
+        // Failing pieces are reported while the download goes on.
+        p.stats.pieces_failed = 2;
+        p.stats.peers_banned = 1;
+        assert_eq!(
+            stalls.why("a", &p, start + STALL * 4),
+            "2 pieces failed verification, 1 peers banned for it"
+        );
     }
 }

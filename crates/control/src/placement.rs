@@ -202,6 +202,15 @@ impl Placement {
     }
 }
 
+/// `reason` cut to [`MAX_REASON_LEN`] bytes, at a character boundary.
+fn cut(reason: &str) -> String {
+    let mut end = reason.len().min(MAX_REASON_LEN);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    reason[..end].to_owned()
+}
+
 /// Where one node is with one placement's artifact.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum NodeState {
@@ -211,6 +220,9 @@ pub enum NodeState {
     Downloading {
         /// Bytes verified.
         done: u64,
+        /// What holds it back, when something does (`no peers for 60 s`, pieces failing
+        /// verification); the node keeps trying.
+        stalled: Option<String>,
     },
     /// Every byte verified; the node seeds it.
     Done,
@@ -227,19 +239,33 @@ impl NodeState {
     pub fn done_bytes(&self, size: u64) -> u64 {
         match self {
             Self::Pending | Self::Failed { .. } => 0,
-            Self::Downloading { done } => (*done).min(size),
+            Self::Downloading { done, .. } => (*done).min(size),
             Self::Done => size,
         }
     }
 
     /// A failure whose reason is cut to [`MAX_REASON_LEN`] bytes.
     pub fn failed(reason: &str) -> Self {
-        let mut end = reason.len().min(MAX_REASON_LEN);
-        while !reason.is_char_boundary(end) {
-            end -= 1;
-        }
         Self::Failed {
-            reason: reason[..end].to_owned(),
+            reason: cut(reason),
+        }
+    }
+
+    /// A download with `done` bytes verified, stalled for `why` unless it is empty (cut to
+    /// [`MAX_REASON_LEN`] bytes).
+    pub fn downloading(done: u64, why: &str) -> Self {
+        Self::Downloading {
+            done,
+            stalled: (!why.is_empty()).then(|| cut(why)),
+        }
+    }
+
+    /// Why the node failed or is stalled, if it says.
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            Self::Failed { reason } => Some(reason),
+            Self::Downloading { stalled, .. } => stalled.as_deref(),
+            Self::Pending | Self::Done => None,
         }
     }
 }
@@ -633,7 +659,7 @@ mod tests {
         let mut progress = PlacementProgress::new(100);
         let (a, b, c) = (node("a"), node("b"), node("c"));
         progress.set(&a, NodeState::Pending);
-        progress.set(&b, NodeState::Downloading { done: 40 });
+        progress.set(&b, NodeState::downloading(40, ""));
         progress.set(&c, NodeState::failed("disk full"));
         assert_eq!(
             progress.totals(),
@@ -645,7 +671,7 @@ mod tests {
                 bytes_done: 40
             }
         );
-        progress.set(&b, NodeState::Downloading { done: 90 });
+        progress.set(&b, NodeState::downloading(90, ""));
         progress.set(&a, NodeState::Done);
         assert_eq!(progress.totals().bytes_done, 190);
         assert_eq!(progress.totals().done, 1);
@@ -654,7 +680,7 @@ mod tests {
         let t = progress.totals();
         assert_eq!((t.nodes(), t.bytes_done, t.done), (2, 90, 0));
         // A report beyond the size counts as the size.
-        progress.set(&b, NodeState::Downloading { done: 1000 });
+        progress.set(&b, NodeState::downloading(1000, ""));
         assert_eq!(progress.totals().bytes_done, 100);
     }
 
@@ -726,7 +752,7 @@ mod tests {
         assert!(table.node_changed(&c, &web, 0));
         assert!(!table.node_changed(&c, &web, 0), "nothing new");
         assert!(table.node_changed(&a, &db, 0));
-        table.report(&c, [7; 32], NodeState::Downloading { done: 30 });
+        table.report(&c, [7; 32], NodeState::downloading(30, ""));
         table.report(&a, [7; 32], NodeState::Done);
         let t = table.get(&p.name).unwrap().1.totals();
         assert_eq!(

@@ -238,17 +238,17 @@ impl PlacementService for ControlPlane {
         let nodes = page
             .into_iter()
             .map(|(id, state)| {
-                let (state_code, reason) = match state {
-                    NodeState::Pending => (v1::AssignmentState::Pending, ""),
-                    NodeState::Downloading { .. } => (v1::AssignmentState::Downloading, ""),
-                    NodeState::Done => (v1::AssignmentState::Done, ""),
-                    NodeState::Failed { reason } => (v1::AssignmentState::Failed, reason.as_str()),
+                let state_code = match state {
+                    NodeState::Pending => v1::AssignmentState::Pending,
+                    NodeState::Downloading { .. } => v1::AssignmentState::Downloading,
+                    NodeState::Done => v1::AssignmentState::Done,
+                    NodeState::Failed { .. } => v1::AssignmentState::Failed,
                 };
                 v1::PlacementNode {
                     node_id: id.to_string(),
                     state: state_code.into(),
                     bytes_done: state.done_bytes(progress.size()),
-                    reason: reason.to_owned(),
+                    reason: state.reason().unwrap_or_default().to_owned(),
                 }
             })
             .collect();
@@ -360,7 +360,7 @@ impl AssignmentService for ControlPlane {
             let state = match v1::AssignmentState::try_from(a.state) {
                 Ok(v1::AssignmentState::Pending) => NodeState::Pending,
                 Ok(v1::AssignmentState::Downloading) => {
-                    NodeState::Downloading { done: a.bytes_done }
+                    NodeState::downloading(a.bytes_done, &a.reason)
                 }
                 Ok(v1::AssignmentState::Done) => NodeState::Done,
                 Ok(v1::AssignmentState::Failed) => NodeState::failed(&a.reason),

@@ -767,6 +767,15 @@ async fn placements_follow_selectors_and_reports_and_refuse_bad_input() {
         shown["nodes"][0]["state"], "ASSIGNMENT_STATE_DOWNLOADING",
         "{shown}"
     );
+    assert_eq!(shown["nodes"][0]["reason"], Value::Null, "{shown}");
+    // A stalled download says why, and keeps its bytes.
+    let mut stalled = report("web-1", "ASSIGNMENT_STATE_DOWNLOADING", 40_000);
+    stalled["artifacts"][0]["reason"] = json!("no peers for 30 s");
+    server.post("/v1/assignments:report", &stalled).await;
+    let (_, shown) = server.get("/v1/placements:status?name=site").await;
+    assert_eq!(shown["nodes"][0]["reason"], "no peers for 30 s", "{shown}");
+    assert_eq!(shown["nodes"][0]["bytesDone"], "40000", "{shown}");
+    assert_eq!(shown["placement"]["totals"]["downloading"], "1", "{shown}");
     server
         .post(
             "/v1/assignments:report",

@@ -274,7 +274,10 @@ fn show(server: &str, args: PlacementNameArgs) -> anyhow::Result<()> {
             n.bytes_done as f64 * 100.0 / placement.size as f64
         };
         let detail = match v1::AssignmentState::try_from(n.state) {
-            Ok(v1::AssignmentState::Downloading) => format!("{percent:.0}%"),
+            Ok(v1::AssignmentState::Downloading) if n.reason.is_empty() => {
+                format!("{percent:.0}%")
+            }
+            Ok(v1::AssignmentState::Downloading) => format!("{percent:.0}%, {}", n.reason),
             Ok(v1::AssignmentState::Failed) => n.reason.clone(),
             _ => String::new(),
         };
