@@ -77,6 +77,9 @@ pub struct Config {
     pub name_tag: String,
     /// The placement's name.
     pub placement: String,
+    /// Create the placement before the agents register, so each registration changes
+    /// assignments (a fleet joining an existing placement), instead of after.
+    pub placement_first: bool,
 }
 
 impl Config {
@@ -100,6 +103,7 @@ impl Config {
             node_prefix: "lg".to_owned(),
             name_tag: "loadgen/artifact:1".to_owned(),
             placement: "loadgen".to_owned(),
+            placement_first: false,
         }
     }
 }
@@ -115,9 +119,12 @@ pub struct Report {
     pub warmup_seconds: f64,
     /// The measured window, seconds.
     pub window_seconds: f64,
+    /// Whether the placement existed before the agents registered.
+    pub placement_first: bool,
     /// Registering every agent and opening its stream, seconds.
     pub setup_seconds: f64,
-    /// From `CreatePlacement` returning to the last stream delivering the assignment, ms.
+    /// From `CreatePlacement` returning to the last stream delivering the assignment, ms
+    /// (with `placement_first`, to the last agent's registration and first set).
     pub assignment_fanout_ms: f64,
     /// Progress reports whose tick fell in the window.
     pub reports: Calls,
@@ -362,6 +369,21 @@ pub async fn run(config: Config) -> anyhow::Result<Report> {
         ready: ready_tx,
         assigned: assigned_tx,
     });
+    let mut placements = PlacementServiceClient::new(admin.clone());
+    let create = v1::CreatePlacementRequest {
+        name: config.placement.clone(),
+        r#ref: config.name_tag.clone(),
+        selector: format!("{}={}", LABEL.0, LABEL.1),
+        until: None,
+    };
+    let mut created = Instant::now();
+    if config.placement_first {
+        placements
+            .create_placement(create.clone())
+            .await
+            .context("the control plane refused the placement")?;
+        created = Instant::now();
+    }
     let (schedule_tx, schedule_rx) = watch::channel(None::<Schedule>);
     let setup_started = Instant::now();
     let mut agents = tokio::task::JoinSet::new();
@@ -379,17 +401,13 @@ pub async fn run(config: Config) -> anyhow::Result<Report> {
     }
     let setup_seconds = setup_started.elapsed().as_secs_f64();
 
-    let mut placements = PlacementServiceClient::new(admin.clone());
-    placements
-        .create_placement(v1::CreatePlacementRequest {
-            name: config.placement.clone(),
-            r#ref: config.name_tag.clone(),
-            selector: format!("{}={}", LABEL.0, LABEL.1),
-            until: None,
-        })
-        .await
-        .context("the control plane refused the placement")?;
-    let created = Instant::now();
+    if !config.placement_first {
+        placements
+            .create_placement(create)
+            .await
+            .context("the control plane refused the placement")?;
+        created = Instant::now();
+    }
     let mut last_assigned = created;
     for received in 0..config.agents {
         match tokio::time::timeout(Duration::from_secs(60), assigned_rx.recv()).await {
@@ -486,6 +504,7 @@ pub async fn run(config: Config) -> anyhow::Result<Report> {
         connections,
         warmup_seconds: config.warmup.as_secs_f64(),
         window_seconds: config.window.as_secs_f64(),
+        placement_first: config.placement_first,
         setup_seconds,
         assignment_fanout_ms,
         reports,
@@ -545,13 +564,13 @@ async fn agent(
             .await
             .with_context(|| format!("{node_id}: watch assignments"))?
             .into_inner();
-        stream
+        let first = stream
             .message()
             .await
             .with_context(|| format!("{node_id}: the first assignment set"))?;
-        anyhow::Ok((interval, stream))
+        anyhow::Ok((interval, stream, first))
     };
-    let (interval, mut stream) = match setup.await {
+    let (interval, mut stream, first) = match setup.await {
         Ok(ok) => ok,
         Err(e) => {
             let message = format!("{e:#}");
@@ -564,10 +583,17 @@ async fn agent(
     // The stream is drained as a real agent does, in a task of its own; it ends with the run.
     let assigned = shared.assigned.clone();
     let content_id = shared.content_id.clone();
+    let holds = |set: &v1::AssignmentSet, content_id: &str| {
+        set.assignments.iter().any(|a| a.content_id == content_id)
+    };
+    // With the placement made first, the first set already holds the assignment.
+    let mut told = first.is_some_and(|set| holds(&set, &content_id));
+    if told {
+        let _ = assigned.send(Instant::now());
+    }
     let drain = tokio::spawn(async move {
-        let mut told = false;
         while let Ok(Some(set)) = stream.message().await {
-            if !told && set.assignments.iter().any(|a| a.content_id == content_id) {
+            if !told && holds(&set, &content_id) {
                 told = true;
                 let _ = assigned.send(Instant::now());
             }

@@ -54,6 +54,10 @@ struct Args {
     /// Node ids are PREFIX-00000, PREFIX-00001, ...
     #[arg(long, default_value = "lg")]
     node_prefix: String,
+    /// Create the placement before the agents register (a fleet joining an existing
+    /// placement: every registration changes assignments), not after.
+    #[arg(long)]
+    placement_first: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -71,6 +75,7 @@ fn main() -> anyhow::Result<()> {
         setup_concurrency: args.setup_concurrency,
         server_pid: args.server_pid,
         node_prefix: args.node_prefix,
+        placement_first: args.placement_first,
         ..Config::new(&args.server)
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
