@@ -161,11 +161,15 @@ def table(results):
             f"| {ms(walk):.1f} | {r['assignment_fanout_ms']:.0f} |"
         )
     busy = ", ".join(f"N={r['agents']:,}: {r['machine_cpu_busy']:.2f}" for r in results)
+    generator = ", ".join(f"N={r['agents']:,}: {r['generator_cpu_cores']:.2f}" for r in results)
     errors = ", ".join(
         f"N={r['agents']:,}: {sum(r['reports']['errors'].values())}" for r in results
     )
     rows.append("")
-    rows.append(f"Machine CPU busy during each window: {busy}. Refused or failed reports: {errors}.")
+    rows.append(
+        f"Machine CPU busy (both cores, everything) during each window: {busy}. Generator cores: "
+        f"{generator}. Refused or failed reports: {errors}."
+    )
     return "\n".join(rows)
 
 

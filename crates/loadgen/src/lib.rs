@@ -141,6 +141,9 @@ pub struct Report {
     pub final_totals: Totals,
     /// The control plane over the window, when its pid was given.
     pub server: Option<ServerUse>,
+    /// Cores this generator kept busy during the window: near 1.0 on one core, the generator,
+    /// not the server, may be what the latencies measure.
+    pub generator_cpu_cores: f64,
     /// The fraction of the whole machine's core time not idle during the window.
     pub machine_cpu_busy: f64,
 }
@@ -449,7 +452,9 @@ pub async fn run(config: Config) -> anyhow::Result<Report> {
     tokio::time::sleep_until(schedule.window_start).await;
     let server_start = config.server_pid.map(process::sample).transpose()?;
     let machine_start = process::machine()?;
+    let generator_start = process::sample(std::process::id())?;
     tokio::time::sleep_until(schedule.window_end).await;
+    let generator_end = process::sample(std::process::id())?;
     let server_end = config.server_pid.map(process::sample).transpose()?;
     let machine_cpu_busy = process::busy(machine_start, process::machine()?);
 
@@ -521,6 +526,8 @@ pub async fn run(config: Config) -> anyhow::Result<Report> {
             bytes_done: final_totals.bytes_done,
         },
         server,
+        generator_cpu_cores: (generator_end.cpu_seconds - generator_start.cpu_seconds)
+            / config.window.as_secs_f64(),
         machine_cpu_busy,
     })
 }

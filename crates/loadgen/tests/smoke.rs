@@ -88,4 +88,5 @@ fn twenty_agents_report_and_every_report_is_accepted() {
         assert!(server[key].as_f64().is_some(), "{key}: {report}");
     }
     assert!(report["machine_cpu_busy"].as_f64().is_some(), "{report}");
+    assert!(report["generator_cpu_cores"].as_f64().is_some(), "{report}");
 }
