@@ -438,6 +438,11 @@ async fn bind(addr: SocketAddr, what: &'static str) -> Result<TcpListener, Agent
 /// Serves a router (HTTP/1.1 and h2c on one socket) with the callers' addresses.
 async fn serve(listener: TcpListener, router: axum::Router) {
     let service = router.into_make_service_with_connect_info::<SocketAddr>();
+    // TCP_NODELAY: otherwise a gRPC answer written in two pieces can wait for the client's
+    // delayed ACK (40 ms), as `shoal server` did under `bench/control-plane.py`.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     if let Err(e) = axum::serve(listener, service).await {
         tracing::error!(error = %e, "a listener stopped");
     }

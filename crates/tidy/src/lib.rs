@@ -7,5 +7,5 @@
 //!   `core` crates only.
 //! - `io`: drivers that move bytes for the core (files, sockets, threads). May not depend on
 //!   `bin` crates.
-//! - `bin`: the `shoal` binary.
+//! - `bin`: the `shoal` binary, and `shoal-loadgen`, the control plane's load generator.
 //! - `test`: test-only crates like this one.
