@@ -159,7 +159,8 @@ fn apply_limits(agent: &Agent, policy: Option<&v1::NodePolicy>) {
 /// What the executor remembers between rounds.
 #[derive(Default)]
 struct Memory {
-    /// Artifacts a placement assigned to this node since the agent started.
+    /// Artifacts a placement assigned to this node (recorded in the data directory too, so
+    /// a restarted agent still lets them go after the retention).
     assigned_once: HashSet<String>,
     /// Artifacts no longer assigned, and since when.
     released: HashMap<String, Instant>,
@@ -172,7 +173,17 @@ async fn execute(
     mut set: watch::Receiver<v1::AssignmentSet>,
     failures: Arc<std::sync::Mutex<HashMap<String, Failure>>>,
 ) {
-    let mut memory = Memory::default();
+    // What placements assigned before a restart, and still held.
+    let mut memory = Memory {
+        assigned_once: agent
+            .torrents
+            .list()
+            .into_iter()
+            .map(|v| v.id)
+            .filter(|id| agent.torrents.data().was_placed(id))
+            .collect(),
+        ..Memory::default()
+    };
     loop {
         let current = set.borrow_and_update().clone();
         let rules = rules_of(&current);
@@ -187,7 +198,11 @@ async fn execute(
             evict_all(&agent, &evict, quota, "the quota was lowered").await;
         }
         for a in &current.assignments {
-            memory.assigned_once.insert(a.content_id.clone());
+            if memory.assigned_once.insert(a.content_id.clone())
+                && let Err(e) = agent.torrents.data().mark_placed(&a.content_id)
+            {
+                tracing::warn!(content_id = %a.content_id, error = %e, "cannot record that a placement assigned this artifact; after a restart its seed retention will not apply");
+            }
             let running = agent
                 .torrents
                 .get(&a.content_id)

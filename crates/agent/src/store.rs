@@ -85,6 +85,24 @@ impl DataDir {
         self.root.join("torrents").join(format!("{id}.used"))
     }
 
+    fn placed_path(&self, id: &str) -> PathBuf {
+        self.root.join("torrents").join(format!("{id}.placed"))
+    }
+
+    /// Records that a placement assigned `id` to this node (seed retention applies to it
+    /// once none does).
+    ///
+    /// # Errors
+    /// When the record cannot be written.
+    pub fn mark_placed(&self, id: &str) -> std::io::Result<()> {
+        write_atomically(&self.placed_path(id), b"")
+    }
+
+    /// Returns true if and only if a placement assigned `id` to this node.
+    pub fn was_placed(&self, id: &str) -> bool {
+        self.placed_path(id).exists()
+    }
+
     fn action_path(&self, id: &str) -> PathBuf {
         self.root.join("torrents").join(format!("{id}.action"))
     }
@@ -213,6 +231,7 @@ impl DataDir {
         let _ = fs::remove_file(self.name_path(id));
         let _ = fs::remove_file(self.used_path(id));
         let _ = fs::remove_file(self.action_path(id));
+        let _ = fs::remove_file(self.placed_path(id));
         freed
     }
 

@@ -5,7 +5,8 @@
 //! - The storage quota evicts unpinned artifacts least recently used first (a retrieve counts
 //!   as a use), never a pinned one, and fails an assignment that cannot fit with `quota`
 //!   instead of evicting for nothing.
-//! - Seed retention removes an artifact once no placement has assigned it for that long.
+//! - Seed retention removes an artifact once no placement has assigned it for that long, even
+//!   when the placement ended while the agent was down.
 //! - The post-completion action runs once per verified copy, on the complete data, not again
 //!   after a restart, again for a fresh copy.
 #![allow(
@@ -357,7 +358,12 @@ async fn seed_retention_removes_an_artifact_once_no_placement_has_assigned_it_th
         .await;
     edge.wait_seeding(&id).await;
     keeper.wait_seeding(&id).await;
+    // The placement ends while the edge agent is down: after its restart it still knows a
+    // placement brought the artifact, and lets it go after the retention.
+    let config = edge.config.clone();
+    edge.running.shutdown().await;
     lab.unplace("everywhere").await;
+    let edge = Node::start(config).await;
     let ended = Instant::now();
     edge.wait("released after the retention", |h| !h.contains_key(&id))
         .await;
