@@ -386,6 +386,7 @@ impl NodeService for ControlPlane {
             ))
         })?;
         let agent_api = (!req.agent_api.is_empty()).then_some(req.agent_api);
+        let relabelled;
         let record = {
             let mut nodes = lock(&self.nodes);
             let before = nodes.get(&id).cloned();
@@ -393,6 +394,7 @@ impl NodeService for ControlPlane {
                 .register(now_ms(), id.clone(), labels, peer_addr, agent_api)
                 .map_err(|e| ApiError::new(ErrorCode::InvalidArgument, e.to_string()))?;
             let after = nodes.get(&id).cloned();
+            relabelled = matches!((&before, &after), (Some(b), Some(a)) if b.labels != a.labels);
             // Persist registrations and changes, not every heartbeat.
             match (before, after) {
                 (Some(b), Some(a))
@@ -408,8 +410,11 @@ impl NodeService for ControlPlane {
         if let Some(record) = record {
             tracing::info!(node = %record.id.as_str(), peer = %record.peer_addr, labels = %record.labels, "node registered");
             self.catalog.put_node(&record)?;
-            // New labels (or a new node) may match placements it did not before.
-            if lock(&self.placements).node_changed(&record.id, &record.labels, now_ms()) {
+            // New labels (or a new node) may match placements it did not before; new labels
+            // may also put it under other policies, which its stream must carry. (A new
+            // node's own stream looks each second until it registers.)
+            let placed = lock(&self.placements).node_changed(&record.id, &record.labels, now_ms());
+            if placed || relabelled {
                 self.assignments_changed();
             }
         }

@@ -37,8 +37,8 @@ pub type AssignmentStream =
     Pin<Box<dyn tokio_stream::Stream<Item = Result<v1::AssignmentSet, Status>> + Send>>;
 
 impl ControlPlane {
-    /// The assignment set of `node` now, with the rules it is under (empty for a node that
-    /// has not registered).
+    /// The assignment set of `node` now, with the rules it is under (empty, with no policy,
+    /// for a node that has not registered).
     fn assignment_set(&self, node: &NodeId) -> v1::AssignmentSet {
         let labels = lock(&self.nodes).get(node).map(|r| r.labels.clone());
         let Some(labels) = labels else {
@@ -303,6 +303,9 @@ impl AssignmentService for ControlPlane {
             loop {
                 changes.mark_unchanged();
                 let set = this.assignment_set(&node);
+                // Until the node registers (its first heartbeat may come after this stream
+                // opens), look again each second: nothing else wakes this stream for it.
+                let registered = set.policy.is_some();
                 if last.as_ref() != Some(&set) {
                     if tx.send(Ok(set.clone())).await.is_err() {
                         break;
@@ -312,9 +315,12 @@ impl AssignmentService for ControlPlane {
                 // A placement's end changes assignments with nobody acting: wake for it too.
                 let now = now_ms();
                 let end = lock(&this.placements).next_end(now);
-                let wait = end.map_or(Duration::from_secs(3600), |e| {
+                let mut wait = end.map_or(Duration::from_secs(3600), |e| {
                     Duration::from_millis(e.saturating_sub(now) + 1)
                 });
+                if !registered {
+                    wait = wait.min(Duration::from_secs(1));
+                }
                 tokio::select! {
                     changed = changes.changed() => if changed.is_err() { break },
                     () = tokio::time::sleep(wait) => {}

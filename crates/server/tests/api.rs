@@ -885,17 +885,19 @@ async fn placements_survive_a_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn policies_combine_strictest_first_reach_assignments_and_refuse_bad_input() {
     let dir = tempfile::tempdir().unwrap();
-    let open = || {
-        let control = ControlPlane::open(ServerConfig {
+    let try_open = || {
+        ControlPlane::open(ServerConfig {
             data_dir: dir.path().join("catalog"),
             announce_url: ANNOUNCE.to_owned(),
             tracker: shoal_control::TrackerConfig::default(),
             nodes: shoal_control::NodeConfig::default(),
         })
-        .unwrap();
-        let router = shoal_server::api_router(&control, Access::Open).unwrap();
-        (control, router)
+        .map(|control| {
+            let router = shoal_server::api_router(&control, Access::Open).unwrap();
+            (control, router)
+        })
     };
+    let open = || try_open().unwrap();
     let call = |router: &Router, method: Method, uri: &str, body: Option<&Value>| {
         let request = request(method, uri, body);
         let router = router.clone();
@@ -1020,8 +1022,53 @@ async fn policies_combine_strictest_first_reach_assignments_and_refuse_bad_input
             (rules.upload_rate, rules.max_peers),
             (Some(5_000_000), Some(50))
         );
+        // New labels alone (no placement involved) put the node under other policies: its
+        // stream hears of it at once.
+        let moved =
+            json!({"nodeId": "vpn-1", "labels": {"region": "us"}, "peerAddress": "127.0.0.1:1"});
+        call(&router, Method::POST, "/v1/nodes:heartbeat", Some(&moved)).await;
+        let next = tokio::time::timeout(Duration::from_secs(5), stream.next())
+            .await
+            .expect("the relabelling reaches the stream")
+            .unwrap()
+            .unwrap();
+        let policy = next.policy.unwrap();
+        assert_eq!(policy.policies, ["us"]);
+        assert_eq!(policy.rules.unwrap().download_rate, Some(1));
+        // A node's stream opened before it registers gets its rules once it does.
+        let mut early = AssignmentService::watch_assignments(
+            control.as_ref(),
+            tonic::Request::new(v1::WatchAssignmentsRequest {
+                node_id: "late-1".to_owned(),
+            }),
+        )
+        .await
+        .unwrap()
+        .into_inner();
+        let first = early.next().await.unwrap().unwrap();
+        assert_eq!(first.policy, None, "not registered yet");
+        let late =
+            json!({"nodeId": "late-1", "labels": {"region": "us"}, "peerAddress": "127.0.0.1:2"});
+        call(&router, Method::POST, "/v1/nodes:heartbeat", Some(&late)).await;
+        let next = tokio::time::timeout(Duration::from_secs(5), early.next())
+            .await
+            .expect("the registration reaches the early stream")
+            .unwrap()
+            .unwrap();
+        assert_eq!(next.policy.unwrap().policies, ["us"]);
     }
-    let (_control, router) = open();
+    // The streams' tasks let go of the first control plane as they notice their clients
+    // are gone; the database opens again once they have.
+    let start = std::time::Instant::now();
+    let (_control, router) = loop {
+        match try_open() {
+            Ok(opened) => break opened,
+            Err(e) => {
+                assert!(start.elapsed() < CALL_LIMIT, "cannot open again: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
     let (status, list) = call(&router, Method::GET, "/v1/policies", None).await;
     assert_eq!(status, StatusCode::OK);
     let names: Vec<&str> = list["policies"]
