@@ -5,11 +5,14 @@
 //!
 //! The command runs without a shell: `on_complete = ["/usr/local/bin/deploy", "--restart"]`
 //! runs `deploy --restart PATH`, with `SHOAL_CONTENT_ID`, `SHOAL_NAME_TAG` and `SHOAL_PATH` in
-//! its environment. It runs only after the completion record is written, so never on partial
-//! data. A record next to the torrent (`<id>.action`) written when the command exits keeps it
-//! to once per verified copy: not again after a restart, again only if the artifact is removed
-//! and fetched anew. If the agent dies while the command runs, it runs again at the next start
-//! (at least once, so make it idempotent).
+//! its environment. It is due for each artifact this node downloads: a record next to the
+//! torrent (`<id>.action`) is written just before the completion record, and the command runs
+//! only once the completion record is written, so never on partial data. The record is
+//! removed when the command exits: once per verified copy, not again after a restart, again
+//! only if the artifact is removed and fetched anew. Artifacts published here, or held before
+//! `on_complete` was configured, are not due. If the agent dies while the command runs, it
+//! runs again at the next start (at least once, so make it idempotent). The artifact counts as
+//! in use while the command runs, so the quota does not evict it from under the command.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -40,13 +43,20 @@ impl OnComplete {
         self.0.is_some()
     }
 
-    /// Runs the command for artifact `id` at `path` unless it ran for this copy already, in
-    /// the background; records that it ran when it exits.
-    pub fn run(&self, data: &DataDir, id: &str, name_tag: Option<&str>, path: PathBuf) {
+    /// Runs the command for artifact `id` at `path` if it is due, in the background, holding
+    /// `in_use` until it exits; then records that it ran.
+    pub fn run(
+        &self,
+        data: &DataDir,
+        id: &str,
+        name_tag: Option<&str>,
+        path: PathBuf,
+        in_use: crate::torrents::InUse,
+    ) {
         let Some(argv) = self.0.clone() else {
             return;
         };
-        if data.action_ran(id) {
+        if !data.action_due(id) {
             return;
         }
         let (data, id, name_tag) = (
@@ -67,7 +77,8 @@ impl OnComplete {
                     tracing::warn!(content_id = %id, command = ?argv, error = %e, "post-completion action could not run; check `on_complete` in the agent's configuration")
                 }
             }
-            if let Err(e) = data.record_action(&id) {
+            drop(in_use);
+            if let Err(e) = data.action_done(&id) {
                 tracing::warn!(content_id = %id, error = %e, "cannot record that the post-completion action ran; it runs again at the next start");
             }
         });

@@ -116,10 +116,9 @@ pub(crate) async fn run(agent: Arc<Agent>) {
     }
 }
 
-/// The rules a node is under, from its assignment set (none: share without limits).
-fn rules_of(set: &v1::AssignmentSet) -> shoal_control::Rules {
-    set.policy
-        .as_ref()
+/// The rules of a node's policy (none: share without limits).
+fn rules_of(policy: Option<&v1::NodePolicy>) -> shoal_control::Rules {
+    policy
         .and_then(|p| p.rules.as_ref())
         .map(shoal_server::rules_from)
         .unwrap_or_default()
@@ -127,10 +126,7 @@ fn rules_of(set: &v1::AssignmentSet) -> shoal_control::Rules {
 
 /// Applies the policy's network rules to every transfer, running or to come.
 fn apply_limits(agent: &Agent, policy: Option<&v1::NodePolicy>) {
-    let rules = policy
-        .and_then(|p| p.rules.as_ref())
-        .map(shoal_server::rules_from)
-        .unwrap_or_default();
+    let rules = rules_of(policy);
     let limits = shoal_driver::Limits {
         upload_rate: rules.upload_rate,
         download_rate: rules.download_rate,
@@ -186,7 +182,7 @@ async fn execute(
     };
     loop {
         let current = set.borrow_and_update().clone();
-        let rules = rules_of(&current);
+        let rules = rules_of(current.policy.as_ref());
         let assigned: HashSet<String> = current
             .assignments
             .iter()
@@ -307,7 +303,7 @@ fn holdings(agent: &Agent, assigned: &HashSet<String>) -> Vec<Held> {
         .map(|v| Held {
             bytes: v.torrent.info().total_size(),
             last_used_ms: agent.torrents.data().last_used(&v.id),
-            pinned: assigned.contains(&v.id),
+            pinned: assigned.contains(&v.id) || agent.torrents.uses().contains(&v.id),
             complete: matches!(*v.state.borrow(), RunState::Seeding),
             id: v.id,
         })

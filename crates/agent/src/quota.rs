@@ -3,7 +3,8 @@
 //!
 //! Pure decisions over a list of what the node holds; the assignment executor gathers the
 //! list and carries the answer out. Rules:
-//! - an artifact an active placement assigns to this node (pinned) is never evicted;
+//! - an artifact an active placement assigns to this node, or one in use (a retrieve copying
+//!   it out, the post-completion action reading it), is pinned: never evicted;
 //! - an artifact still downloading is never evicted (someone is waiting for it);
 //! - to make room for a new assignment, complete unpinned artifacts go in least-recently-used
 //!   order, and only as many as needed; if evicting every one of them would still not make
@@ -19,7 +20,7 @@ pub(crate) struct Held {
     pub bytes: u64,
     /// When it was last used, Unix milliseconds.
     pub last_used_ms: u64,
-    /// An active placement assigns it to this node.
+    /// An active placement assigns it to this node, or something reads it right now.
     pub pinned: bool,
     /// Every byte is verified (only complete artifacts are evicted).
     pub complete: bool,

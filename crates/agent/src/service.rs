@@ -239,7 +239,10 @@ impl ArtifactService for Agent {
         };
         let (tx, rx) = mpsc::channel(16);
         let torrents = self.torrents.clone();
+        // Held until the copy is in place: the quota does not evict what is being copied.
+        let in_use = torrents.uses().hold(&id);
         tokio::spawn(async move {
+            let _in_use = in_use;
             let result = follow(view, &tx, &torrents).await;
             let result = match result {
                 Ok((total, source)) => {

@@ -107,17 +107,30 @@ impl DataDir {
         self.root.join("torrents").join(format!("{id}.action"))
     }
 
-    /// Returns true if and only if the post-completion action ran for this copy of `id`.
-    pub fn action_ran(&self, id: &str) -> bool {
-        self.action_path(id).exists()
-    }
-
-    /// Records that the post-completion action ran for this copy of `id`.
+    /// Records that the post-completion action is due for `id` (written before its
+    /// completion record, so a crash between the two still runs it once the data checks).
     ///
     /// # Errors
     /// When the record cannot be written.
-    pub fn record_action(&self, id: &str) -> std::io::Result<()> {
+    pub fn mark_action_due(&self, id: &str) -> std::io::Result<()> {
         write_atomically(&self.action_path(id), b"")
+    }
+
+    /// Returns true if and only if the post-completion action is due for `id`.
+    pub fn action_due(&self, id: &str) -> bool {
+        self.action_path(id).exists()
+    }
+
+    /// Records that the post-completion action ran for `id` (nothing to do if `id` was
+    /// removed meanwhile: its record went with it).
+    ///
+    /// # Errors
+    /// When the record cannot be removed.
+    pub fn action_done(&self, id: &str) -> std::io::Result<()> {
+        match fs::remove_file(self.action_path(id)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
     }
 
     /// Records that `id` was used at `now_ms` (Unix milliseconds): started, assigned or

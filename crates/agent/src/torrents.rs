@@ -22,6 +22,46 @@ use tokio::sync::{oneshot, watch};
 use crate::action::OnComplete;
 use crate::store::DataDir;
 
+/// Artifacts something is reading right now (a retrieve copying one out, the
+/// post-completion action): the quota does not evict them. Cloning shares the registry.
+#[derive(Clone, Debug, Default)]
+pub struct Uses(Arc<Mutex<HashMap<String, usize>>>);
+
+impl Uses {
+    /// Marks `id` in use until the guard drops.
+    pub fn hold(&self, id: &str) -> InUse {
+        *lock(&self.0).entry(id.to_owned()).or_default() += 1;
+        InUse {
+            uses: self.clone(),
+            id: id.to_owned(),
+        }
+    }
+
+    /// Returns true if and only if something holds `id`.
+    pub fn contains(&self, id: &str) -> bool {
+        lock(&self.0).contains_key(id)
+    }
+}
+
+/// A hold on an artifact in use; released on drop.
+#[derive(Debug)]
+pub struct InUse {
+    uses: Uses,
+    id: String,
+}
+
+impl Drop for InUse {
+    fn drop(&mut self) {
+        let mut uses = lock(&self.uses.0);
+        if let Some(n) = uses.get_mut(&self.id) {
+            *n -= 1;
+            if *n == 0 {
+                uses.remove(&self.id);
+            }
+        }
+    }
+}
+
 /// The most peers each torrent keeps, unless a policy says fewer.
 pub const MAX_PEERS: usize = 200;
 
@@ -102,6 +142,7 @@ pub struct Torrents {
     retired: Mutex<Retired>,
     limits: HostLimits,
     on_complete: OnComplete,
+    uses: Uses,
 }
 
 impl Torrents {
@@ -117,7 +158,13 @@ impl Torrents {
             retired: Mutex::new(Retired::default()),
             limits: HostLimits::default(),
             on_complete: OnComplete::default(),
+            uses: Uses::default(),
         }
+    }
+
+    /// What is in use right now (the quota does not evict it).
+    pub fn uses(&self) -> &Uses {
+        &self.uses
     }
 
     /// Runs `action` once for each artifact verified here.
@@ -164,7 +211,7 @@ impl Torrents {
         name_tag: Option<String>,
     ) -> Result<String, StorageError> {
         let id = content_id(&torrent);
-        if let Err(e) = self.data.touch(&id, now_ms()) {
+        if let Err(e) = self.data.touch(&id, shoal_server::now_ms()) {
             tracing::debug!(content_id = %id, error = %e, "cannot record the use of an artifact");
         }
         let mut entries = lock(&self.entries);
@@ -268,6 +315,7 @@ impl Torrents {
                 name_tag: name_tag.clone(),
                 data: self.data.clone(),
                 on_complete: self.on_complete.clone(),
+                uses: self.uses.clone(),
             },
             progress.clone(),
             state_tx.clone(),
@@ -407,6 +455,7 @@ struct Monitored {
     name_tag: Option<String>,
     data: DataDir,
     on_complete: OnComplete,
+    uses: Uses,
 }
 
 /// Follows a session: records completion in the data directory, then runs the
@@ -418,6 +467,7 @@ async fn monitor(
         name_tag,
         data,
         on_complete,
+        uses,
     }: Monitored,
     mut progress: watch::Receiver<Progress>,
     state: watch::Sender<RunState>,
@@ -456,9 +506,14 @@ async fn monitor(
         });
         if p.complete && !recorded {
             let (data, marked, torrent) = (data.clone(), id.clone(), torrent.clone());
-            let done =
-                tokio::task::spawn_blocking(move || data.mark_complete(&marked, torrent.info()))
-                    .await;
+            let due = on_complete.is_set();
+            let done = tokio::task::spawn_blocking(move || {
+                if due {
+                    data.mark_action_due(&marked)?;
+                }
+                data.mark_complete(&marked, torrent.info())
+            })
+            .await;
             match done {
                 Ok(Ok(())) => {
                     tracing::info!(content_id = %id, "complete and verified; seeding");
@@ -474,7 +529,7 @@ async fn monitor(
         if recorded && !acted && matches!(*state.borrow(), RunState::Seeding) {
             acted = true;
             let path = data.data_path(&id, torrent.info());
-            on_complete.run(&data, &id, name_tag.as_deref(), path);
+            on_complete.run(&data, &id, name_tag.as_deref(), path, uses.hold(&id));
         }
         let now = Instant::now();
         samples.push_back((now, p.stats.uploaded, p.stats.downloaded));
@@ -516,13 +571,6 @@ fn announce_hashes(torrent: &Torrent) -> Vec<[u8; 20]> {
         .into_iter()
         .chain(hashes.v2().map(|h| h.truncated().0))
         .collect()
-}
-
-/// The wall clock in Unix milliseconds (0 before 1970).
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

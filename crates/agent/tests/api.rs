@@ -1205,11 +1205,18 @@ async fn callers_off_loopback_need_a_token() {
             (Method::POST, "/v1/artifacts:publish", Some(&publish)),
             (Method::GET, "/v1/agent/status", None),
             (Method::GET, "/metrics", None),
-            (Method::GET, "/healthz", None),
         ] {
             let (status, _, reply) = agent.send(with_auth(auth, method, uri, body)).await;
             assert_rest_error(status, &json_of(&reply), ErrorCode::Unauthenticated);
         }
+        // Health checks need no credential (load balancers, orchestrators).
+        let (status, _, reply) = agent
+            .send(with_auth(auth, Method::GET, "/healthz", None))
+            .await;
+        assert_eq!(
+            (status, reply.as_slice()),
+            (StatusCode::OK, b"ok\n".as_slice())
+        );
     }
     // Over gRPC, the same refusal as a status with its ErrorInfo.
     let mut refused = tonic::Request::new(v1::PublishRequest {

@@ -7,8 +7,9 @@
 //!   instead of evicting for nothing.
 //! - Seed retention removes an artifact once no placement has assigned it for that long, even
 //!   when the placement ended while the agent was down.
-//! - The post-completion action runs once per verified copy, on the complete data, not again
-//!   after a restart, again for a fresh copy.
+//! - The post-completion action runs once per downloaded and verified copy, on the complete
+//!   data, not again after a restart, again for a fresh copy, never for what the node
+//!   published itself.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -424,6 +425,18 @@ async fn the_post_completion_action_runs_once_per_verified_copy_on_complete_data
     };
     let once = format!("{expected}\n{id} act/app:1\n");
     assert_eq!(lines(2).await, once, "the action saw other data");
+
+    // Not for what the node publishes itself: nothing was downloaded.
+    let own = lab.dir.path().join("own.bin");
+    std::fs::write(&own, payload(11, MIB)).unwrap();
+    edge.artifacts()
+        .publish(v1::PublishRequest {
+            path: own.to_str().unwrap().to_owned(),
+            name_tag: "act/own:1".to_owned(),
+            ..v1::PublishRequest::default()
+        })
+        .await
+        .unwrap();
 
     // Not again after a restart.
     let edge = edge.restart().await;

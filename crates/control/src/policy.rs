@@ -56,6 +56,12 @@ pub enum RulesError {
     /// A node with no peers cannot download anything.
     #[error("max peers must be at least 1 (got 0)")]
     NoPeers,
+    /// A quota of zero would evict everything and fail every assignment.
+    #[error(
+        "a quota of 0 would evict every artifact and fail every assignment; to keep artifacts \
+         off these nodes, leave them out of the placements' selectors"
+    )]
+    NoQuota,
     /// A download cap of zero would stop every assignment: say so with the selector instead.
     #[error(
         "a download rate of 0 would stop every transfer; to keep artifacts off these nodes, \
@@ -78,6 +84,9 @@ impl Rules {
         }
         if self.download_rate == Some(0) {
             return Err(RulesError::NoDownload);
+        }
+        if self.quota_bytes == Some(0) {
+            return Err(RulesError::NoQuota);
         }
         Ok(())
     }
@@ -282,6 +291,11 @@ mod tests {
             ..Rules::default()
         };
         assert_eq!(no_download.validate(), Err(RulesError::NoDownload));
+        let no_quota = Rules {
+            quota_bytes: Some(0),
+            ..Rules::default()
+        };
+        assert_eq!(no_quota.validate(), Err(RulesError::NoQuota));
         let leech_only = Rules {
             upload_rate: Some(0),
             ..Rules::default()

@@ -438,7 +438,7 @@ pub async fn run(
             Ok(()) = limits.changed() => {
                 let now = epoch.elapsed();
                 let new = *limits.borrow_and_update();
-                tracing::info!(?new, "host limits changed");
+                tracing::debug!(?new, "host limits changed");
                 apply_limits(&mut swarm, &mut config, &mut peers, now, new, most_peers, upload_slots);
             }
             _ = redial.tick(), if wants_peers(&config, finished, seed_until) || !finished && !learned.is_empty() => {

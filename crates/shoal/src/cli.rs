@@ -590,7 +590,8 @@ Examples:
   shoal policy set eu-wan --to region=eu --upload-rate 20MiB/s --download-rate 50MiB/s
   shoal policy set small-disks --to disk=small --quota 50GiB --retain-after 1h
 
-Exit codes: 0 set; 1 error; 2 bad usage; 5 the control plane cannot be reached.";
+Exit codes: 0 set; 1 error; 2 bad usage (or a rule that makes no sense, like --quota 0);
+5 the control plane cannot be reached; 6 the credential may not change policies.";
 
 /// `shoal policy` subcommands.
 #[derive(Debug, Subcommand)]
@@ -614,7 +615,8 @@ pub struct PolicySetArgs {
     /// Which nodes it governs: a label selector (as for `shoal distribute --to`; "" for all).
     #[arg(long, value_name = "SELECTOR")]
     pub to: String,
-    /// Upload cap over all of a node's transfers, per second: 10MiB/s, 500KiB.
+    /// Upload cap over all of a node's transfers, per second: 10MiB/s, 500KiB. 0 is the same
+    /// as --leech-only.
     #[arg(long, value_name = "RATE", value_parser = crate::units::parse_rate)]
     pub upload_rate: Option<u64>,
     /// Download cap over all of a node's transfers, per second.

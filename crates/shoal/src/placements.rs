@@ -106,7 +106,12 @@ pub fn distribute(args: DistributeArgs) -> anyhow::Result<()> {
     let now = SystemTime::now();
     let until = match (args.until.as_deref(), args.retain) {
         (Some(text), _) => Some(until(text, now).map_err(CallFailed)?),
-        (None, Some(retain)) => Some(timestamp(now + retain)),
+        (None, Some(retain)) => Some(timestamp(now.checked_add(retain).ok_or_else(|| {
+            CallFailed(ApiError::new(
+                ErrorCode::InvalidArgument,
+                format!("--retain {} s is too far in the future", retain.as_secs()),
+            ))
+        })?)),
         (None, None) => None,
     };
     let request = v1::CreatePlacementRequest {
