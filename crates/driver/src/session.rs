@@ -391,7 +391,13 @@ pub async fn run(
                             next_key += 1;
                             web.insert(
                                 key,
-                                WebLink::start(seed, key, events_tx.clone(), write_budget.clone()),
+                                WebLink::start(
+                                    seed,
+                                    key,
+                                    events_tx.clone(),
+                                    write_budget.clone(),
+                                    config.limits.clone(),
+                                ),
                             );
                             swarm.handle_connected(epoch.elapsed(), key, Reserved::shoal(false));
                         }

@@ -29,6 +29,7 @@ use shoal_wire::{DEFAULT_MAX_FRAME, Message, decode_frame};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::limits::HostLimits;
 use crate::session::Event;
 use crate::write_budget::WriteBudget;
 
@@ -121,10 +122,11 @@ impl WebLink {
         key: PeerKey,
         events: mpsc::Sender<Event>,
         budget: WriteBudget,
+        limits: HostLimits,
     ) -> Self {
         let (writer, queue) = mpsc::unbounded_channel();
         let url = seed.url.clone();
-        let task = tokio::spawn(serve(seed, key, queue, events, budget));
+        let task = tokio::spawn(serve(seed, key, queue, events, budget, limits));
         Self { writer, task, url }
     }
 
@@ -203,6 +205,7 @@ async fn serve(
     mut queue: mpsc::UnboundedReceiver<Vec<u8>>,
     events: mpsc::Sender<Event>,
     budget: WriteBudget,
+    limits: HostLimits,
 ) {
     let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
     let send = |message: Message<'_>| {
@@ -250,6 +253,9 @@ async fn serve(
             continue;
         };
         let len: u32 = run.iter().map(|w| w.len).sum();
+        // The host's download cap covers web seeds too: the run is paid for before it is
+        // fetched.
+        limits.download(len as usize).await;
         match fetch(&client, &seed, first.piece, first.offset, len).await {
             Ok(data) => {
                 if last_error.take().is_some() {
