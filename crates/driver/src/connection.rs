@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use shoal_swarm::PeerKey;
@@ -117,10 +118,58 @@ pub(crate) async fn complete(
     })
 }
 
+/// The most bytes queued for one peer's socket. We tell peers (`reqq`) to keep at most 500
+/// requests outstanding: 500 blocks of 16 KiB and their headers, plus room for the other
+/// messages. A peer with more queued asked for more than it promised, or reads too slowly to
+/// be worth the memory (an upload cap makes the queue wait on the bucket, not on the peer).
+pub(crate) const MAX_QUEUED: usize = 9 << 20;
+
+/// The sending side of a peer's write queue, counting the bytes not yet on the socket.
+/// Cloning shares the queue.
+#[derive(Clone, Debug)]
+pub(crate) struct Writer {
+    tx: mpsc::UnboundedSender<Vec<u8>>,
+    queued: Arc<AtomicUsize>,
+}
+
+/// The receiving side, for the writer task.
+pub(crate) struct Queue {
+    rx: mpsc::UnboundedReceiver<Vec<u8>>,
+    queued: Arc<AtomicUsize>,
+}
+
+impl Writer {
+    /// A new queue.
+    pub(crate) fn channel() -> (Self, Queue) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let queued = Arc::new(AtomicUsize::new(0));
+        (
+            Self {
+                tx,
+                queued: queued.clone(),
+            },
+            Queue { rx, queued },
+        )
+    }
+
+    /// Queues `frame`. Returns false, queueing nothing, when the peer already has
+    /// [`MAX_QUEUED`] bytes waiting: the caller drops the peer. (A queue whose writer is gone
+    /// takes the frame and discards it: the peer is leaving anyway.)
+    pub(crate) fn send(&self, frame: Vec<u8>) -> bool {
+        let len = frame.len();
+        if self.queued.load(Ordering::Relaxed).saturating_add(len) > MAX_QUEUED {
+            return false;
+        }
+        self.queued.fetch_add(len, Ordering::Relaxed);
+        let _ = self.tx.send(frame);
+        true
+    }
+}
+
 /// A live peer connection as the session sees it: the writer's queue, the reader task, and the
 /// address.
 pub(crate) struct Link {
-    pub writer: mpsc::UnboundedSender<Vec<u8>>,
+    pub writer: Writer,
     pub reader: JoinHandle<()>,
     pub addr: SocketAddr,
 }
@@ -136,7 +185,7 @@ impl Link {
         limits: HostLimits,
     ) -> (Self, Handshake) {
         let (read_half, write_half) = done.stream.into_split();
-        let (writer, queue) = mpsc::unbounded_channel();
+        let (writer, queue) = Writer::channel();
         tokio::spawn(write_frames(write_half, queue, limits.clone()));
         let reader = tokio::spawn(read_frames(
             read_half,
@@ -278,17 +327,13 @@ fn prefix_len(prefix: &[u8]) -> usize {
 
 /// Writes queued frames, coalescing whatever is already waiting into one write, each write
 /// drawing on the host's upload cap first.
-pub(crate) async fn write_frames(
-    mut writer: OwnedWriteHalf,
-    mut queue: mpsc::UnboundedReceiver<Vec<u8>>,
-    limits: HostLimits,
-) {
+pub(crate) async fn write_frames(mut writer: OwnedWriteHalf, mut queue: Queue, limits: HostLimits) {
     let mut batch = Vec::with_capacity(256 * 1024);
-    while let Some(frame) = queue.recv().await {
+    while let Some(frame) = queue.rx.recv().await {
         batch.clear();
         batch.extend_from_slice(&frame);
         while batch.len() < 1 << 20 {
-            match queue.try_recv() {
+            match queue.rx.try_recv() {
                 Ok(more) => batch.extend_from_slice(&more),
                 Err(_) => break,
             }
@@ -297,6 +342,29 @@ pub(crate) async fn write_frames(
         if writer.write_all(&batch).await.is_err() {
             return;
         }
+        queue.queued.fetch_sub(batch.len(), Ordering::Relaxed);
     }
     let _ = writer.shutdown().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_queue_refuses_frames_past_its_limit_and_takes_them_again_once_drained() {
+        let (writer, queue) = Writer::channel();
+        let frame = || vec![0u8; 1 << 20];
+        for n in 0..MAX_QUEUED >> 20 {
+            assert!(writer.send(frame()), "frame {n} fits");
+        }
+        assert!(!writer.send(frame()), "over the limit");
+        assert!(
+            !writer.send(vec![0; 4]),
+            "nothing more, however small, past the limit"
+        );
+        // The writer task puts frames on the socket and gives their bytes back.
+        queue.queued.fetch_sub(1 << 20, Ordering::Relaxed);
+        assert!(writer.send(frame()));
+    }
 }

@@ -151,6 +151,7 @@ pub async fn fetch_metadata(
             match command {
                 Command::Send { peer, frame } => {
                     if let Some(link) = writers.get(&peer) {
+                        // A metadata fetch sends a handful of small messages: never full.
                         let _ = link.writer.send(frame);
                     }
                 }

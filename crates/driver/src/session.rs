@@ -156,6 +156,11 @@ pub(crate) enum Event {
         peer: PeerKey,
         error: StorageError,
     },
+    /// A peer's write queue is full ([`connection::MAX_QUEUED`]): it asked for more than it
+    /// reads.
+    Overflowing {
+        peer: PeerKey,
+    },
     Finished(Result<(), StorageError>),
 }
 
@@ -532,6 +537,7 @@ pub async fn run(
                         }
                         swarm.handle_verified(now, piece, result);
                     }
+                    Event::Overflowing { peer } => overflowed(&mut peers, &mut swarm, now, peer),
                     Event::ReadFailed { peer, error } => {
                         tracing::warn!(peer = ?peers.get(&peer).map(|h| h.addr), %error, "cannot read a block to upload");
                         drop_peer(&mut peers, peer);
@@ -555,15 +561,16 @@ pub async fn run(
             }
         }
         // Carry out what the engine decided.
+        let mut overflowing = Vec::new();
         while let Some(command) = swarm.poll_command() {
             match command {
                 Command::Send { peer, frame } => {
-                    let writer = peers
-                        .get(&peer)
-                        .map(|h| &h.writer)
-                        .or_else(|| web.get(&peer).map(|w| &w.writer));
-                    if let Some(writer) = writer {
-                        let _ = writer.send(frame);
+                    if let Some(link) = peers.get(&peer) {
+                        if !link.writer.send(frame) {
+                            overflowing.push(peer);
+                        }
+                    } else if let Some(link) = web.get(&peer) {
+                        let _ = link.writer.send(frame);
                     }
                 }
                 Command::Read { peer, block } => {
@@ -613,6 +620,10 @@ pub async fn run(
                     let _ = ops_tx.send(Op::Finish);
                 }
             }
+        }
+        // Peers whose queue overflowed asked for more than they read: they go.
+        for peer in overflowing {
+            overflowed(&mut peers, &mut swarm, epoch.elapsed(), peer);
         }
         // Budget taken for a block the engine did not keep (unwanted, refused) comes back now.
         write_budget.give_back(std::mem::take(&mut budget_taken));
@@ -724,6 +735,15 @@ fn apply_limits(
     let excess = peers.len().saturating_sub(config.max_peers);
     let shed: Vec<PeerKey> = peers.keys().copied().take(excess).collect();
     for peer in shed {
+        drop_peer(peers, peer);
+        swarm.handle_disconnected(now, peer);
+    }
+}
+
+/// Drops a peer whose write queue overflowed: it asked for more than it reads.
+fn overflowed(peers: &mut HashMap<PeerKey, Link>, swarm: &mut Swarm, now: Duration, peer: PeerKey) {
+    tracing::debug!(peer = ?peers.get(&peer).map(|h| h.addr), queued_limit = connection::MAX_QUEUED, "peer asked for more than it reads; disconnecting");
+    if peers.contains_key(&peer) {
         drop_peer(peers, peer);
         swarm.handle_disconnected(now, peer);
     }

@@ -16,6 +16,7 @@ use shoal_swarm::{PeerKey, Verification};
 use shoal_wire::Message;
 use tokio::sync::mpsc;
 
+use crate::connection::Writer;
 use crate::session::Event;
 use crate::write_budget::WriteBudget;
 
@@ -27,7 +28,7 @@ pub(crate) enum Op {
     Read {
         peer: PeerKey,
         block: BlockRef,
-        writer: mpsc::UnboundedSender<Vec<u8>>,
+        writer: Writer,
     },
     /// Hash a stored piece; record it as verified if it passes.
     Verify {
@@ -85,11 +86,8 @@ pub(crate) fn run(
                 frame.resize(13 + block.len as usize, 0);
                 frame[..4].copy_from_slice(&(9 + block.len).to_be_bytes());
                 match store.read(block.piece.get(), block.offset, &mut frame[13..]) {
-                    Ok(()) => {
-                        // The peer may have gone; then there is nobody to send to.
-                        let _ = writer.send(frame);
-                        None
-                    }
+                    // The peer may have gone; then there is nobody to send to.
+                    Ok(()) => (!writer.send(frame)).then_some(Event::Overflowing { peer }),
                     Err(e) => Some(Event::ReadFailed { peer, error: e }),
                 }
             }

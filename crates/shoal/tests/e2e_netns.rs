@@ -807,7 +807,8 @@ fn policies_keep_metered_hosts_from_uploading_and_rate_caps_change_live() {
     );
 
     // A download cap, then a higher one while the transfer runs.
-    let cap = 4u64 << 20;
+    // Low enough that a debug build on a busy two-core CI machine keeps up with the hashing.
+    let cap = 1u64 << 20;
     admin(&[
         "policy",
         "set",
@@ -817,7 +818,7 @@ fn policies_keep_metered_hosts_from_uploading_and_rate_caps_change_live() {
         "--download-rate",
         &format!("{cap}"),
     ]);
-    let image = big_file(&dir.path().join("src/image.bin"), 96);
+    let image = big_file(&dir.path().join("src/image.bin"), 40);
     let image_id = publish(&lab, 0, &image, "e2e/image:1")["contentId"]
         .as_str()
         .unwrap()
@@ -844,7 +845,7 @@ fn policies_keep_metered_hosts_from_uploading_and_rate_caps_change_live() {
         (b1 - b0) as f64 / (t1 - t0).as_secs_f64()
     };
     let start = Instant::now();
-    while downloaded() < 2 << 20 {
+    while downloaded() < 1 << 20 {
         assert!(
             start.elapsed() < Duration::from_secs(60),
             "the capped download did not start:\n{}",
@@ -880,7 +881,7 @@ fn policies_keep_metered_hosts_from_uploading_and_rate_caps_change_live() {
         );
     }
     eprintln!(
-        "download rate {:.2} MiB/s under 4 MiB/s, then {:.2} MiB/s under 8 MiB/s",
+        "download rate {:.2} MiB/s under 1 MiB/s, then {:.2} MiB/s under 2 MiB/s",
         first / MIB,
         second / MIB
     );
@@ -891,5 +892,5 @@ fn policies_keep_metered_hosts_from_uploading_and_rate_caps_change_live() {
         .torrent(&lab, &image_id)
         .map(|t| number(&t, "bytesVerified"))
         .unwrap();
-    assert_eq!(copy, 96 << 20);
+    assert_eq!(copy, 40 << 20);
 }
