@@ -189,7 +189,17 @@ async fn execute(
             .map(|a| a.content_id.clone())
             .collect();
         release(&agent, &assigned, rules.seed_retention_secs, &mut memory).await;
-        if let Some(quota) = rules.quota_bytes {
+        // Over the quota (it was lowered): trim. The sizes alone tell, so the use records
+        // are read only then.
+        if let Some(quota) = rules.quota_bytes
+            && agent
+                .torrents
+                .list()
+                .iter()
+                .map(|v| v.torrent.info().total_size())
+                .sum::<u64>()
+                > quota
+        {
             let evict = quota::trim(&holdings(&agent, &assigned), quota);
             evict_all(&agent, &evict, quota, "the quota was lowered").await;
         }
@@ -447,6 +457,8 @@ async fn report(
             last_full = Instant::now();
         }
         let assignments = set.borrow().assignments.clone();
+        let ids: HashSet<&str> = assignments.iter().map(|a| a.content_id.as_str()).collect();
+        stalls.0.retain(|id, _| ids.contains(id.as_str()));
         let now: Vec<v1::ArtifactProgress> = {
             let failures = lock(&failures);
             assignments

@@ -61,24 +61,24 @@ pub(crate) fn make_room(held: &[Held], incoming: u64, quota: u64) -> Room {
     if needed > quota {
         return Room::Cannot { needed, kept };
     }
-    let mut evict = Vec::new();
-    let mut total = used.saturating_add(incoming);
-    for h in lru(held) {
-        if total <= quota {
-            break;
-        }
-        total -= h.bytes;
-        evict.push(h.id.clone());
+    Room::Fits {
+        evict: evict_until(held, used.saturating_add(incoming), quota),
     }
-    Room::Fits { evict }
 }
 
 /// Brings what the node holds back under `quota` (after the quota was lowered), evicting
 /// least recently used first; as close as it can get when pinned artifacts alone are over it.
 pub(crate) fn trim(held: &[Held], quota: u64) -> Vec<String> {
-    let mut total: u64 = held.iter().map(|h| h.bytes).sum();
+    evict_until(held, held.iter().map(|h| h.bytes).sum(), quota)
+}
+
+/// The evictable artifacts to drop, least recently used first (ties by id, so the order is
+/// stable), until `total` bytes are down to `quota` or none is left.
+fn evict_until(held: &[Held], mut total: u64, quota: u64) -> Vec<String> {
+    let mut candidates: Vec<&Held> = held.iter().filter(|h| h.evictable()).collect();
+    candidates.sort_by(|a, b| a.last_used_ms.cmp(&b.last_used_ms).then(a.id.cmp(&b.id)));
     let mut evict = Vec::new();
-    for h in lru(held) {
+    for h in candidates {
         if total <= quota {
             break;
         }
@@ -86,13 +86,6 @@ pub(crate) fn trim(held: &[Held], quota: u64) -> Vec<String> {
         evict.push(h.id.clone());
     }
     evict
-}
-
-/// The evictable artifacts, least recently used first (ties by id, so the order is stable).
-fn lru(held: &[Held]) -> Vec<&Held> {
-    let mut candidates: Vec<&Held> = held.iter().filter(|h| h.evictable()).collect();
-    candidates.sort_by(|a, b| a.last_used_ms.cmp(&b.last_used_ms).then(a.id.cmp(&b.id)));
-    candidates
 }
 
 #[cfg(test)]

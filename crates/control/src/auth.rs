@@ -406,14 +406,8 @@ impl CredentialRecord {
     pub fn decode(bytes: &[u8]) -> Result<Self, RecordError> {
         let dict = record::decode(bytes, FORMAT)?;
         let top = Fields::new(&dict, "");
-        let name = top
-            .str("name")?
-            .parse()
-            .map_err(|e: CredentialNameError| top.invalid("name", e.to_string()))?;
-        let role = top
-            .str("role")?
-            .parse()
-            .map_err(|e: RoleError| top.invalid("role", e.to_string()))?;
+        let name: CredentialName = top.parsed("name")?;
+        let role: Role = top.parsed("role")?;
         Ok(Self {
             id: CredentialId(top.array::<8>("id")?),
             name,

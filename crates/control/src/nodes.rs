@@ -272,10 +272,7 @@ impl NodeRecord {
     pub fn decode(bytes: &[u8]) -> Result<Self, RecordError> {
         let dict = record::decode(bytes, FORMAT)?;
         let top = Fields::new(&dict, "");
-        let id = top.str("id")?;
-        let id = id
-            .parse()
-            .map_err(|e: NodeIdError| top.invalid("id", e.to_string()))?;
+        let id: NodeId = top.parsed("id")?;
         let mut labels = Labels::new();
         for (key, value) in top.dict("labels")?.iter() {
             let key = std::str::from_utf8(key).map_err(|_| top.invalid("labels", "not UTF-8"))?;

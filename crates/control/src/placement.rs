@@ -173,22 +173,10 @@ impl Placement {
     pub fn decode(bytes: &[u8]) -> Result<Self, RecordError> {
         let dict = record::decode(bytes, FORMAT)?;
         let top = Fields::new(&dict, "");
-        let name = top
-            .str("name")?
-            .parse()
-            .map_err(|e: PlacementNameError| top.invalid("name", e.to_string()))?;
+        let name = top.parsed("name")?;
         let content_id = top.array::<32>("content")?;
-        let name_tag = top
-            .opt_str("name tag")?
-            .map(|s| {
-                s.parse()
-                    .map_err(|e: crate::NameTagError| top.invalid("name tag", e.to_string()))
-            })
-            .transpose()?;
-        let selector = top
-            .str("selector")?
-            .parse()
-            .map_err(|e: crate::SelectorError| top.invalid("selector", e.to_string()))?;
+        let name_tag = top.opt_parsed("name tag")?;
+        let selector = top.parsed("selector")?;
         let until_ms = top.opt_uint("until")?;
         Ok(Self {
             name,

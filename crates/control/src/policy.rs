@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use shoal_bencode::{Dict, Value};
 
 use crate::Labels;
-use crate::placement::{PlacementName, PlacementNameError};
+use crate::placement::PlacementName;
 use crate::record::{self, Fields, RecordError, uint};
 use crate::selector::Selector;
 
@@ -170,17 +170,9 @@ impl Policy {
     pub fn decode(bytes: &[u8]) -> Result<Self, RecordError> {
         let dict = record::decode(bytes, FORMAT)?;
         let top = Fields::new(&dict, "");
-        let name = top
-            .str("name")?
-            .parse()
-            .map_err(|e: PlacementNameError| top.invalid("name", e.to_string()))?;
-        let selector = top
-            .str("selector")?
-            .parse()
-            .map_err(|e: crate::SelectorError| top.invalid("selector", e.to_string()))?;
         Ok(Self {
-            name,
-            selector,
+            name: top.parsed("name")?,
+            selector: top.parsed("selector")?,
             rules: Rules::decode_from(&top)?,
             updated_ms: top.uint("updated")?,
             updated_by: top.str("updated by")?.to_owned(),

@@ -212,6 +212,31 @@ impl<'d, 'a> Fields<'d, 'a> {
         })
     }
 
+    /// Field `name` as text parsed into a `T`, its parse error naming the field.
+    pub(crate) fn parsed<T>(&self, name: &str) -> Result<T, RecordError>
+    where
+        T: std::str::FromStr,
+        T::Err: std::fmt::Display,
+    {
+        self.str(name)?
+            .parse()
+            .map_err(|e: T::Err| self.invalid(name, e.to_string()))
+    }
+
+    /// Optional field `name` as text parsed into a `T`.
+    pub(crate) fn opt_parsed<T>(&self, name: &str) -> Result<Option<T>, RecordError>
+    where
+        T: std::str::FromStr,
+        T::Err: std::fmt::Display,
+    {
+        self.opt_str(name)?
+            .map(|s| {
+                s.parse()
+                    .map_err(|e: T::Err| self.invalid(name, e.to_string()))
+            })
+            .transpose()
+    }
+
     /// Field `name` as a list.
     pub(crate) fn list(&self, name: &str) -> Result<&'d [Value<'a>], RecordError> {
         let value = self.required(name)?;

@@ -197,11 +197,7 @@ impl Catalog {
     /// # Errors
     /// [`ServerError::Db`] when the store fails.
     pub fn put_node(&self, node: &NodeRecord) -> Result<(), ServerError> {
-        let txn = self.db.begin_write()?;
-        txn.open_table(NODES)?
-            .insert(node.id.as_str(), node.encode().as_slice())?;
-        txn.commit()?;
-        Ok(())
+        self.put(NODES, node.id.as_str(), &node.encode())
     }
 
     /// Every stored node.
@@ -209,14 +205,7 @@ impl Catalog {
     /// # Errors
     /// [`ServerError::Db`] when the store fails.
     pub fn nodes(&self) -> Result<Vec<NodeRecord>, ServerError> {
-        let txn = self.db.begin_read()?;
-        let nodes = txn.open_table(NODES)?;
-        let mut out = Vec::new();
-        for entry in nodes.iter()? {
-            let (_, value) = entry?;
-            out.push(NodeRecord::decode(value.value())?);
-        }
-        Ok(out)
+        self.all(NODES, NodeRecord::decode)
     }
 
     /// Stores a placement (one durable write transaction).
@@ -224,11 +213,7 @@ impl Catalog {
     /// # Errors
     /// [`ServerError::Db`] when the store fails.
     pub fn put_placement(&self, placement: &Placement) -> Result<(), ServerError> {
-        let txn = self.db.begin_write()?;
-        txn.open_table(PLACEMENTS)?
-            .insert(placement.name.as_str(), placement.encode().as_slice())?;
-        txn.commit()?;
-        Ok(())
+        self.put(PLACEMENTS, placement.name.as_str(), &placement.encode())
     }
 
     /// Deletes a placement; returns true if and only if it was stored.
@@ -236,10 +221,7 @@ impl Catalog {
     /// # Errors
     /// [`ServerError::Db`] when the store fails.
     pub fn delete_placement(&self, name: &str) -> Result<bool, ServerError> {
-        let txn = self.db.begin_write()?;
-        let existed = txn.open_table(PLACEMENTS)?.remove(name)?.is_some();
-        txn.commit()?;
-        Ok(existed)
+        self.delete(PLACEMENTS, name)
     }
 
     /// Every stored placement.
@@ -247,14 +229,7 @@ impl Catalog {
     /// # Errors
     /// [`ServerError::Db`] when the store fails or a record does not read.
     pub fn placements(&self) -> Result<Vec<Placement>, ServerError> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(PLACEMENTS)?;
-        let mut out = Vec::new();
-        for entry in table.iter()? {
-            let (_, value) = entry?;
-            out.push(Placement::decode(value.value())?);
-        }
-        Ok(out)
+        self.all(PLACEMENTS, Placement::decode)
     }
 
     /// Stores a policy, replacing one of the same name (one durable write transaction).
@@ -262,11 +237,7 @@ impl Catalog {
     /// # Errors
     /// [`ServerError::Db`] when the store fails.
     pub fn put_policy(&self, policy: &Policy) -> Result<(), ServerError> {
-        let txn = self.db.begin_write()?;
-        txn.open_table(POLICIES)?
-            .insert(policy.name.as_str(), policy.encode().as_slice())?;
-        txn.commit()?;
-        Ok(())
+        self.put(POLICIES, policy.name.as_str(), &policy.encode())
     }
 
     /// Deletes a policy; returns true if and only if it was stored.
@@ -274,10 +245,7 @@ impl Catalog {
     /// # Errors
     /// [`ServerError::Db`] when the store fails.
     pub fn delete_policy(&self, name: &str) -> Result<bool, ServerError> {
-        let txn = self.db.begin_write()?;
-        let existed = txn.open_table(POLICIES)?.remove(name)?.is_some();
-        txn.commit()?;
-        Ok(existed)
+        self.delete(POLICIES, name)
     }
 
     /// Every stored policy.
@@ -285,14 +253,7 @@ impl Catalog {
     /// # Errors
     /// [`ServerError::Db`] when the store fails or a record does not read.
     pub fn policies(&self) -> Result<Vec<Policy>, ServerError> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(POLICIES)?;
-        let mut out = Vec::new();
-        for entry in table.iter()? {
-            let (_, value) = entry?;
-            out.push(Policy::decode(value.value())?);
-        }
-        Ok(out)
+        self.all(POLICIES, Policy::decode)
     }
 
     /// The credential with id `id`, valid or revoked.
@@ -313,14 +274,7 @@ impl Catalog {
     /// # Errors
     /// [`ServerError::Db`] when the store fails or a record does not read.
     pub fn credentials(&self) -> Result<Vec<CredentialRecord>, ServerError> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(CREDENTIALS)?;
-        let mut out = Vec::new();
-        for entry in table.iter()? {
-            let (_, value) = entry?;
-            out.push(CredentialRecord::decode(value.value())?);
-        }
-        Ok(out)
+        self.all(CREDENTIALS, CredentialRecord::decode)
     }
 
     /// Stores a new credential, in one write transaction with the check that no valid
@@ -418,6 +372,46 @@ impl Catalog {
         };
         txn.commit()?;
         Ok(value)
+    }
+}
+
+impl Catalog {
+    /// Stores `value` under `key` in `table`, replacing what was there (one durable write
+    /// transaction).
+    fn put(
+        &self,
+        table: TableDefinition<&str, &[u8]>,
+        key: &str,
+        value: &[u8],
+    ) -> Result<(), ServerError> {
+        let txn = self.db.begin_write()?;
+        txn.open_table(table)?.insert(key, value)?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Deletes `key` from `table`; returns true if and only if it was stored.
+    fn delete(&self, table: TableDefinition<&str, &[u8]>, key: &str) -> Result<bool, ServerError> {
+        let txn = self.db.begin_write()?;
+        let existed = txn.open_table(table)?.remove(key)?.is_some();
+        txn.commit()?;
+        Ok(existed)
+    }
+
+    /// Every record of `table`, read with `decode`.
+    fn all<K: redb::Key + 'static, T>(
+        &self,
+        table: TableDefinition<K, &[u8]>,
+        decode: impl Fn(&[u8]) -> Result<T, shoal_control::RecordError>,
+    ) -> Result<Vec<T>, ServerError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(table)?;
+        let mut out = Vec::new();
+        for entry in table.iter()? {
+            let (_, value) = entry?;
+            out.push(decode(value.value())?);
+        }
+        Ok(out)
     }
 }
 

@@ -92,7 +92,8 @@ fn placement_message(placement: &Placement, progress: &PlacementProgress) -> v1:
     }
 }
 
-fn placement_name(name: &str) -> Result<PlacementName, ApiError> {
+/// A placement's or a policy's name from a request (both are DNS labels).
+pub(crate) fn name_arg(name: &str) -> Result<PlacementName, ApiError> {
     name.parse()
         .map_err(|e: shoal_control::PlacementNameError| {
             ApiError::new(ErrorCode::InvalidArgument, format!("name: {e}"))
@@ -107,7 +108,8 @@ fn not_found(name: &PlacementName) -> ApiError {
     .with("name", name.to_string())
 }
 
-fn node_id(id: &str) -> Result<NodeId, ApiError> {
+/// A node id from a request.
+pub(crate) fn node_id(id: &str) -> Result<NodeId, ApiError> {
     id.parse().map_err(|e: shoal_control::NodeIdError| {
         ApiError::new(ErrorCode::InvalidArgument, format!("node_id: {e}"))
     })
@@ -157,7 +159,7 @@ impl PlacementService for ControlPlane {
         let name = if req.name.is_empty() {
             PlacementName::derive(&record.name_tag.to_string(), &selector.to_string())
         } else {
-            placement_name(&req.name)?
+            name_arg(&req.name)?
         };
         let placement = Placement {
             name: name.clone(),
@@ -202,7 +204,7 @@ impl PlacementService for ControlPlane {
         let req = request.into_inner();
         let after = self
             .open_page_token(&req.page_token)?
-            .map(|a| placement_name(&a))
+            .map(|a| name_arg(&a))
             .transpose()?;
         let size = page_size(req.page_size);
         let table = lock(&self.placements);
@@ -223,7 +225,7 @@ impl PlacementService for ControlPlane {
     ) -> Result<Response<v1::PlacementStatus>, Status> {
         self.authorize(&request, Action::Read)?;
         let req = request.into_inner();
-        let name = placement_name(&req.name)?;
+        let name = name_arg(&req.name)?;
         let after = self
             .open_page_token(&req.page_token)?
             .map(|a| node_id(&a))
@@ -264,7 +266,7 @@ impl PlacementService for ControlPlane {
         request: Request<v1::DeletePlacementRequest>,
     ) -> Result<Response<v1::DeletePlacementResponse>, Status> {
         let by = self.authorize(&request, Action::ChangePlacement)?.name;
-        let name = placement_name(&request.into_inner().name)?;
+        let name = name_arg(&request.into_inner().name)?;
         let message = {
             let mut table = lock(&self.placements);
             let Some((placement, progress)) = table.get(&name) else {

@@ -7,13 +7,12 @@
 
 use shoal_api::v1::policy_service_server::PolicyService;
 use shoal_api::{ApiError, ErrorCode, v1};
-use shoal_control::{
-    Action, Labels, MAX_POLICIES, NodeId, Policy, PolicyName, Rules, Selector, page_size,
-};
+use shoal_control::{Action, Labels, MAX_POLICIES, Policy, PolicyName, Rules, Selector, page_size};
 use tonic::{Request, Response, Status};
 
 use crate::control_plane::{ControlPlane, lock, now_ms};
 use crate::convert::timestamp;
+use crate::placements::{name_arg, node_id};
 
 impl ControlPlane {
     /// The rules a node with `labels` is under, and the policies they come from.
@@ -58,13 +57,6 @@ fn policy_message(policy: &Policy) -> v1::Policy {
     }
 }
 
-fn policy_name(name: &str) -> Result<PolicyName, ApiError> {
-    name.parse()
-        .map_err(|e: shoal_control::PlacementNameError| {
-            ApiError::new(ErrorCode::InvalidArgument, format!("name: {e}"))
-        })
-}
-
 fn not_found(name: &PolicyName) -> ApiError {
     ApiError::new(
         ErrorCode::PolicyNotFound,
@@ -81,7 +73,7 @@ impl PolicyService for ControlPlane {
     ) -> Result<Response<v1::Policy>, Status> {
         let by = self.authorize(&request, Action::ChangePolicy)?.name;
         let req = request.into_inner();
-        let name = policy_name(&req.name)?;
+        let name = name_arg(&req.name)?;
         let selector: Selector =
             req.selector
                 .parse()
@@ -128,7 +120,7 @@ impl PolicyService for ControlPlane {
         let req = request.into_inner();
         let after = self
             .open_page_token(&req.page_token)?
-            .map(|a| policy_name(&a))
+            .map(|a| name_arg(&a))
             .transpose()?;
         let size = page_size(req.page_size);
         let table = lock(&self.policies);
@@ -152,7 +144,7 @@ impl PolicyService for ControlPlane {
         request: Request<v1::DeletePolicyRequest>,
     ) -> Result<Response<v1::DeletePolicyResponse>, Status> {
         let by = self.authorize(&request, Action::ChangePolicy)?.name;
-        let name = policy_name(&request.into_inner().name)?;
+        let name = name_arg(&request.into_inner().name)?;
         let removed = {
             let mut table = lock(&self.policies);
             let Some(policy) = table.get(&name) else {
@@ -176,12 +168,7 @@ impl PolicyService for ControlPlane {
     ) -> Result<Response<v1::NodePolicy>, Status> {
         self.authorize(&request, Action::Read)?;
         let req = request.into_inner();
-        let id: NodeId = req
-            .node_id
-            .parse()
-            .map_err(|e: shoal_control::NodeIdError| {
-                ApiError::new(ErrorCode::InvalidArgument, format!("node_id: {e}"))
-            })?;
+        let id = node_id(&req.node_id)?;
         let labels = lock(&self.nodes).get(&id).map(|r| r.labels.clone());
         let Some(labels) = labels else {
             return Err(ApiError::new(

@@ -71,6 +71,11 @@ impl Interceptor for Bearer {
 /// A connection to the agent or the control plane that presents the caller's token.
 pub(crate) type Transport = InterceptedService<Channel, Bearer>;
 
+/// A channel to the control plane at `server`, presenting the token `client` names.
+pub(crate) fn control_plane(server: &str, client: &ClientArgs) -> anyhow::Result<Transport> {
+    channel(server, "control plane", client.token()?.as_deref())
+}
+
 /// A lazily connecting channel to `url` (the `what`, for messages) that presents `token`.
 pub(crate) fn channel(url: &str, what: &str, token: Option<&str>) -> anyhow::Result<Transport> {
     let channel = Endpoint::from_shared(url.to_owned())
@@ -478,10 +483,9 @@ pub fn status(args: StatusArgs) -> anyhow::Result<()> {
 /// `shoal nodes`
 pub fn nodes(args: NodesArgs) -> anyhow::Result<()> {
     let json = args.client.json;
-    let token = args.client.token()?;
     let server = args.server.url;
     let nodes = runtime()?.block_on(async {
-        let client = NodeServiceClient::new(channel(&server, "control plane", token.as_deref())?);
+        let client = NodeServiceClient::new(control_plane(&server, &args.client)?);
         every_page(|page_token| {
             let mut client = client.clone();
             let request = v1::ListNodesRequest {

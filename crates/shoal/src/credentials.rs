@@ -6,17 +6,13 @@ use shoal_api::v1;
 use shoal_api::v1::credential_service_client::CredentialServiceClient;
 
 use crate::cli::{ClientArgs, TokenArgs, TokenCommand, TokensArgs};
-use crate::client::{PAGE_SIZE, Transport, channel, every_page, failed, runtime};
+use crate::client::{PAGE_SIZE, Transport, control_plane, every_page, failed, runtime};
 use crate::output::{json_value, line, status};
 
 const WHAT: &str = "control plane";
 
 fn client(server: &str, client: &ClientArgs) -> anyhow::Result<CredentialServiceClient<Transport>> {
-    Ok(CredentialServiceClient::new(channel(
-        server,
-        WHAT,
-        client.token()?.as_deref(),
-    )?))
+    Ok(CredentialServiceClient::new(control_plane(server, client)?))
 }
 
 /// `shoal token ...`

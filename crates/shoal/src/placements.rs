@@ -11,18 +11,14 @@ use shoal_api::{ApiError, ErrorCode, v1};
 use crate::cli::{
     ClientArgs, DistributeArgs, PlacementArgs, PlacementCommand, PlacementNameArgs, PlacementsArgs,
 };
-use crate::client::{CallFailed, PAGE_SIZE, Transport, channel, every_page, failed, runtime};
+use crate::client::{CallFailed, PAGE_SIZE, Transport, control_plane, every_page, failed, runtime};
 use crate::output::{json_value, line, status};
 use crate::units::{format_size, parse_duration};
 
 const WHAT: &str = "control plane";
 
 fn client(server: &str, client: &ClientArgs) -> anyhow::Result<PlacementServiceClient<Transport>> {
-    Ok(PlacementServiceClient::new(channel(
-        server,
-        WHAT,
-        client.token()?.as_deref(),
-    )?))
+    Ok(PlacementServiceClient::new(control_plane(server, client)?))
 }
 
 /// `--until`: a duration from now, or a UTC time `YYYY-MM-DDTHH:MM:SSZ`.

@@ -7,18 +7,14 @@ use shoal_api::v1::policy_service_client::PolicyServiceClient;
 use crate::cli::{
     ClientArgs, PoliciesArgs, PolicyArgs, PolicyCommand, PolicyNodeArgs, PolicySetArgs,
 };
-use crate::client::{PAGE_SIZE, Transport, channel, every_page, failed, runtime};
+use crate::client::{PAGE_SIZE, Transport, control_plane, every_page, failed, runtime};
 use crate::output::{json_value, line, status};
 use crate::units::format_size;
 
 const WHAT: &str = "control plane";
 
 fn client(server: &str, client: &ClientArgs) -> anyhow::Result<PolicyServiceClient<Transport>> {
-    Ok(PolicyServiceClient::new(channel(
-        server,
-        WHAT,
-        client.token()?.as_deref(),
-    )?))
+    Ok(PolicyServiceClient::new(control_plane(server, client)?))
 }
 
 /// A rule set in words: `upload 10.0 MiB/s, quota 50.0 GiB`; `no limits` when empty.
