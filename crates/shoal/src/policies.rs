@@ -150,9 +150,13 @@ fn set_policy(server: &str, args: PolicySetArgs) -> anyhow::Result<()> {
         return json_value(&policy);
     }
     status(&format!(
-        "policy {} for `{}`: {}; agents apply it now",
+        "policy {} for {}: {}; agents apply it now",
         policy.name,
-        policy.selector,
+        if policy.selector.is_empty() {
+            "every node".to_owned()
+        } else {
+            format!("`{}`", policy.selector)
+        },
         describe(&policy.rules.unwrap_or_default())
     ));
     Ok(())
