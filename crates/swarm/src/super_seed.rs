@@ -12,7 +12,8 @@
 //! second peer only when that peer has no offer left, one at a time, as in BEP 16, and only when
 //! nobody still holds an offer of it: the seed's upload goes to pieces nobody has for as long as
 //! there are any, and a piece is never on its way out of the seed twice. A peer may still request any
-//! piece it learns we have; offers steer, they do not refuse.
+//! piece it learns we have; offers steer, they do not refuse. A peer's last piece is offered together
+//! with the one before it (see [`SuperSeed::offer_the_last`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -107,12 +108,33 @@ impl SuperSeed {
             }
         }
         let (piece, _) = best?;
+        self.record(key, piece);
+        Some(piece)
+    }
+
+    /// The one piece `key` lacks and has not been offered, when there is exactly one: offered
+    /// now, whoever else holds an offer of it, and returned. A peer that learns from a `have`
+    /// that the seed has every piece while it is not interested in the seed (as it is for a
+    /// moment after finishing each offer) may close the connection before the piece makes it
+    /// interested (libtorrent 2.0 does), so the last piece goes out right behind the offer
+    /// before it, which makes the peer interested first.
+    pub(crate) fn offer_the_last(&mut self, key: PeerKey, has: &Bitfield) -> Option<u32> {
+        let offered = self.offered.get(&key)?;
+        let pieces = self.times.len() as u32;
+        if (has.count() as usize).saturating_add(offered.len()) + 1 != pieces as usize {
+            return None;
+        }
+        let last = (0..pieces).find(|p| !has.contains(*p) && !offered.contains(p))?;
+        self.record(key, last);
+        Some(last)
+    }
+
+    fn record(&mut self, key: PeerKey, piece: u32) {
         self.times[piece as usize] += 1;
         self.holders[piece as usize] += 1;
         self.total += 1;
         self.cursor = key;
-        offered.insert(piece);
-        Some(piece)
+        self.offered.entry(key).or_default().insert(piece);
     }
 
     /// `key` announced `piece`: it is no longer outstanding.
@@ -178,5 +200,25 @@ mod tests {
         }
         s.forget(b);
         assert_eq!(s.offer(b, &has, |_| 0, true), None);
+    }
+
+    #[test]
+    fn the_last_piece_a_peer_lacks_goes_out_with_the_one_before() {
+        let mut s = SuperSeed::new(5, 3);
+        let a = PeerKey(1);
+        let mut has = Bitfield::new(5);
+        has.insert(0);
+        has.insert(1);
+        assert_eq!(s.offer_the_last(a, &has), None, "three pieces left");
+        let first = s.offer(a, &has, |_| 0, false).unwrap();
+        assert_eq!(s.offer_the_last(a, &has), None, "two pieces left untold");
+        let second = s.offer(a, &has, |_| 0, false).unwrap();
+        // One left: it follows at once, even though it is offered to nobody else yet.
+        let last = s.offer_the_last(a, &has).unwrap();
+        let mut all = [first, second, last];
+        all.sort_unstable();
+        assert_eq!(all, [2, 3, 4]);
+        assert_eq!(s.outstanding(a), 3);
+        assert_eq!(s.offer_the_last(a, &has), None, "nothing left to tell");
     }
 }

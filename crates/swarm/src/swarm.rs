@@ -243,6 +243,9 @@ impl Swarm {
                     Some(piece) => sends.push((key, piece)),
                     None => break,
                 }
+                if let Some(last) = super_seed.offer_the_last(key, &peer.has) {
+                    sends.push((key, last));
+                }
             }
         }
         for (key, piece) in sends {

@@ -381,6 +381,57 @@ fn a_super_seed_offers_a_window_of_fresh_pieces_and_sends_each_once_to_a_lone_le
     assert_eq!(net.nodes[origin].swarm.stats().uploaded, data.len() as u64);
 }
 
+/// libtorrent 2.0 (qBittorrent 4.5) drops a peer whose `have` shows it is a seed if it arrives
+/// while libtorrent is not interested in it, as it is for a moment after finishing each piece a
+/// super-seed offered it. The origin's last offer to a peer therefore goes out with the one
+/// before it, which makes the peer interested first: qBittorrent used to stall a minute, one
+/// piece short, until it reconnected.
+#[test]
+fn a_super_seed_is_never_dropped_for_revealing_its_last_piece() {
+    for leechers in [1, 3] {
+        let (t, data) = torrent(600_000, 16 * 1024, MetaVersion::Hybrid, 9);
+        let mut net = Net::new(&t, data.clone());
+        net.link_budget = 16 * 1024 + 1024;
+        let n = net.piece_count();
+        let origin_config = Config {
+            super_seed: true,
+            // One piece at a time, as BEP 16 has it (and as a fast peer gets small pieces).
+            super_seed_window: 1,
+            request_queue_time: Duration::from_millis(1),
+            ..config(1)
+        };
+        let origin = net.add(origin_config, Bitfield::full(n), Behaviour::Honest);
+        let downloaders: Vec<usize> = (0..leechers)
+            .map(|i| {
+                net.add(
+                    config(40 + i),
+                    Bitfield::new(n),
+                    Behaviour::DropsSeedsWhenUninterested,
+                )
+            })
+            .collect();
+        for (i, &a) in downloaders.iter().enumerate() {
+            net.connect(origin, a);
+            for &b in &downloaders[i + 1..] {
+                net.connect(a, b);
+            }
+        }
+        net.run_until_complete(&downloaders, MS, LIMIT);
+        for &d in &downloaders {
+            assert!(
+                !net.nodes[d].dropped_seeds.contains(&PeerKey(origin as u64)),
+                "{leechers} leechers: {d} dropped the origin"
+            );
+            assert!(
+                net.nodes[d].swarm.is_complete(),
+                "{leechers} leechers: {d} has {} of {n} pieces",
+                net.nodes[d].swarm.have().count()
+            );
+            assert!(net.content(d) == data);
+        }
+    }
+}
+
 #[test]
 fn a_host_with_no_upload_slots_uploads_nothing_and_resumes_when_given_some() {
     let (t, data) = torrent(1_000_000, 64 * 1024, MetaVersion::V2, 7);

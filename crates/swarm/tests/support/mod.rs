@@ -56,6 +56,11 @@ pub enum Behaviour {
     Honest,
     /// Serves every block with one byte flipped.
     Corrupt,
+    /// Honest, but closes a connection as libtorrent 2.0 (qBittorrent 4.5) does: when a `have`
+    /// completes what it knows of the peer (so the peer is now a seed) at a moment it is not
+    /// interested in that peer, it drops it as an "uninteresting upload-only peer" before the
+    /// piece can make it interested. It sends its own messages as soon as it decides them.
+    DropsSeedsWhenUninterested,
 }
 
 pub struct Node {
@@ -67,6 +72,10 @@ pub struct Node {
     pub sent_messages: Vec<(PeerKey, String)>,
     /// Every connection this node closed, and why.
     pub disconnects: Vec<(PeerKey, DisconnectReason)>,
+    /// The connections a [`Behaviour::DropsSeedsWhenUninterested`] node dropped.
+    pub dropped_seeds: Vec<PeerKey>,
+    /// What each peer told this node it has.
+    told: BTreeMap<PeerKey, Bitfield>,
 }
 
 /// The network. Node `i` knows node `j` as `PeerKey(j)`.
@@ -114,6 +123,8 @@ impl Net {
             banned: Vec::new(),
             sent_messages: Vec::new(),
             disconnects: Vec::new(),
+            dropped_seeds: Vec::new(),
+            told: BTreeMap::new(),
         });
         self.nodes.len() - 1
     }
@@ -293,14 +304,63 @@ impl Net {
             queue.drain(..len);
             used += len;
             if let Ok(Some((message, _))) = decode_frame(&message_bytes, DEFAULT_MAX_FRAME) {
+                if self.nodes[to].behaviour == Behaviour::DropsSeedsWhenUninterested
+                    && self.drops_a_new_seed(to, from, &message)
+                {
+                    return used;
+                }
                 self.nodes[to]
                     .swarm
                     .handle_message(now, PeerKey(from as u64), message);
+                if self.nodes[to].behaviour == Behaviour::DropsSeedsWhenUninterested {
+                    while let Some(command) = self.nodes[to].swarm.poll_command() {
+                        self.execute(to, command);
+                    }
+                }
             }
             if !self.connected.contains_key(&(from, to)) {
                 return used;
             }
         }
+    }
+
+    /// The libtorrent 2.0 model: records what `from` told `to` it has; true if that made `from`
+    /// a seed while `to` is not interested in it, and `to` closed the connection.
+    fn drops_a_new_seed(&mut self, to: usize, from: usize, message: &Message<'_>) -> bool {
+        let n = self.piece_count();
+        let key = PeerKey(from as u64);
+        let node = &mut self.nodes[to];
+        let told = node.told.entry(key).or_insert_with(|| Bitfield::new(n));
+        let was_seed = told.is_full();
+        match message {
+            Message::Have { piece } => {
+                told.insert(*piece);
+            }
+            Message::HaveAll => *told = Bitfield::full(n),
+            Message::Bitfield(bytes) => *told = Bitfield::from_bytes(bytes, n).unwrap(),
+            _ => return false,
+        }
+        // Only a `have` runs the check before interest is updated.
+        if was_seed || !told.is_full() || !matches!(message, Message::Have { .. }) {
+            return false;
+        }
+        let interested = node
+            .sent_messages
+            .iter()
+            .rev()
+            .filter(|(peer, _)| *peer == key)
+            .find_map(|(_, m)| match m.as_str() {
+                "interested" => Some(true),
+                "notinterested" => Some(false),
+                _ => None,
+            })
+            .unwrap_or(false);
+        if interested {
+            return false;
+        }
+        node.dropped_seeds.push(key);
+        self.disconnect(to, from);
+        true
     }
 
     /// Steps until every node in `nodes` completed, or `limit` of virtual time passed.
