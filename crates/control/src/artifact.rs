@@ -336,7 +336,7 @@ fn short_hex(id: &[u8; 32]) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     #![allow(
         clippy::unwrap_used,
         reason = "test code: a panic is the failure report"
@@ -359,7 +359,7 @@ mod tests {
     }
 
     /// A torrent of `files` (path, length) with 16 KiB pieces.
-    fn torrent(version: MetaVersion, files: &[(&str, u64)]) -> Torrent {
+    pub(crate) fn torrent(version: MetaVersion, files: &[(&str, u64)]) -> Torrent {
         let inputs = files
             .iter()
             .map(|(path, length)| InputFile {

@@ -26,6 +26,9 @@
 //!   ([`CredentialRecord`]).
 //! - [`selector`]: label selectors ([`Selector`]), `role=web,region=eu`, `rack in (r1,r2)`,
 //!   `!metered`: which nodes, by their labels, in the Kubernetes grammar.
+//! - [`replicated`]: the replicated state machine ([`ControlState`]): every change is a
+//!   [`Command`] applied deterministically to an [`Outcome`], with snapshots and a digest, so
+//!   server nodes applying the same log agree.
 //!
 //! Stored records ([`ArtifactRecord::encode`], [`NodeRecord::encode`]) are canonical bencode
 //! dictionaries with a `format` number; reading one back checks every field and names the bad
@@ -45,6 +48,7 @@ pub mod page_token;
 pub mod placement;
 pub mod policy;
 mod record;
+pub mod replicated;
 mod rng;
 pub mod selector;
 pub mod tracker;
@@ -69,5 +73,6 @@ pub use placement::{
 };
 pub use policy::{MAX_POLICIES, Policy, PolicyName, PolicyTable, Rules, RulesError, effective};
 pub use record::RecordError;
+pub use replicated::{Command, ControlState, Outcome, ReplicatedError};
 pub use selector::{Selector, SelectorError};
 pub use tracker::{TrackedPeer, Tracker, TrackerConfig, TrackerStats};

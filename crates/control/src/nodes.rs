@@ -303,7 +303,7 @@ impl NodeRecord {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     #![allow(
         clippy::unwrap_used,
         reason = "test code: a panic is the failure report"
@@ -425,7 +425,7 @@ mod tests {
         assert!(NodeRecord::decode(b"d6:formati9ee").is_err());
     }
 
-    fn record() -> impl Strategy<Value = NodeRecord> {
+    pub(crate) fn record() -> impl Strategy<Value = NodeRecord> {
         (
             "[a-z0-9][a-z0-9._-]{0,20}",
             prop::collection::btree_map("[a-z]{1,8}", "[a-z0-9]{0,8}", 0..5),
