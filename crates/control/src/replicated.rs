@@ -358,33 +358,7 @@ impl ControlState {
             }
             .into());
         }
-        let mut state = Self::default();
-        for record in records(&top, "artifacts")? {
-            let record = ArtifactRecord::decode(record)?;
-            let key = record.name_tag.to_string();
-            state.by_content.insert((record.content_id, key.clone()));
-            state.artifacts.insert(key, record);
-        }
-        for record in records(&top, "nodes")? {
-            let node = NodeRecord::decode(record)?;
-            state.nodes.insert(node.id.as_str().to_owned(), node);
-        }
-        for record in records(&top, "placements")? {
-            let placement = Placement::decode(record)?;
-            state
-                .placements
-                .insert(placement.name.as_str().to_owned(), placement);
-        }
-        for record in records(&top, "policies")? {
-            let policy = Policy::decode(record)?;
-            state
-                .policies
-                .insert(policy.name.as_str().to_owned(), policy);
-        }
-        for record in records(&top, "credentials")? {
-            let credential = CredentialRecord::decode(record)?;
-            state.credentials.insert(credential.id.0, credential);
-        }
+        let mut settings = Vec::new();
         for (key, value) in top.dict("settings")?.iter() {
             let key = std::str::from_utf8(key).map_err(|_| RecordError::Invalid {
                 field: "settings".into(),
@@ -395,9 +369,53 @@ impl ControlState {
                 expected: "a byte string",
                 found: value.kind(),
             })?;
-            state.settings.insert(key.to_owned(), value.to_vec());
+            settings.push((key.to_owned(), value.to_vec()));
         }
+        let artifacts = records(&top, "artifacts")?
+            .into_iter()
+            .map(ArtifactRecord::decode)
+            .collect::<Result<Vec<_>, _>>()?;
+        let state = Self::from_records(
+            artifacts,
+            decoded(&top, "nodes", NodeRecord::decode)?,
+            decoded(&top, "placements", Placement::decode)?,
+            decoded(&top, "policies", Policy::decode)?,
+            decoded(&top, "credentials", CredentialRecord::decode)?,
+            settings,
+        );
         Ok(state)
+    }
+
+    /// A state holding exactly these records (what a single-node server stored).
+    pub fn from_records(
+        artifacts: impl IntoIterator<Item = ArtifactRecord>,
+        nodes: impl IntoIterator<Item = NodeRecord>,
+        placements: impl IntoIterator<Item = Placement>,
+        policies: impl IntoIterator<Item = Policy>,
+        credentials: impl IntoIterator<Item = CredentialRecord>,
+        settings: impl IntoIterator<Item = (String, Vec<u8>)>,
+    ) -> Self {
+        let mut state = Self::default();
+        for record in artifacts {
+            let key = record.name_tag.to_string();
+            state.by_content.insert((record.content_id, key.clone()));
+            state.artifacts.insert(key, record);
+        }
+        state.nodes = nodes
+            .into_iter()
+            .map(|n| (n.id.as_str().to_owned(), n))
+            .collect();
+        state.placements = placements
+            .into_iter()
+            .map(|p| (p.name.as_str().to_owned(), p))
+            .collect();
+        state.policies = policies
+            .into_iter()
+            .map(|p| (p.name.as_str().to_owned(), p))
+            .collect();
+        state.credentials = credentials.into_iter().map(|c| (c.id.0, c)).collect();
+        state.settings = settings.into_iter().collect();
+        state
     }
 
     /// SHA-256 of [`ControlState::encode`]: equal on two nodes if and only if their states
@@ -405,6 +423,15 @@ impl ControlState {
     pub fn digest(&self) -> [u8; 32] {
         Sha256::digest(self.encode()).into()
     }
+}
+
+/// The records of list field `name`, each read with `decode`.
+fn decoded<T>(
+    fields: &Fields<'_, '_>,
+    name: &str,
+    decode: fn(&[u8]) -> Result<T, RecordError>,
+) -> Result<Vec<T>, RecordError> {
+    records(fields, name)?.into_iter().map(decode).collect()
 }
 
 /// The byte strings of list field `name`.

@@ -1,26 +1,29 @@
-//! The catalog's durable store: redb tables of artifact records by `name:tag`, an index by
-//! content id, the registered nodes, the placements, the policies, the credentials (by id;
-//! the SHA-256 of each token's secret, never the token), and the server's own settings (the
-//! page-token secret).
+//! The catalog: the control plane's replicated state ([`ControlState`]) in memory, kept
+//! durable in redb tables of artifact records by `name:tag`, the registered nodes, the
+//! placements, the policies, the credentials (by id; the SHA-256 of each token's secret, never
+//! the token), and the server's own settings (the page-token secret).
 //!
-//! Every bind is one write transaction: read what the tag holds, apply the bind rule
-//! ([`shoal_control::decide_bind`]), insert, commit. redb commits durably (fsync) before
-//! `commit` returns, so an acknowledged bind survives a crash.
+//! Every change is a [`Command`] applied by [`ControlState::apply`], the one deterministic
+//! apply a replicated control plane runs on every node; here its effect is then written in
+//! one redb write transaction, which commits durably (fsync) before the caller hears of it,
+//! so an acknowledged bind survives a crash. Reads are served from memory. A write that
+//! cannot be stored reloads the state from the tables, so memory never holds what the disk
+//! does not. (Databases from before this layout also hold a `by_content` index table, now
+//! unused: the index lives in memory.)
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use shoal_control::{
-    ArtifactRecord, BindOutcome, ContentIdPrefix, CredentialId, CredentialName, CredentialRecord,
-    NameTag, NodeRecord, Placement, Policy, decide_bind,
+    ArtifactRecord, Command, ContentIdPrefix, ControlState, CredentialId, CredentialName,
+    CredentialRecord, NameTag, NodeRecord, Outcome, Placement, Policy,
 };
 
 use crate::error::ServerError;
 
 /// `name:tag` -> the record's stored form.
 const ARTIFACTS: TableDefinition<&str, &[u8]> = TableDefinition::new("artifacts");
-/// content id (32 bytes) followed by `name:tag` -> nothing: every name bound to a content.
-const BY_CONTENT: TableDefinition<&[u8], ()> = TableDefinition::new("by_content");
 /// node id -> the node's stored form.
 const NODES: TableDefinition<&str, &[u8]> = TableDefinition::new("nodes");
 /// placement name -> the placement's stored form.
@@ -32,24 +35,24 @@ const CREDENTIALS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("credent
 /// Server settings.
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
-/// The catalog database.
+/// The catalog: the state in memory and the database that keeps it.
 pub struct Catalog {
     db: Database,
+    path: PathBuf,
+    state: RwLock<ControlState>,
 }
 
 impl Catalog {
-    /// Opens (or creates) the database at `path`.
+    /// Opens (or creates) the database at `path` and reads the state from it.
     ///
     /// # Errors
     /// [`ServerError::Store`] when the file cannot be opened (held by another process,
-    /// corrupt, no permission).
+    /// corrupt, no permission); [`ServerError::Corrupt`] when a stored record does not read.
     pub fn open(path: &Path) -> Result<Self, ServerError> {
         let db = Database::create(path).map_err(|e| ServerError::store(path, e))?;
         let txn = db.begin_write().map_err(|e| ServerError::store(path, e))?;
         {
             txn.open_table(ARTIFACTS)
-                .map_err(|e| ServerError::store(path, e))?;
-            txn.open_table(BY_CONTENT)
                 .map_err(|e| ServerError::store(path, e))?;
             txn.open_table(NODES)
                 .map_err(|e| ServerError::store(path, e))?;
@@ -63,131 +66,156 @@ impl Catalog {
                 .map_err(|e| ServerError::store(path, e))?;
         }
         txn.commit().map_err(|e| ServerError::store(path, e))?;
-        Ok(Self { db })
+        let state = load(&db)?;
+        Ok(Self {
+            db,
+            path: path.to_owned(),
+            state: RwLock::new(state),
+        })
+    }
+
+    /// The state, for reading.
+    pub(crate) fn state(&self) -> RwLockReadGuard<'_, ControlState> {
+        self.state
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Applies `command` and stores its effect durably; its outcome.
+    ///
+    /// # Errors
+    /// [`ServerError::Db`] when the store fails (the state is then read back from it).
+    pub(crate) fn execute(&self, command: &Command) -> Result<Outcome, ServerError> {
+        let mut state = self
+            .state
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let outcome = state.apply(command);
+        if let Err(e) = self.store(command, &outcome) {
+            self.reload(&mut state);
+            return Err(e);
+        }
+        Ok(outcome)
+    }
+
+    /// After a failed write: the state as the tables hold it.
+    fn reload(&self, state: &mut RwLockWriteGuard<'_, ControlState>) {
+        match load(&self.db) {
+            Ok(stored) => **state = stored,
+            Err(e) => {
+                tracing::error!(path = %self.path.display(), error = %e, "cannot read the catalog back after a failed write; restart the server")
+            }
+        }
+    }
+
+    /// Writes what `command` changed (as `outcome` says) in one durable transaction.
+    fn store(&self, command: &Command, outcome: &Outcome) -> Result<(), ServerError> {
+        let txn = self.db.begin_write()?;
+        match (command, outcome) {
+            (Command::Bind(record), Outcome::Bound { already: false, .. }) => {
+                txn.open_table(ARTIFACTS)?.insert(
+                    record.name_tag.to_string().as_str(),
+                    record.encode().as_slice(),
+                )?;
+            }
+            (Command::PutNode(node), _) => {
+                txn.open_table(NODES)?
+                    .insert(node.id.as_str(), node.encode().as_slice())?;
+            }
+            (Command::PutPlacement(placement), _) => {
+                txn.open_table(PLACEMENTS)?
+                    .insert(placement.name.as_str(), placement.encode().as_slice())?;
+            }
+            (Command::DeletePlacement(name), Outcome::Deleted(true)) => {
+                txn.open_table(PLACEMENTS)?.remove(name.as_str())?;
+            }
+            (Command::PutPolicy(policy), _) => {
+                txn.open_table(POLICIES)?
+                    .insert(policy.name.as_str(), policy.encode().as_slice())?;
+            }
+            (Command::DeletePolicy(name), Outcome::Deleted(true)) => {
+                txn.open_table(POLICIES)?.remove(name.as_str())?;
+            }
+            (Command::IssueCredential { record, .. }, Outcome::Issued(true))
+            | (Command::RevokeCredential { .. }, Outcome::Revoked(record)) => {
+                txn.open_table(CREDENTIALS)?
+                    .insert(record.id.0.as_slice(), record.encode().as_slice())?;
+            }
+            (Command::InitSetting { key, .. }, Outcome::Setting(value)) => {
+                txn.open_table(META)?
+                    .insert(key.as_str(), value.as_slice())?;
+            }
+            // Refusals and no-ops change nothing.
+            _ => return Ok(()),
+        }
+        txn.commit()?;
+        Ok(())
     }
 
     /// Binds `record.name_tag` to `record`'s content, or finds it already bound to the same
-    /// content (and returns the stored record, unchanged).
+    /// content (and returns the stored record, unchanged, and true).
     ///
     /// # Errors
     /// [`ServerError::Bind`] when the tag holds other content; [`ServerError::Db`] when the
     /// store fails.
     pub fn bind(&self, record: ArtifactRecord) -> Result<(ArtifactRecord, bool), ServerError> {
-        let txn = self.db.begin_write()?;
-        let result = {
-            let mut artifacts = txn.open_table(ARTIFACTS)?;
-            let key = record.name_tag.to_string();
-            let existing = match artifacts.get(key.as_str())? {
-                Some(bytes) => Some(ArtifactRecord::decode(bytes.value())?),
-                None => None,
-            };
-            match decide_bind(existing.as_ref(), &record)? {
-                BindOutcome::AlreadyBound => {
-                    let Some(existing) = existing else {
-                        return Err(ServerError::Internal("already bound, but no record"));
-                    };
-                    (existing, true)
-                }
-                BindOutcome::Bound => {
-                    artifacts.insert(key.as_str(), record.encode().as_slice())?;
-                    let mut index = txn.open_table(BY_CONTENT)?;
-                    index.insert(content_key(&record.content_id, &key).as_slice(), ())?;
-                    (record, false)
-                }
-            }
-        };
-        txn.commit()?;
-        Ok(result)
+        match self.execute(&Command::Bind(record))? {
+            Outcome::Bound { record, already } => Ok((record, already)),
+            Outcome::BindRefused(e) => Err(e.into()),
+            _ => Err(ServerError::Internal("a bind has a bind's outcome")),
+        }
     }
 
     /// The record bound to `name_tag`.
     ///
     /// # Errors
-    /// [`ServerError::Db`] when the store fails.
+    /// None today; reads will wait for the cluster when the catalog is replicated.
     pub fn get(&self, name_tag: &NameTag) -> Result<Option<ArtifactRecord>, ServerError> {
-        let txn = self.db.begin_read()?;
-        let artifacts = txn.open_table(ARTIFACTS)?;
-        match artifacts.get(name_tag.to_string().as_str())? {
-            Some(bytes) => Ok(Some(ArtifactRecord::decode(bytes.value())?)),
-            None => Ok(None),
-        }
+        Ok(self.state().artifact(name_tag).cloned())
     }
 
     /// The records whose content id starts with `prefix` (at most `limit`; one content may be
     /// bound under several names). Callers decide what several distinct contents mean.
     ///
     /// # Errors
-    /// [`ServerError::Db`] when the store fails.
+    /// None today; reads will wait for the cluster when the catalog is replicated.
     pub fn by_content(
         &self,
         prefix: &ContentIdPrefix,
         limit: usize,
     ) -> Result<Vec<ArtifactRecord>, ServerError> {
-        let txn = self.db.begin_read()?;
-        let index = txn.open_table(BY_CONTENT)?;
-        let artifacts = txn.open_table(ARTIFACTS)?;
-        let start = prefix.lower_bound();
-        let mut out = Vec::new();
-        for entry in index.range(start.as_slice()..)? {
-            let (key, _) = entry?;
-            let key = key.value();
-            let Some((content, name)) = key.split_first_chunk::<32>() else {
-                continue;
-            };
-            if !prefix.matches(content) || out.len() >= limit {
-                break;
-            }
-            let name = std::str::from_utf8(name).map_err(|_| ServerError::Internal("index key"))?;
-            if let Some(bytes) = artifacts.get(name)? {
-                out.push(ArtifactRecord::decode(bytes.value())?);
-            }
-        }
-        Ok(out)
+        Ok(self
+            .state()
+            .by_content(prefix, limit)
+            .into_iter()
+            .cloned()
+            .collect())
     }
 
     /// Up to `limit` records whose `name:tag` starts with `prefix`, strictly after `after`,
     /// in `name:tag` order; and whether more follow.
     ///
     /// # Errors
-    /// [`ServerError::Db`] when the store fails.
+    /// None today; reads will wait for the cluster when the catalog is replicated.
     pub fn list(
         &self,
         prefix: &str,
         after: Option<&str>,
         limit: usize,
     ) -> Result<(Vec<ArtifactRecord>, bool), ServerError> {
-        let txn = self.db.begin_read()?;
-        let artifacts = txn.open_table(ARTIFACTS)?;
-        let start = match after {
-            Some(after) if after >= prefix => after,
-            _ => prefix,
-        };
-        let mut out = Vec::new();
-        for entry in artifacts.range(start..)? {
-            let (key, value) = entry?;
-            let key = key.value();
-            if Some(key) == after {
-                continue;
-            }
-            if !key.starts_with(prefix) {
-                break;
-            }
-            if out.len() == limit {
-                return Ok((out, true));
-            }
-            out.push(ArtifactRecord::decode(value.value())?);
-        }
-        Ok((out, false))
+        let state = self.state();
+        let (records, more) = state.list(prefix, after, limit);
+        Ok((records.into_iter().cloned().collect(), more))
     }
 
-    /// Every record (for the tracker's allow-list at start).
+    /// Every info-hash a client may announce (for the tracker's allow-list at start).
     ///
     /// # Errors
-    /// [`ServerError::Db`] when the store fails.
+    /// None today; reads will wait for the cluster when the catalog is replicated.
     pub fn all_info_hashes(&self) -> Result<Vec<[u8; 20]>, ServerError> {
-        let (records, _) = self.list("", None, usize::MAX)?;
-        Ok(records
-            .iter()
+        Ok(self
+            .state()
+            .artifacts()
             .flat_map(ArtifactRecord::announce_info_hashes)
             .collect())
     }
@@ -197,15 +225,15 @@ impl Catalog {
     /// # Errors
     /// [`ServerError::Db`] when the store fails.
     pub fn put_node(&self, node: &NodeRecord) -> Result<(), ServerError> {
-        self.put(NODES, node.id.as_str(), &node.encode())
+        self.execute(&Command::PutNode(node.clone())).map(drop)
     }
 
     /// Every stored node.
     ///
     /// # Errors
-    /// [`ServerError::Db`] when the store fails.
+    /// None today; reads will wait for the cluster when the catalog is replicated.
     pub fn nodes(&self) -> Result<Vec<NodeRecord>, ServerError> {
-        self.all(NODES, NodeRecord::decode)
+        Ok(self.state().nodes().cloned().collect())
     }
 
     /// Stores a placement (one durable write transaction).
@@ -213,7 +241,8 @@ impl Catalog {
     /// # Errors
     /// [`ServerError::Db`] when the store fails.
     pub fn put_placement(&self, placement: &Placement) -> Result<(), ServerError> {
-        self.put(PLACEMENTS, placement.name.as_str(), &placement.encode())
+        self.execute(&Command::PutPlacement(placement.clone()))
+            .map(drop)
     }
 
     /// Deletes a placement; returns true if and only if it was stored.
@@ -221,23 +250,23 @@ impl Catalog {
     /// # Errors
     /// [`ServerError::Db`] when the store fails.
     pub fn delete_placement(&self, name: &str) -> Result<bool, ServerError> {
-        self.delete(PLACEMENTS, name)
+        deleted(self.execute(&Command::DeletePlacement(name.to_owned()))?)
     }
 
     /// Every stored placement.
     ///
     /// # Errors
-    /// [`ServerError::Db`] when the store fails or a record does not read.
+    /// None today; reads will wait for the cluster when the catalog is replicated.
     pub fn placements(&self) -> Result<Vec<Placement>, ServerError> {
-        self.all(PLACEMENTS, Placement::decode)
+        Ok(self.state().placements().cloned().collect())
     }
 
-    /// Stores a policy, replacing one of the same name (one durable write transaction).
+    /// Stores a policy (one durable write transaction).
     ///
     /// # Errors
     /// [`ServerError::Db`] when the store fails.
     pub fn put_policy(&self, policy: &Policy) -> Result<(), ServerError> {
-        self.put(POLICIES, policy.name.as_str(), &policy.encode())
+        self.execute(&Command::PutPolicy(policy.clone())).map(drop)
     }
 
     /// Deletes a policy; returns true if and only if it was stored.
@@ -245,41 +274,36 @@ impl Catalog {
     /// # Errors
     /// [`ServerError::Db`] when the store fails.
     pub fn delete_policy(&self, name: &str) -> Result<bool, ServerError> {
-        self.delete(POLICIES, name)
+        deleted(self.execute(&Command::DeletePolicy(name.to_owned()))?)
     }
 
     /// Every stored policy.
     ///
     /// # Errors
-    /// [`ServerError::Db`] when the store fails or a record does not read.
+    /// None today; reads will wait for the cluster when the catalog is replicated.
     pub fn policies(&self) -> Result<Vec<Policy>, ServerError> {
-        self.all(POLICIES, Policy::decode)
+        Ok(self.state().policies().cloned().collect())
     }
 
     /// The credential with id `id`, valid or revoked.
     ///
     /// # Errors
-    /// [`ServerError::Db`] when the store fails or the record does not read.
+    /// None today; reads will wait for the cluster when the catalog is replicated.
     pub fn credential(&self, id: CredentialId) -> Result<Option<CredentialRecord>, ServerError> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(CREDENTIALS)?;
-        match table.get(id.0.as_slice())? {
-            Some(bytes) => Ok(Some(CredentialRecord::decode(bytes.value())?)),
-            None => Ok(None),
-        }
+        Ok(self.state().credential(id).cloned())
     }
 
-    /// Every credential, valid and revoked, in no particular order.
+    /// Every credential, valid and revoked, in id order.
     ///
     /// # Errors
-    /// [`ServerError::Db`] when the store fails or a record does not read.
+    /// None today; reads will wait for the cluster when the catalog is replicated.
     pub fn credentials(&self) -> Result<Vec<CredentialRecord>, ServerError> {
-        self.all(CREDENTIALS, CredentialRecord::decode)
+        Ok(self.state().credentials().cloned().collect())
     }
 
-    /// Stores a new credential, in one write transaction with the check that no valid
-    /// credential has its name (and, when `only_if_none`, that there is no credential at all:
-    /// the bootstrap admin). Returns false if and only if `only_if_none` and one exists.
+    /// Stores a new credential unless a valid credential has its name (and, when
+    /// `only_if_none`, unless there is any credential: the bootstrap admin). Returns false if
+    /// and only if `only_if_none` and one exists.
     ///
     /// # Errors
     /// [`ServerError::CredentialExists`] when a valid credential has the name;
@@ -289,30 +313,22 @@ impl Catalog {
         record: &CredentialRecord,
         only_if_none: bool,
     ) -> Result<bool, ServerError> {
-        let txn = self.db.begin_write()?;
-        {
-            let mut table = txn.open_table(CREDENTIALS)?;
-            if only_if_none && !table.is_empty()? {
-                return Ok(false);
+        let command = Command::IssueCredential {
+            record: record.clone(),
+            only_if_none,
+        };
+        match self.execute(&command)? {
+            Outcome::Issued(issued) => Ok(issued),
+            Outcome::CredentialNameTaken(name) => {
+                Err(ServerError::CredentialExists(name.to_string()))
             }
-            for entry in table.iter()? {
-                let (_, value) = entry?;
-                let other = CredentialRecord::decode(value.value())?;
-                if other.name == record.name && other.revoked_ms.is_none() {
-                    return Err(ServerError::CredentialExists(record.name.to_string()));
-                }
-            }
-            if table.get(record.id.0.as_slice())?.is_some() {
-                // 64 random bits collided: astronomically rare, and refused rather than
-                // overwriting someone's credential.
-                return Err(ServerError::Internal(
-                    "credential id collision; issue again",
-                ));
-            }
-            table.insert(record.id.0.as_slice(), record.encode().as_slice())?;
+            // 64 random bits collided: astronomically rare, and refused rather than
+            // overwriting someone's credential.
+            Outcome::CredentialIdTaken => Err(ServerError::Internal(
+                "credential id collision; issue again",
+            )),
+            _ => Err(ServerError::Internal("an issue has an issue's outcome")),
         }
-        txn.commit()?;
-        Ok(true)
     }
 
     /// Revokes the valid credential named `name` at `now_ms`; the revoked record.
@@ -325,27 +341,19 @@ impl Catalog {
         name: &CredentialName,
         now_ms: u64,
     ) -> Result<CredentialRecord, ServerError> {
-        let txn = self.db.begin_write()?;
-        let revoked = {
-            let mut table = txn.open_table(CREDENTIALS)?;
-            let mut found = None;
-            for entry in table.iter()? {
-                let (_, value) = entry?;
-                let record = CredentialRecord::decode(value.value())?;
-                if &record.name == name && record.revoked_ms.is_none() {
-                    found = Some(record);
-                    break;
-                }
-            }
-            let Some(mut record) = found else {
-                return Err(ServerError::CredentialNotFound(name.to_string()));
-            };
-            record.revoked_ms = Some(now_ms);
-            table.insert(record.id.0.as_slice(), record.encode().as_slice())?;
-            record
+        let command = Command::RevokeCredential {
+            name: name.clone(),
+            at_ms: now_ms,
         };
-        txn.commit()?;
-        Ok(revoked)
+        match self.execute(&command)? {
+            Outcome::Revoked(record) => Ok(record),
+            Outcome::CredentialNotFound(name) => {
+                Err(ServerError::CredentialNotFound(name.to_string()))
+            }
+            _ => Err(ServerError::Internal(
+                "a revocation has a revocation's outcome",
+            )),
+        }
     }
 
     /// The setting `key`, created with `make` the first time it is asked for.
@@ -357,67 +365,67 @@ impl Catalog {
         key: &str,
         make: impl FnOnce() -> Vec<u8>,
     ) -> Result<Vec<u8>, ServerError> {
-        let txn = self.db.begin_write()?;
-        let value = {
-            let mut meta = txn.open_table(META)?;
-            let existing = meta.get(key)?.map(|v| v.value().to_vec());
-            match existing {
-                Some(v) => v,
-                None => {
-                    let v = make();
-                    meta.insert(key, v.as_slice())?;
-                    v
-                }
-            }
-        };
-        txn.commit()?;
-        Ok(value)
-    }
-}
-
-impl Catalog {
-    /// Stores `value` under `key` in `table`, replacing what was there (one durable write
-    /// transaction).
-    fn put(
-        &self,
-        table: TableDefinition<&str, &[u8]>,
-        key: &str,
-        value: &[u8],
-    ) -> Result<(), ServerError> {
-        let txn = self.db.begin_write()?;
-        txn.open_table(table)?.insert(key, value)?;
-        txn.commit()?;
-        Ok(())
-    }
-
-    /// Deletes `key` from `table`; returns true if and only if it was stored.
-    fn delete(&self, table: TableDefinition<&str, &[u8]>, key: &str) -> Result<bool, ServerError> {
-        let txn = self.db.begin_write()?;
-        let existed = txn.open_table(table)?.remove(key)?.is_some();
-        txn.commit()?;
-        Ok(existed)
-    }
-
-    /// Every record of `table`, read with `decode`.
-    fn all<K: redb::Key + 'static, T>(
-        &self,
-        table: TableDefinition<K, &[u8]>,
-        decode: impl Fn(&[u8]) -> Result<T, shoal_control::RecordError>,
-    ) -> Result<Vec<T>, ServerError> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(table)?;
-        let mut out = Vec::new();
-        for entry in table.iter()? {
-            let (_, value) = entry?;
-            out.push(decode(value.value())?);
+        if let Some(value) = self.state().setting(key) {
+            return Ok(value.to_vec());
         }
-        Ok(out)
+        let command = Command::InitSetting {
+            key: key.to_owned(),
+            value: make(),
+        };
+        match self.execute(&command)? {
+            Outcome::Setting(value) => Ok(value),
+            _ => Err(ServerError::Internal("a setting has a setting's outcome")),
+        }
     }
 }
 
-fn content_key(content_id: &[u8; 32], name_tag: &str) -> Vec<u8> {
-    let mut key = Vec::with_capacity(32 + name_tag.len());
-    key.extend_from_slice(content_id);
-    key.extend_from_slice(name_tag.as_bytes());
-    key
+fn deleted(outcome: Outcome) -> Result<bool, ServerError> {
+    match outcome {
+        Outcome::Deleted(existed) => Ok(existed),
+        _ => Err(ServerError::Internal("a removal has a removal's outcome")),
+    }
+}
+
+/// The state the tables hold.
+fn load(db: &Database) -> Result<ControlState, ServerError> {
+    let txn = db.begin_read()?;
+    let artifacts = all(&txn, ARTIFACTS, |b| {
+        ArtifactRecord::decode(b).map_err(Into::into)
+    })?;
+    let nodes = all(&txn, NODES, |b| NodeRecord::decode(b).map_err(Into::into))?;
+    let placements = all(&txn, PLACEMENTS, |b| {
+        Placement::decode(b).map_err(Into::into)
+    })?;
+    let policies = all(&txn, POLICIES, |b| Policy::decode(b).map_err(Into::into))?;
+    let credentials = all(&txn, CREDENTIALS, |b| {
+        CredentialRecord::decode(b).map_err(Into::into)
+    })?;
+    let mut settings = Vec::new();
+    for entry in txn.open_table(META)?.iter()? {
+        let (key, value) = entry?;
+        settings.push((key.value().to_owned(), value.value().to_vec()));
+    }
+    Ok(ControlState::from_records(
+        artifacts,
+        nodes,
+        placements,
+        policies,
+        credentials,
+        settings,
+    ))
+}
+
+/// Every record of `table`, read with `decode`.
+fn all<K: redb::Key + 'static, T>(
+    txn: &redb::ReadTransaction,
+    table: TableDefinition<K, &[u8]>,
+    decode: impl Fn(&[u8]) -> Result<T, ServerError>,
+) -> Result<Vec<T>, ServerError> {
+    let table = txn.open_table(table)?;
+    let mut out = Vec::new();
+    for entry in table.iter()? {
+        let (_, value) = entry?;
+        out.push(decode(value.value())?);
+    }
+    Ok(out)
 }
