@@ -104,6 +104,9 @@ pub enum Outcome {
     CredentialNotFound(CredentialName),
     /// The value a setting holds.
     Setting(Vec<u8>),
+    /// A log entry that does not read as a command (written by a newer version, or corrupt):
+    /// applied as nothing, on every node alike.
+    Unreadable(String),
 }
 
 /// Why a command, outcome or snapshot could not be read.
@@ -132,6 +135,15 @@ pub struct ControlState {
 }
 
 impl ControlState {
+    /// Carries out the command encoded in `entry` (a log entry); an entry that does not read
+    /// changes nothing and says why. Deterministic, like [`ControlState::apply`].
+    pub fn apply_entry(&mut self, entry: &[u8]) -> Outcome {
+        match Command::decode(entry) {
+            Ok(command) => self.apply(&command),
+            Err(e) => Outcome::Unreadable(e.to_string()),
+        }
+    }
+
     /// Carries out `command`. Deterministic: depends on nothing but the state and the command.
     pub fn apply(&mut self, command: &Command) -> Outcome {
         match command {
@@ -587,6 +599,10 @@ impl Outcome {
                 d.insert(b"value".as_slice(), value.as_slice());
                 "setting"
             }
+            Outcome::Unreadable(reason) => {
+                d.insert(b"reason".as_slice(), reason.as_str());
+                "unreadable"
+            }
         };
         d.insert(b"kind".as_slice(), kind);
         shoal_bencode::encode(&Value::Dict(d))
@@ -616,6 +632,7 @@ impl Outcome {
             "revoked" => Outcome::Revoked(CredentialRecord::decode(f.bytes("record")?)?),
             "credential not found" => Outcome::CredentialNotFound(f.parsed("name")?),
             "setting" => Outcome::Setting(f.bytes("value")?.to_vec()),
+            "unreadable" => Outcome::Unreadable(f.str("reason")?.to_owned()),
             other => {
                 return Err(f
                     .invalid("kind", format!("unknown outcome {other:?}"))
@@ -866,6 +883,10 @@ mod tests {
         #[test]
         fn decoding_arbitrary_bytes_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
             let _ = Command::decode(&bytes);
+            let mut state = ControlState::default();
+            if let Outcome::Unreadable(_) = state.apply_entry(&bytes) {
+                prop_assert_eq!(&state, &ControlState::default());
+            }
             let _ = Outcome::decode(&bytes);
             let _ = ControlState::decode(&bytes);
         }
