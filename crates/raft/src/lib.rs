@@ -31,15 +31,13 @@ mod proto {
     tonic::include_proto!("shoal.raft.v1");
 }
 
-// pub use error::Error;
-/*pub use node::{
-    MemberStatus, RaftConfig, RaftNode, Role, Status, MAX_COMMAND_LEN,
-};
-pub use service::RaftService;*/
+pub use error::Error;
+pub use node::{MAX_COMMAND_LEN, MemberStatus, RaftConfig, RaftNode, Role, Status};
+pub use service::RaftService;
 pub use types::{Incarnation, Member, NodeId};
 
 /// The tonic server of the `shoal.raft.v1.Raft` service, as [`RaftNode::service`] returns it.
-// pub type RaftServer = proto::raft_server::RaftServer<RaftService>;
+pub type RaftServer = proto::raft_server::RaftServer<RaftService>;
 
 /// The replicated state, applied in log order. Must be deterministic: the same commands in the
 /// same order give the same state and the same responses on every node.
