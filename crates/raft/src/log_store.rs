@@ -74,7 +74,23 @@ fn decode<T: serde::de::DeserializeOwned>(
 /// replication tasks use.
 #[derive(Clone)]
 pub(crate) struct LogStore {
-    db: Arc<Database>,
+    db: Arc<Handle>,
+}
+
+/// The open database, and what says it is closed (its file lock released): after the last
+/// clone is dropped *and* redb has finished closing the file. Fields drop in declaration order,
+/// so `closer` fires after `db` is gone.
+struct Handle {
+    db: Database,
+    closer: Closer,
+}
+
+struct Closer(tokio::sync::watch::Sender<bool>);
+
+impl Drop for Closer {
+    fn drop(&mut self) {
+        self.0.send_replace(true);
+    }
 }
 
 impl LogStore {
@@ -85,7 +101,18 @@ impl LogStore {
         txn.open_table(LOG).map_err(redb_err)?;
         txn.open_table(META).map_err(redb_err)?;
         txn.commit().map_err(redb_err)?;
-        Ok(Self { db: Arc::new(db) })
+        let (closed, _) = tokio::sync::watch::channel(false);
+        Ok(Self {
+            db: Arc::new(Handle {
+                db,
+                closer: Closer(closed),
+            }),
+        })
+    }
+
+    /// Becomes true once every clone of this store is gone and the file is closed.
+    pub(crate) fn watch_closed(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.db.closer.0.subscribe()
     }
 
     /// The node id and incarnation this store belongs to, recording them at the first start:
@@ -105,7 +132,7 @@ impl LogStore {
             Ok(r) => Incarnation(r),
             Err(e) => return Ok(Err(e)),
         };
-        let txn = self.db.begin_write().map_err(redb_err)?;
+        let txn = self.db.db.begin_write().map_err(redb_err)?;
         {
             let mut meta = txn.open_table(META).map_err(redb_err)?;
             meta.insert(NODE_ID, encode("node id", &id)?.as_slice())
@@ -121,7 +148,7 @@ impl LogStore {
         &self,
         key: &'static str,
     ) -> Result<Option<T>, LogStoreError> {
-        let txn = self.db.begin_read().map_err(redb_err)?;
+        let txn = self.db.db.begin_read().map_err(redb_err)?;
         let meta = txn.open_table(META).map_err(redb_err)?;
         let value = meta.get(key).map_err(redb_err)?;
         value.map(|v| decode(key, v.value())).transpose()
@@ -134,7 +161,7 @@ impl LogStore {
         F: FnOnce(&Database) -> Result<T, LogStoreError> + Send + 'static,
     {
         let db = Arc::clone(&self.db);
-        tokio::task::spawn_blocking(move || f(&db))
+        tokio::task::spawn_blocking(move || f(&db.db))
             .await
             .map_err(|e| LogStoreError::Task(e.to_string()))?
     }

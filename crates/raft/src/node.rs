@@ -146,6 +146,8 @@ pub struct RaftNode<S: StateMachine> {
     shared: Arc<Shared<S>>,
     peers: Peers,
     service: RaftService,
+    /// True once openraft has dropped every handle on the log file and it is closed.
+    log_closed: tokio::sync::watch::Receiver<bool>,
 }
 
 /// How one attempt at a write or a read failed, for the retry loop.
@@ -208,6 +210,7 @@ impl<S: StateMachine> RaftNode<S> {
             message: e.to_string(),
         })?;
         let shared = sm.shared();
+        let log_closed = log.watch_closed();
         let peers = Peers::new(config.id, bearer);
         let network = Network {
             peers: peers.clone(),
@@ -228,6 +231,7 @@ impl<S: StateMachine> RaftNode<S> {
             shared,
             peers,
             service,
+            log_closed,
         })
     }
 
@@ -594,17 +598,28 @@ impl<S: StateMachine> RaftNode<S> {
         })
     }
 
-    /// Stops openraft. The mounted service then answers every call with an error; stop the
-    /// server too.
+    /// Stops openraft and waits (up to 10 s) until its tasks have let go of the log file, so
+    /// the data directory can be opened again. The mounted service then answers every call
+    /// with an error; stop the server too.
     ///
     /// # Errors
     ///
     /// [`Error::Stopped`] if openraft's task had already failed.
     pub async fn shutdown(&self) -> Result<(), Error> {
-        self.raft.shutdown().await.map_err(|e| Error::Stopped {
+        let result = self.raft.shutdown().await.map_err(|e| Error::Stopped {
             id: self.id,
             reason: e.to_string(),
-        })
+        });
+        // Replication tasks and blocking storage calls end shortly after the core does.
+        let mut closed = self.log_closed.clone();
+        let wait = closed.wait_for(|closed| *closed);
+        if tokio::time::timeout(Duration::from_secs(10), wait)
+            .await
+            .is_err()
+        {
+            tracing::warn!(id = self.id, "raft log file still open 10 s after shutdown");
+        }
+        result
     }
 
     fn metrics(&self) -> RaftMetrics<NodeId, Member> {

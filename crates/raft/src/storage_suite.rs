@@ -1,6 +1,8 @@
 //! openraft's own storage conformance suite (`openraft::testing::Suite`) run against the redb
 //! log store and the state machine store, each test on a fresh directory.
 
+#![allow(clippy::panic, reason = "test code: a panic is the failure report")]
+
 use openraft::testing::{StoreBuilder, Suite};
 
 use crate::StateMachine;
@@ -42,6 +44,8 @@ impl StoreBuilder<TypeConfig, LogStore, SmStore<Concat>, tempfile::TempDir> for 
 }
 
 #[test]
-fn openraft_storage_suite_passes() -> Result<(), StorageError> {
-    Suite::test_all(Builder)
+fn openraft_storage_suite_passes() {
+    if let Err(e) = Suite::test_all(Builder) {
+        panic!("openraft's storage suite failed: {e}");
+    }
 }
