@@ -209,12 +209,11 @@ impl Cluster {
             for m in self.members.values() {
                 leaders.insert(m.node.status().await.ok().and_then(|s| s.leader));
             }
-            if leaders.len() == 1 {
-                if let Some(Some(l)) = leaders.into_iter().next() {
-                    if self.members.contains_key(&l) {
-                        return l;
-                    }
-                }
+            if leaders.len() == 1
+                && let Some(Some(l)) = leaders.into_iter().next()
+                && self.members.contains_key(&l)
+            {
+                return l;
             }
             assert!(
                 start.elapsed() < PATIENCE,
