@@ -90,18 +90,7 @@ impl RaftService {
                 message.from, target.node_id, self.inner.id, target.node_id
             )));
         }
-        let incarnation = Incarnation::from_bytes(&target.incarnation);
-        if incarnation != Some(self.inner.incarnation) {
-            return Err(Status::failed_precondition(format!(
-                "node {} was wiped or reinstalled: the cluster knows incarnation {}, this is incarnation {}; \
-                 it lost the votes and entries it had, so it is refused. Remove node {} from the cluster and add this server under a new id",
-                self.inner.id,
-                incarnation.map_or_else(|| "(malformed)".to_owned(), |i| i.to_string()),
-                self.inner.incarnation,
-                self.inner.id,
-            )));
-        }
-        Ok(())
+        check_incarnation(self.inner.id, self.inner.incarnation, &target.incarnation)
     }
 
     fn decode<T: DeserializeOwned>(payload: &[u8]) -> Result<T, Status> {
@@ -114,6 +103,20 @@ impl RaftService {
             .map(|payload| Response::new(proto::RaftReply { payload }))
             .map_err(|e| Status::internal(format!("cannot encode the raft reply: {e}")))
     }
+}
+
+/// Refuses a call meant for another life of this node: the caller knows `presented`, this node
+/// is `incarnation`.
+fn check_incarnation(id: NodeId, incarnation: Incarnation, presented: &[u8]) -> Result<(), Status> {
+    let presented = Incarnation::from_bytes(presented);
+    if presented == Some(incarnation) {
+        return Ok(());
+    }
+    Err(Status::failed_precondition(format!(
+        "node {id} was wiped or reinstalled: the cluster knows incarnation {}, this is incarnation {incarnation}; \
+         it lost the votes and entries it had, so it is refused. Remove node {id} from the cluster and add this server under a new id",
+        presented.map_or_else(|| "(malformed)".to_owned(), |i| i.to_string()),
+    )))
 }
 
 #[tonic::async_trait]
@@ -151,6 +154,13 @@ impl raft_server::Raft for RaftService {
     ) -> Result<Response<proto::RaftReply>, Status> {
         self.admit(&request)?;
         let command = request.into_inner().payload;
+        if command.len() > crate::MAX_COMMAND_LEN {
+            return Err(Status::invalid_argument(format!(
+                "a raft command of {} bytes is over the limit of {} bytes",
+                command.len(),
+                crate::MAX_COMMAND_LEN
+            )));
+        }
         let result: ClientWriteReply = self.inner.raft.client_write(command).await.map(|r| r.data);
         Self::reply(&result)
     }
@@ -178,5 +188,31 @@ impl raft_server::Raft for RaftService {
             node_id: self.inner.id,
             incarnation: self.inner.incarnation.to_bytes().to_vec(),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn another_incarnation_is_refused_with_what_to_do() {
+        let me = Incarnation(0xabc);
+        assert!(check_incarnation(3, me, &me.to_bytes()).is_ok());
+        let old = Incarnation(0x123).to_bytes();
+        let refused = check_incarnation(3, me, &old).unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
+        assert!(
+            refused.message().contains("node 3 was wiped"),
+            "{}",
+            refused.message()
+        );
+        assert!(
+            refused.message().contains("new id"),
+            "{}",
+            refused.message()
+        );
+        let malformed = check_incarnation(3, me, &[1, 2]).unwrap_err();
+        assert!(malformed.message().contains("(malformed)"));
     }
 }
