@@ -332,3 +332,36 @@ fn every_control_plane_method_authorizes_its_caller() {
         "found only {methods} service methods; has the layout changed?"
     );
 }
+
+/// Only `crates/raft` names openraft: the rest of Shoal sees `shoal_raft`'s own types, so the
+/// consensus library can be upgraded or replaced in one crate.
+#[test]
+fn only_the_raft_crate_depends_on_openraft() {
+    let ws = workspace();
+    for (name, (_, dir, _)) in &ws.members {
+        if name == "shoal-raft" {
+            continue;
+        }
+        let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).expect("Cargo.toml");
+        for line in manifest.lines() {
+            let key = line
+                .trim_start()
+                .split(['=', '.', ' '])
+                .next()
+                .unwrap_or("");
+            assert!(
+                key != "openraft" && !line.contains("package = \"openraft\""),
+                "{name} depends on openraft; only crates/raft may (use shoal_raft instead)"
+            );
+        }
+    }
+    let raft = ws
+        .members
+        .get("shoal-raft")
+        .expect("the raft crate is a member");
+    let manifest = std::fs::read_to_string(raft.1.join("Cargo.toml")).expect("Cargo.toml");
+    assert!(
+        manifest.contains("openraft = { version = \"=0.9.25\""),
+        "crates/raft pins openraft exactly (see ARCHITECTURE.md, Why openraft 0.9.25)"
+    );
+}
