@@ -1,6 +1,8 @@
 //! Clusters of real `RaftNode`s in one process, talking gRPC over loopback: bootstrap, writes
 //! and reads through any member, leader loss, restarts, catching up through a snapshot, refusing
-//! a wiped node and a reused id, and no acknowledged write lost when the leader dies.
+//! a wiped node and a reused id, and no acknowledged write lost when the leader dies; and the
+//! control plane's own state machine (`shoal_control::ControlState`) replicated with binds
+//! racing through every member.
 //!
 //! Nothing here asserts a duration: every wait is a generous deadline, so a loaded 2-core CI
 //! machine is slow, not flaky.
@@ -100,18 +102,18 @@ impl Default for Options {
 }
 
 /// One running member and its gRPC server.
-struct Member {
+struct Member<S: StateMachine = Binds> {
     id: NodeId,
     addr: SocketAddr,
     dir: PathBuf,
-    node: Arc<RaftNode<Binds>>,
+    node: Arc<RaftNode<S>>,
     stop: Option<oneshot::Sender<()>>,
     server: JoinHandle<()>,
 }
 
-impl Member {
+impl<S: StateMachine + Default> Member<S> {
     /// Starts node `id` on `addr` (port 0 picks one) with its data in `dir`.
-    async fn start(id: NodeId, addr: SocketAddr, dir: &Path, options: &Options) -> Member {
+    async fn start(id: NodeId, addr: SocketAddr, dir: &Path, options: &Options) -> Member<S> {
         let listener = TcpListener::bind(addr).await.expect("bind");
         let addr = listener.local_addr().unwrap();
         let mut config = RaftConfig::new(
@@ -125,11 +127,7 @@ impl Member {
         config.snapshot_threshold = options.snapshot_threshold;
         config.logs_kept_after_snapshot = options.logs_kept;
         config.leader_wait = Duration::from_secs(30);
-        let node = Arc::new(
-            RaftNode::start(config, Binds::default())
-                .await
-                .expect("start"),
-        );
+        let node = Arc::new(RaftNode::start(config, S::default()).await.expect("start"));
         let (stop, stopped) = oneshot::channel::<()>();
         let service = node.service();
         let server = tokio::spawn(async move {
@@ -170,14 +168,14 @@ impl Member {
     }
 }
 
-struct Cluster {
+struct Cluster<S: StateMachine = Binds> {
     _tmp: tempfile::TempDir,
-    members: BTreeMap<NodeId, Member>,
+    members: BTreeMap<NodeId, Member<S>>,
 }
 
-impl Cluster {
+impl<S: StateMachine + Default> Cluster<S> {
     /// Starts nodes 1..=n on 127.0.0.(10+id) and bootstraps them from node 1.
-    async fn start(n: u64, options: &Options) -> Cluster {
+    async fn start(n: u64, options: &Options) -> Cluster<S> {
         let tmp = tempfile::tempdir().unwrap();
         let mut members = BTreeMap::new();
         for id in 1..=n {
@@ -197,7 +195,7 @@ impl Cluster {
         Cluster { _tmp: tmp, members }
     }
 
-    fn node(&self, id: NodeId) -> &Arc<RaftNode<Binds>> {
+    fn node(&self, id: NodeId) -> &Arc<RaftNode<S>> {
         &self.members[&id].node
     }
 
@@ -230,9 +228,15 @@ impl Cluster {
     /// Writes with retries over the transition of a leader change; only for setup writes whose
     /// outcome the test does not judge.
     async fn write(&self, via: NodeId, key: &str, value: &str) -> Vec<u8> {
+        self.write_command(via, bind(key, value)).await
+    }
+
+    /// Writes `command` with retries over the transition of a leader change.
+    async fn write_command(&self, via: NodeId, command: Vec<u8>) -> Vec<u8> {
+        let key = "the command";
         let start = Instant::now();
         loop {
-            match self.node(via).write(bind(key, value)).await {
+            match self.node(via).write(command.clone()).await {
                 Ok(r) => return r,
                 Err(e) => {
                     assert!(start.elapsed() < PATIENCE, "write {key} via {via}: {e}");
@@ -257,7 +261,7 @@ impl Cluster {
     }
 }
 
-async fn read(node: &RaftNode<Binds>) -> Vec<u8> {
+async fn read<S: StateMachine>(node: &RaftNode<S>) -> Vec<u8> {
     let start = Instant::now();
     loop {
         match node.read_linearizable(|sm| sm.snapshot()).await {
@@ -288,7 +292,7 @@ async fn has_key(node: &RaftNode<Binds>, key: &str, value: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_replicate_writes_made_through_a_follower() {
-    let cluster = Cluster::start(3, &Options::default()).await;
+    let cluster = Cluster::<Binds>::start(3, &Options::default()).await;
     let leader = cluster.leader().await;
     let follower = cluster.follower(leader);
     for i in 0..20 {
@@ -341,7 +345,7 @@ async fn three_nodes_replicate_writes_made_through_a_follower() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_leader_is_elected_when_the_leader_stops_and_writes_continue() {
-    let mut cluster = Cluster::start(3, &Options::default()).await;
+    let mut cluster = Cluster::<Binds>::start(3, &Options::default()).await;
     let old = cluster.leader().await;
     cluster.write(old, "before", "1").await;
     let killed = Instant::now();
@@ -361,7 +365,7 @@ async fn a_new_leader_is_elected_when_the_leader_stops_and_writes_continue() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_node_catches_up_from_its_data_dir() {
-    let mut cluster = Cluster::start(3, &Options::default()).await;
+    let mut cluster = Cluster::<Binds>::start(3, &Options::default()).await;
     let leader = cluster.leader().await;
     for i in 0..5 {
         cluster.write(leader, &format!("a{i}"), "x").await;
@@ -371,7 +375,7 @@ async fn a_restarted_node_catches_up_from_its_data_dir() {
     for i in 0..10 {
         cluster.write(leader, &format!("b{i}"), "y").await;
     }
-    let member = Member::start(id, addr, &dir, &Options::default()).await;
+    let member = Member::<Binds>::start(id, addr, &dir, &Options::default()).await;
     cluster.members.insert(id, member);
     assert!(has_key(cluster.node(id), "b9", "y").await);
     cluster.converged().await;
@@ -383,7 +387,7 @@ async fn a_node_far_behind_catches_up_through_a_snapshot() {
         snapshot_threshold: 5,
         logs_kept: 0,
     };
-    let mut cluster = Cluster::start(3, &options).await;
+    let mut cluster = Cluster::<Binds>::start(3, &options).await;
     let leader = cluster.leader().await;
     let follower = cluster.follower(leader);
     let (id, addr, dir) = cluster.members.remove(&follower).unwrap().kill().await;
@@ -400,7 +404,7 @@ async fn a_node_far_behind_catches_up_through_a_snapshot() {
         assert!(start.elapsed() < PATIENCE, "no snapshot: {status:?}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let member = Member::start(id, addr, &dir, &options).await;
+    let member = Member::<Binds>::start(id, addr, &dir, &options).await;
     cluster.members.insert(id, member);
     assert!(has_key(cluster.node(id), "k39", "v").await);
     let status = cluster.node(id).status().await.unwrap();
@@ -409,7 +413,7 @@ async fn a_node_far_behind_catches_up_through_a_snapshot() {
 
     // The snapshot on disk restores the node after another restart.
     let (id, addr, dir) = cluster.members.remove(&id).unwrap().kill().await;
-    let member = Member::start(id, addr, &dir, &options).await;
+    let member = Member::<Binds>::start(id, addr, &dir, &options).await;
     cluster.members.insert(id, member);
     assert!(has_key(cluster.node(id), "k0", "v").await);
     cluster.converged().await;
@@ -417,14 +421,14 @@ async fn a_node_far_behind_catches_up_through_a_snapshot() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wiped_node_under_an_old_id_is_refused() {
-    let mut cluster = Cluster::start(3, &Options::default()).await;
+    let mut cluster = Cluster::<Binds>::start(3, &Options::default()).await;
     let leader = cluster.leader().await;
     cluster.write(leader, "first", "1").await;
     let follower = cluster.follower(leader);
     let old_incarnation = cluster.node(follower).incarnation();
     let (id, addr, dir) = cluster.members.remove(&follower).unwrap().kill().await;
     std::fs::remove_dir_all(&dir).unwrap();
-    let wiped = Member::start(id, addr, &dir, &Options::default()).await;
+    let wiped = Member::<Binds>::start(id, addr, &dir, &Options::default()).await;
     assert_ne!(wiped.node.incarnation(), old_incarnation);
     for i in 0..5 {
         cluster.write(leader, &format!("later{i}"), "2").await;
@@ -443,7 +447,7 @@ async fn a_wiped_node_under_an_old_id_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_removed_id_cannot_be_added_again_and_a_new_one_can() {
-    let mut cluster = Cluster::start(3, &Options::default()).await;
+    let mut cluster = Cluster::<Binds>::start(3, &Options::default()).await;
     let leader = cluster.leader().await;
     cluster.write(leader, "a", "1").await;
     let follower = cluster.follower(leader);
@@ -467,7 +471,7 @@ async fn a_removed_id_cannot_be_added_again_and_a_new_one_can() {
 
     // Same id, wiped or not: refused, durably (also after the leader's restart).
     std::fs::remove_dir_all(&dir).unwrap();
-    let again = Member::start(id, addr, &dir, &Options::default()).await;
+    let again = Member::<Binds>::start(id, addr, &dir, &Options::default()).await;
     let refused = cluster.node(leader).add_member(id, addr.to_string()).await;
     assert!(
         matches!(refused, Err(Error::IdUsedBefore { id: i }) if i == id),
@@ -479,7 +483,7 @@ async fn a_removed_id_cannot_be_added_again_and_a_new_one_can() {
     let (lid, laddr, ldir) = cluster.members.remove(&leader).unwrap().kill().await;
     cluster.members.insert(
         lid,
-        Member::start(lid, laddr, &ldir, &Options::default()).await,
+        Member::<Binds>::start(lid, laddr, &ldir, &Options::default()).await,
     );
     let leader = cluster.leader().await;
     let refused = cluster.node(leader).add_member(id, addr.to_string()).await;
@@ -490,7 +494,7 @@ async fn a_removed_id_cannot_be_added_again_and_a_new_one_can() {
 
     // A new server under a new id joins as a learner and then a voter.
     let tmp = tempfile::tempdir().unwrap();
-    let newcomer = Member::start(
+    let newcomer = Member::<Binds>::start(
         7,
         "127.0.0.17:0".parse().unwrap(),
         tmp.path(),
@@ -518,7 +522,7 @@ async fn a_removed_id_cannot_be_added_again_and_a_new_one_can() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_acknowledged_write_is_lost_when_the_leader_dies() {
-    let mut cluster = Cluster::start(3, &Options::default()).await;
+    let mut cluster = Cluster::<Binds>::start(3, &Options::default()).await;
     let leader = cluster.leader().await;
     let running = Arc::new(AtomicBool::new(true));
     let acknowledged = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
@@ -585,4 +589,128 @@ async fn no_acknowledged_write_is_lost_when_the_leader_dies() {
         );
     }
     cluster.converged().await;
+}
+
+/// The control plane's state machine as the server replicates it.
+#[derive(Default)]
+struct Replica(shoal_control::ControlState);
+
+impl StateMachine for Replica {
+    fn apply(&mut self, command: &[u8]) -> Vec<u8> {
+        self.0.apply_entry(command).encode()
+    }
+
+    fn snapshot(&self) -> Vec<u8> {
+        self.0.encode()
+    }
+
+    fn restore(&mut self, snapshot: &[u8]) -> Result<(), String> {
+        self.0 = shoal_control::ControlState::decode(snapshot).map_err(|e| e.to_string())?;
+        Ok(())
+    }
+}
+
+/// An artifact record of `len` bytes of content `fill`, bound as `name_tag`.
+fn artifact(fill: u8, len: usize) -> shoal_control::ArtifactRecord {
+    use shoal_metainfo::create::{CreateOptions, InputFile, Plan};
+    use shoal_metainfo::{MetaVersion, PathComponent, TorrentPath};
+    let data = vec![fill; len];
+    let name = PathComponent::new("payload.bin").unwrap();
+    let input = InputFile {
+        path: TorrentPath::new(vec![name.clone()]).unwrap(),
+        length: len as u64,
+        executable: false,
+    };
+    let options = CreateOptions {
+        version: MetaVersion::Hybrid,
+        piece_length: Some(16 * 1024),
+        ..CreateOptions::default()
+    };
+    let plan = Plan::new(name, vec![input], true, options).unwrap();
+    let results: Vec<_> = plan
+        .units()
+        .iter()
+        .enumerate()
+        .map(|(i, u)| {
+            let r = u.reads[0];
+            u.hash(i, &data[r.offset as usize..(r.offset + r.len) as usize])
+                .unwrap()
+        })
+        .collect();
+    let torrent = plan.finish(&results).unwrap();
+    shoal_control::ArtifactRecord::from_torrent("x:1".parse().unwrap(), &torrent, "ci", 1).unwrap()
+}
+
+fn bind_as(record: &shoal_control::ArtifactRecord, name_tag: &str) -> Vec<u8> {
+    let mut record = record.clone();
+    record.name_tag = name_tag.parse().unwrap();
+    shoal_control::Command::Bind(record).encode()
+}
+
+/// Two publishers race to bind the same tags to different contents through different members:
+/// each tag ends bound to exactly one content, the loser is told which, every member holds the
+/// same state (digest), and so do the survivors after the leader dies and binds go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_control_state_binds_each_tag_once_when_publishers_race_through_every_member() {
+    use shoal_control::{BindError, ControlState, Outcome};
+    let mut cluster = Cluster::<Replica>::start(3, &Options::default()).await;
+    let (a, b) = (artifact(1, 40_000), artifact(2, 40_000));
+    assert_ne!(a.content_id, b.content_id);
+    let leader = cluster.leader().await;
+    let mut winners = BTreeMap::new();
+    for i in 0..10 {
+        let name = format!("app:{i}");
+        let (first, second) = tokio::join!(
+            cluster.write_command(1, bind_as(&a, &name)),
+            cluster.write_command(2, bind_as(&b, &name))
+        );
+        let outcomes = [first, second].map(|bytes| Outcome::decode(&bytes).unwrap());
+        let bound: Vec<[u8; 32]> = outcomes
+            .iter()
+            .filter_map(|o| match o {
+                Outcome::Bound {
+                    record,
+                    already: false,
+                } => Some(record.content_id),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            bound.len(),
+            1,
+            "{name}: exactly one bind wins: {outcomes:?}"
+        );
+        let refused = outcomes.iter().any(|o| {
+            matches!(o, Outcome::BindRefused(BindError::TagBoundToOtherContent { bound_content_id, .. })
+                if *bound_content_id == bound[0])
+        });
+        assert!(
+            refused,
+            "{name}: the loser is told the winner's content: {outcomes:?}"
+        );
+        winners.insert(name, bound[0]);
+    }
+    let state = ControlState::decode(&cluster.converged().await).unwrap();
+    println!("digest after the race: {:02x?}", &state.digest()[..8]);
+
+    // The leader dies; binds go on through a survivor and every survivor agrees.
+    let dead = cluster.members.remove(&leader).unwrap();
+    dead.kill().await;
+    let survivor = *cluster.members.keys().next().unwrap();
+    for i in 10..15 {
+        let name = format!("app:{i}");
+        let outcome =
+            Outcome::decode(&cluster.write_command(survivor, bind_as(&a, &name)).await).unwrap();
+        assert!(
+            matches!(outcome, Outcome::Bound { .. }),
+            "{name}: {outcome:?}"
+        );
+        winners.insert(name, a.content_id);
+    }
+    let state = ControlState::decode(&cluster.converged().await).unwrap();
+    for (name, content) in &winners {
+        let record = state.artifact(&name.parse().unwrap()).unwrap();
+        assert_eq!(&record.content_id, content, "{name}");
+    }
+    assert_eq!(state.artifacts().len(), winners.len());
 }
