@@ -374,27 +374,14 @@ pub(crate) mod tests {
             ..CreateOptions::default()
         };
         let single = files.len() == 1;
-        let plan = Plan::new(PathComponent::new("art").unwrap(), inputs, single, options).unwrap();
-        let data: Vec<Vec<u8>> = plan
-            .inputs()
+        let contents: std::collections::BTreeMap<String, Vec<u8>> = files
             .iter()
-            .map(|f| content(&f.path.to_string(), f.length))
+            .map(|(path, length)| ((*path).to_owned(), content(path, *length)))
             .collect();
-        let results: Vec<_> = plan
-            .units()
-            .iter()
-            .enumerate()
-            .map(|(i, unit)| {
-                let bytes: Vec<u8> = unit
-                    .reads
-                    .iter()
-                    .flat_map(|r| &data[r.file][r.offset as usize..][..r.len as usize])
-                    .copied()
-                    .collect();
-                unit.hash(i, &bytes).unwrap()
-            })
-            .collect();
-        let torrent = plan.finish(&results).unwrap();
+        let torrent = Plan::new(PathComponent::new("art").unwrap(), inputs, single, options)
+            .unwrap()
+            .finish_in_memory(|f| &contents[&f.path.to_string()])
+            .unwrap();
         // Read back from bytes, as a published torrent would be.
         Torrent::from_bytes(&torrent.to_bytes()).unwrap()
     }

@@ -145,87 +145,109 @@ impl ControlState {
     }
 
     /// Carries out `command`. Deterministic: depends on nothing but the state and the command.
+    /// The same as [`ControlState::decide`] then [`ControlState::commit`].
     pub fn apply(&mut self, command: &Command) -> Outcome {
+        let outcome = self.decide(command);
+        self.commit(command, &outcome);
+        outcome
+    }
+
+    /// What `command` would do, changing nothing: a caller that must make the effect durable
+    /// first (a single-node server) decides, stores, then commits, and readers are not held
+    /// up meanwhile.
+    pub fn decide(&self, command: &Command) -> Outcome {
         match command {
-            Command::Bind(record) => self.bind(record),
-            Command::PutNode(node) => {
-                self.nodes.insert(node.id.as_str().to_owned(), node.clone());
+            Command::Bind(record) => {
+                let existing = self.artifacts.get(&record.name_tag.to_string());
+                match decide_bind(existing, record) {
+                    Ok(BindOutcome::AlreadyBound) => Outcome::Bound {
+                        record: existing.cloned().unwrap_or_else(|| record.clone()),
+                        already: true,
+                    },
+                    Ok(BindOutcome::Bound) => Outcome::Bound {
+                        record: record.clone(),
+                        already: false,
+                    },
+                    Err(e) => Outcome::BindRefused(e),
+                }
+            }
+            Command::PutNode(_) | Command::PutPlacement(_) | Command::PutPolicy(_) => {
                 Outcome::Stored
             }
-            Command::PutPlacement(placement) => {
-                self.placements
-                    .insert(placement.name.as_str().to_owned(), placement.clone());
-                Outcome::Stored
-            }
-            Command::DeletePlacement(name) => {
-                Outcome::Deleted(self.placements.remove(name).is_some())
-            }
-            Command::PutPolicy(policy) => {
-                self.policies
-                    .insert(policy.name.as_str().to_owned(), policy.clone());
-                Outcome::Stored
-            }
-            Command::DeletePolicy(name) => Outcome::Deleted(self.policies.remove(name).is_some()),
+            Command::DeletePlacement(name) => Outcome::Deleted(self.placements.contains_key(name)),
+            Command::DeletePolicy(name) => Outcome::Deleted(self.policies.contains_key(name)),
             Command::IssueCredential {
                 record,
                 only_if_none,
-            } => self.issue(record, *only_if_none),
-            Command::RevokeCredential { name, at_ms } => {
-                let Some(record) = self
+            } => {
+                if *only_if_none && !self.credentials.is_empty() {
+                    Outcome::Issued(false)
+                } else if self
                     .credentials
-                    .values_mut()
-                    .find(|r| &r.name == name && r.revoked_ms.is_none())
-                else {
-                    return Outcome::CredentialNotFound(name.clone());
-                };
-                record.revoked_ms = Some(*at_ms);
-                Outcome::Revoked(record.clone())
-            }
-            Command::InitSetting { key, value } => Outcome::Setting(
-                self.settings
-                    .entry(key.clone())
-                    .or_insert_with(|| value.clone())
-                    .clone(),
-            ),
-        }
-    }
-
-    fn bind(&mut self, record: &ArtifactRecord) -> Outcome {
-        let key = record.name_tag.to_string();
-        let existing = self.artifacts.get(&key);
-        match decide_bind(existing, record) {
-            Ok(BindOutcome::AlreadyBound) => Outcome::Bound {
-                record: existing.cloned().unwrap_or_else(|| record.clone()),
-                already: true,
-            },
-            Ok(BindOutcome::Bound) => {
-                self.by_content.insert((record.content_id, key.clone()));
-                self.artifacts.insert(key, record.clone());
-                Outcome::Bound {
-                    record: record.clone(),
-                    already: false,
+                    .values()
+                    .any(|other| other.name == record.name && other.revoked_ms.is_none())
+                {
+                    Outcome::CredentialNameTaken(record.name.clone())
+                } else if self.credentials.contains_key(&record.id.0) {
+                    Outcome::CredentialIdTaken
+                } else {
+                    Outcome::Issued(true)
                 }
             }
-            Err(e) => Outcome::BindRefused(e),
+            Command::RevokeCredential { name, at_ms } => {
+                match self
+                    .credentials
+                    .values()
+                    .find(|r| &r.name == name && r.revoked_ms.is_none())
+                {
+                    Some(record) => Outcome::Revoked(CredentialRecord {
+                        revoked_ms: Some(*at_ms),
+                        ..record.clone()
+                    }),
+                    None => Outcome::CredentialNotFound(name.clone()),
+                }
+            }
+            Command::InitSetting { key, value } => {
+                Outcome::Setting(self.settings.get(key).unwrap_or(value).clone())
+            }
         }
     }
 
-    fn issue(&mut self, record: &CredentialRecord, only_if_none: bool) -> Outcome {
-        if only_if_none && !self.credentials.is_empty() {
-            return Outcome::Issued(false);
+    /// Makes the effect [`ControlState::decide`] found for `command` (as `outcome`); a
+    /// refusal or a no-op changes nothing.
+    pub fn commit(&mut self, command: &Command, outcome: &Outcome) {
+        match (command, outcome) {
+            (Command::Bind(record), Outcome::Bound { already: false, .. }) => {
+                let key = record.name_tag.to_string();
+                self.by_content.insert((record.content_id, key.clone()));
+                self.artifacts.insert(key, record.clone());
+            }
+            (Command::PutNode(node), _) => {
+                self.nodes.insert(node.id.as_str().to_owned(), node.clone());
+            }
+            (Command::PutPlacement(placement), _) => {
+                self.placements
+                    .insert(placement.name.as_str().to_owned(), placement.clone());
+            }
+            (Command::DeletePlacement(name), _) => {
+                self.placements.remove(name);
+            }
+            (Command::PutPolicy(policy), _) => {
+                self.policies
+                    .insert(policy.name.as_str().to_owned(), policy.clone());
+            }
+            (Command::DeletePolicy(name), _) => {
+                self.policies.remove(name);
+            }
+            (Command::IssueCredential { record, .. }, Outcome::Issued(true))
+            | (Command::RevokeCredential { .. }, Outcome::Revoked(record)) => {
+                self.credentials.insert(record.id.0, record.clone());
+            }
+            (Command::InitSetting { key, .. }, Outcome::Setting(value)) => {
+                self.settings.insert(key.clone(), value.clone());
+            }
+            _ => {}
         }
-        if self
-            .credentials
-            .values()
-            .any(|other| other.name == record.name && other.revoked_ms.is_none())
-        {
-            return Outcome::CredentialNameTaken(record.name.clone());
-        }
-        if self.credentials.contains_key(&record.id.0) {
-            return Outcome::CredentialIdTaken;
-        }
-        self.credentials.insert(record.id.0, record.clone());
-        Outcome::Issued(true)
     }
 
     /// The record bound to `name_tag`.
@@ -748,8 +770,19 @@ mod tests {
         ]
     }
 
+    /// Applies `log`; checks on the way that deciding a command changes nothing and decides
+    /// what applying it does.
     fn run(state: &mut ControlState, log: &[Command]) -> Vec<Outcome> {
-        log.iter().map(|c| state.apply(c)).collect()
+        log.iter()
+            .map(|c| {
+                let before = state.clone();
+                let decided = state.decide(c);
+                assert_eq!(state, &before, "deciding {c:?} changed the state");
+                let outcome = state.apply(c);
+                assert_eq!(outcome, decided);
+                outcome
+            })
+            .collect()
     }
 
     #[test]

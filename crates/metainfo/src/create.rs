@@ -357,6 +357,36 @@ impl Plan {
         self.inputs.iter().map(|f| f.length).sum()
     }
 
+    /// Hashes every unit from the files' contents in memory (`content` gives each input's
+    /// bytes) and builds the torrent: for tests, tools and small payloads. Files on disk go
+    /// through `shoal-create`, which reads and hashes units in parallel.
+    ///
+    /// # Errors
+    /// [`CreateError::UnitLength`] when a file's content is shorter than its declared length.
+    pub fn finish_in_memory<'a>(
+        self,
+        content: impl Fn(&InputFile) -> &'a [u8],
+    ) -> Result<Torrent, CreateError> {
+        let files: Vec<&[u8]> = self.inputs.iter().map(content).collect();
+        let mut bytes = Vec::new();
+        let mut results = Vec::with_capacity(self.units.len());
+        for (i, unit) in self.units.iter().enumerate() {
+            bytes.clear();
+            for read in &unit.reads {
+                let range = usize::try_from(read.offset)
+                    .ok()
+                    .zip(usize::try_from(read.offset + read.len).ok());
+                // Missing bytes leave the unit short, which `hash` reports.
+                if let Some(slice) = range.and_then(|(start, end)| files[read.file].get(start..end))
+                {
+                    bytes.extend_from_slice(slice);
+                }
+            }
+            results.push(unit.hash(i, &bytes)?);
+        }
+        self.finish(&results)
+    }
+
     /// Builds the torrent from one result per unit, in unit order.
     ///
     /// # Errors

@@ -8,9 +8,12 @@
 
 mod support;
 
+use std::collections::BTreeMap;
+
 use proptest::prelude::*;
-use shoal_metainfo::create::{CreateOptions, InputFile};
-use shoal_metainfo::{Info, MetaVersion, Torrent, TorrentPath};
+use shoal_metainfo::CreateError;
+use shoal_metainfo::create::{CreateOptions, InputFile, Plan};
+use shoal_metainfo::{Info, MetaVersion, PathComponent, Torrent, TorrentPath};
 
 fn version() -> impl Strategy<Value = MetaVersion> {
     prop_oneof![
@@ -89,7 +92,17 @@ proptest! {
             creation_date: date,
         };
         let name = if single { inputs[0].path.to_string() } else { "pkg".to_owned() };
-        let torrent = support::build_inputs(&name, inputs, single, options);
+        let torrent = support::build_inputs(&name, inputs.clone(), single, options.clone());
+        // Hashing whole files held in memory gives the torrent hashing unit by unit gives.
+        let contents: BTreeMap<String, Vec<u8>> = inputs
+            .iter()
+            .map(|f| {
+                let seed = support::seed_of(&f.path);
+                (f.path.to_string(), (0..f.length).map(|o| support::byte(seed, o)).collect())
+            })
+            .collect();
+        let plan = Plan::new(PathComponent::new(&name).unwrap(), inputs, single, options).unwrap();
+        prop_assert_eq!(&plan.finish_in_memory(|f| &contents[&f.path.to_string()]).unwrap(), &torrent);
         let bytes = torrent.to_bytes();
         let parsed = Torrent::from_bytes(&bytes).unwrap();
         prop_assert_eq!(&parsed, &torrent);
@@ -115,4 +128,25 @@ fn info_alone_round_trips() {
     let value = shoal_bencode::decode(torrent.info_bytes()).unwrap();
     let info = Info::from_dict(value.as_dict().unwrap()).unwrap();
     assert_eq!(&info, torrent.info());
+}
+
+#[test]
+fn content_shorter_than_its_file_is_refused() {
+    let input = InputFile {
+        path: TorrentPath::parse("x").unwrap(),
+        length: 20_000,
+        executable: false,
+    };
+    let plan = Plan::new(
+        PathComponent::new("x").unwrap(),
+        vec![input],
+        true,
+        support::options(MetaVersion::Hybrid),
+    )
+    .unwrap();
+    let short = vec![0u8; 19_999];
+    assert!(matches!(
+        plan.finish_in_memory(|_| &short),
+        Err(CreateError::UnitLength { .. })
+    ));
 }

@@ -626,18 +626,10 @@ fn artifact(fill: u8, len: usize) -> shoal_control::ArtifactRecord {
         piece_length: Some(16 * 1024),
         ..CreateOptions::default()
     };
-    let plan = Plan::new(name, vec![input], true, options).unwrap();
-    let results: Vec<_> = plan
-        .units()
-        .iter()
-        .enumerate()
-        .map(|(i, u)| {
-            let r = u.reads[0];
-            u.hash(i, &data[r.offset as usize..(r.offset + r.len) as usize])
-                .unwrap()
-        })
-        .collect();
-    let torrent = plan.finish(&results).unwrap();
+    let torrent = Plan::new(name, vec![input], true, options)
+        .unwrap()
+        .finish_in_memory(|_| &data)
+        .unwrap();
     shoal_control::ArtifactRecord::from_torrent("x:1".parse().unwrap(), &torrent, "ci", 1).unwrap()
 }
 

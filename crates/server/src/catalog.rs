@@ -3,16 +3,17 @@
 //! placements, the policies, the credentials (by id; the SHA-256 of each token's secret, never
 //! the token), and the server's own settings (the page-token secret).
 //!
-//! Every change is a [`Command`] applied by [`ControlState::apply`], the one deterministic
-//! apply a replicated control plane runs on every node; here its effect is then written in
-//! one redb write transaction, which commits durably (fsync) before the caller hears of it,
-//! so an acknowledged bind survives a crash. Reads are served from memory. A write that
-//! cannot be stored reloads the state from the tables, so memory never holds what the disk
-//! does not. (Databases from before this layout also hold a `by_content` index table, now
+//! Every change is a [`Command`], carried out by the state machine's own deterministic logic
+//! (the apply a replicated control plane runs on every node): writers, one at a time, have
+//! [`ControlState::decide`] what the command does, write that effect in one redb write
+//! transaction, which commits durably (fsync), and only then [`ControlState::commit`] it to
+//! memory and tell the caller. So an acknowledged bind survives a crash, memory never holds
+//! what the disk does not, and readers (every call's credential check among them) are never
+//! held up by a write's fsync. Reads are served from memory. (Databases from before this layout also hold a `by_content` index table, now
 //! unused: the index lives in memory.)
 
-use std::path::{Path, PathBuf};
-use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::path::Path;
+use std::sync::{Mutex, PoisonError, RwLock, RwLockReadGuard};
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use shoal_control::{
@@ -38,8 +39,9 @@ const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 /// The catalog: the state in memory and the database that keeps it.
 pub struct Catalog {
     db: Database,
-    path: PathBuf,
     state: RwLock<ControlState>,
+    /// Held by the one writer at a time, from its decision to its commit.
+    writer: Mutex<()>,
 }
 
 impl Catalog {
@@ -69,43 +71,30 @@ impl Catalog {
         let state = load(&db)?;
         Ok(Self {
             db,
-            path: path.to_owned(),
             state: RwLock::new(state),
+            writer: Mutex::new(()),
         })
     }
 
     /// The state, for reading.
     pub(crate) fn state(&self) -> RwLockReadGuard<'_, ControlState> {
-        self.state
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.state.read().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Applies `command` and stores its effect durably; its outcome.
+    /// Decides what `command` does, stores that effect durably, then applies it in memory; its
+    /// outcome.
     ///
     /// # Errors
-    /// [`ServerError::Db`] when the store fails (the state is then read back from it).
+    /// [`ServerError::Db`] when the store fails (nothing changed, in memory or on disk).
     pub(crate) fn execute(&self, command: &Command) -> Result<Outcome, ServerError> {
-        let mut state = self
-            .state
+        let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let outcome = self.state().decide(command);
+        self.store(command, &outcome)?;
+        self.state
             .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let outcome = state.apply(command);
-        if let Err(e) = self.store(command, &outcome) {
-            self.reload(&mut state);
-            return Err(e);
-        }
+            .unwrap_or_else(PoisonError::into_inner)
+            .commit(command, &outcome);
         Ok(outcome)
-    }
-
-    /// After a failed write: the state as the tables hold it.
-    fn reload(&self, state: &mut RwLockWriteGuard<'_, ControlState>) {
-        match load(&self.db) {
-            Ok(stored) => **state = stored,
-            Err(e) => {
-                tracing::error!(path = %self.path.display(), error = %e, "cannot read the catalog back after a failed write; restart the server")
-            }
-        }
     }
 
     /// Writes what `command` changed (as `outcome` says) in one durable transaction.

@@ -121,7 +121,8 @@ impl TestServer {
 
 /// A hybrid single-file torrent over [`payload`]`(seed, len)`, 16 KiB pieces, built in memory.
 fn torrent(name: &str, seed: u64, len: usize) -> Torrent {
-    let plan = Plan::new(
+    let data = payload(seed, len);
+    Plan::new(
         PathComponent::new(name).unwrap(),
         vec![InputFile {
             path: TorrentPath::parse(name).unwrap(),
@@ -134,23 +135,9 @@ fn torrent(name: &str, seed: u64, len: usize) -> Torrent {
             ..CreateOptions::default()
         },
     )
-    .unwrap();
-    let data = payload(seed, len);
-    let hashes: Vec<_> = plan
-        .units()
-        .iter()
-        .enumerate()
-        .map(|(i, unit)| {
-            let bytes: Vec<u8> = unit
-                .reads
-                .iter()
-                .flat_map(|r| &data[r.offset as usize..(r.offset + r.len) as usize])
-                .copied()
-                .collect();
-            unit.hash(i, &bytes).unwrap()
-        })
-        .collect();
-    plan.finish(&hashes).unwrap()
+    .unwrap()
+    .finish_in_memory(|_| &data)
+    .unwrap()
 }
 
 /// A torrent's info dictionary and piece layers, as a bind carries them.

@@ -71,7 +71,8 @@ pub fn build_inputs(
     plan.finish(&results).unwrap()
 }
 
-fn seed_of(path: &TorrentPath) -> u64 {
+/// The seed of the synthetic file at `path`.
+pub fn seed_of(path: &TorrentPath) -> u64 {
     path.to_string()
         .bytes()
         .fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)))

@@ -36,18 +36,11 @@ pub fn torrent(
         piece_length: Some(piece_length),
         ..CreateOptions::default()
     };
-    let plan = Plan::new(name, vec![input], true, options).unwrap();
-    let results: Vec<_> = plan
-        .units()
-        .iter()
-        .enumerate()
-        .map(|(i, u)| {
-            let r = u.reads[0];
-            u.hash(i, &data[r.offset as usize..(r.offset + r.len) as usize])
-                .unwrap()
-        })
-        .collect();
-    (plan.finish(&results).unwrap(), data)
+    let torrent = Plan::new(name, vec![input], true, options)
+        .unwrap()
+        .finish_in_memory(|_| &data)
+        .unwrap();
+    (torrent, data)
 }
 
 /// How a node behaves.
