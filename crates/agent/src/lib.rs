@@ -199,6 +199,7 @@ pub async fn start(config: AgentConfig) -> Result<Running, AgentError> {
             let control_plane = ControlPlane::open(ServerConfig {
                 data_dir: data.catalog(),
                 announce_url: announce.clone(),
+                announce_urls: Vec::new(),
                 tracker: shoal_control::TrackerConfig::default(),
                 nodes: shoal_control::NodeConfig::default(),
             })?;

@@ -101,6 +101,9 @@ codes! {
     DiskFull = "DISK_FULL" => ResourceExhausted, 507;
     /// The control plane cannot be reached or has no quorum; retry with backoff.
     ControlPlaneUnavailable = "CONTROL_PLANE_UNAVAILABLE" => Unavailable, 503;
+    /// A change to the control plane's cluster was refused (an id used before, a server
+    /// that is not who it should be, a member that is not one); the message says why.
+    ClusterChangeRefused = "CLUSTER_CHANGE_REFUSED" => FailedPrecondition, 409;
     /// The download cannot proceed: no peer has the data, or the data is corrupt everywhere.
     TransferFailed = "TRANSFER_FAILED" => Aborted, 502;
     /// A bug: the message carries a request id, never internals.

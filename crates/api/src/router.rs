@@ -69,9 +69,14 @@ pub trait Verifier: Send + Sync {
     ///
     /// # Errors
     /// `UNAUTHENTICATED` for a token that is malformed, unknown or revoked (the message says
-    /// what to do); `INTERNAL` when the store fails.
-    fn verify(&self, token: &str) -> Result<Principal, ApiError>;
+    /// what to do); `CONTROL_PLANE_UNAVAILABLE` when a replicated control plane cannot read
+    /// its credentials (no quorum); `INTERNAL` when the store fails.
+    fn verify<'a>(&'a self, token: &'a str) -> VerifyFuture<'a>;
 }
+
+/// What [`Verifier::verify`] returns: the check may wait for the control plane's cluster.
+pub type VerifyFuture<'a> =
+    std::pin::Pin<Box<dyn Future<Output = Result<Principal, ApiError>> + Send + 'a>>;
 
 /// The caller, as the authentication layer saw it; in every request's extensions.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -226,7 +231,8 @@ async fn guard(access: Arc<Access>, mut request: Request, next: Next) -> Respons
     let verdict = if health {
         Ok(Principal::local())
     } else {
-        authenticate(&access, &request, remote)
+        let token = bearer(&request).map(str::to_owned);
+        authenticate(&access, token.as_deref(), remote).await
     };
     let mut response = match verdict {
         Ok(principal) => {
@@ -249,9 +255,9 @@ async fn guard(access: Arc<Access>, mut request: Request, next: Next) -> Respons
     response
 }
 
-fn authenticate(
+async fn authenticate(
     access: &Access,
-    request: &Request,
+    bearer: Option<&str>,
     remote: Option<SocketAddr>,
 ) -> Result<Principal, ApiError> {
     // No connection info means an in-process call (tests, embedded use).
@@ -269,8 +275,8 @@ fn authenticate(
             verifier,
             trust_loopback,
         } => {
-            return match bearer(request) {
-                Some(token) => verifier.verify(token),
+            return match bearer {
+                Some(token) => verifier.verify(token).await,
                 None if local && *trust_loopback => Ok(Principal::local()),
                 None => Err(ApiError::new(
                     ErrorCode::Unauthenticated,
@@ -284,7 +290,7 @@ fn authenticate(
     if local {
         return Ok(Principal::local());
     }
-    match bearer(request) {
+    match bearer {
         Some(token)
             if tokens
                 .iter()

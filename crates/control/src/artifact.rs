@@ -137,18 +137,30 @@ impl ArtifactRecord {
             .collect()
     }
 
-    /// A `.torrent` file for this artifact: `announce` when given, the info dictionary as its
-    /// exact bytes, and the piece layers. It has the record's info-hashes.
-    pub fn to_torrent_bytes(&self, announce: Option<&str>) -> Vec<u8> {
-        let mut out = Vec::with_capacity(
-            self.info.len() + self.piece_layers.len() + 64 + announce.map_or(0, str::len),
-        );
-        // Keys in sorted order: announce, info, piece layers. The info dictionary and the piece
-        // layers are already canonical bencode, so they are spliced in as they are.
+    /// A `.torrent` file for this artifact: the first of `trackers` as `announce` and, when
+    /// there are several (the server nodes of a cluster), all of them in `announce-list`, each
+    /// its own BEP 12 tier so clients fail over in order; then the info dictionary as its exact
+    /// bytes, and the piece layers. It has the record's info-hashes.
+    pub fn to_torrent_bytes(&self, trackers: &[String]) -> Vec<u8> {
+        let urls: usize = trackers.iter().map(|t| 2 * t.len() + 16).sum();
+        let mut out = Vec::with_capacity(self.info.len() + self.piece_layers.len() + 64 + urls);
+        // Keys in sorted order: announce, announce-list, info, piece layers. The info
+        // dictionary and the piece layers are already canonical bencode, so they are spliced
+        // in as they are.
         out.push(b'd');
-        if let Some(announce) = announce {
+        if let Some(first) = trackers.first() {
             shoal_bencode::encode_bytes_into(b"announce", &mut out);
-            shoal_bencode::encode_bytes_into(announce.as_bytes(), &mut out);
+            shoal_bencode::encode_bytes_into(first.as_bytes(), &mut out);
+        }
+        if trackers.len() > 1 {
+            shoal_bencode::encode_bytes_into(b"announce-list", &mut out);
+            out.push(b'l');
+            for tracker in trackers {
+                out.push(b'l');
+                shoal_bencode::encode_bytes_into(tracker.as_bytes(), &mut out);
+                out.push(b'e');
+            }
+            out.push(b'e');
         }
         shoal_bencode::encode_bytes_into(b"info", &mut out);
         out.extend_from_slice(&self.info);
@@ -428,12 +440,25 @@ pub(crate) mod tests {
         ] {
             let t = torrent(version, files);
             let r = ArtifactRecord::from_torrent(name("a:b"), &t, "x", 0).unwrap();
-            for announce in [None, Some("http://tracker:7070/announce")] {
-                let again = Torrent::from_bytes(&r.to_torrent_bytes(announce)).unwrap();
+            let one = vec!["http://tracker:7070/announce".to_owned()];
+            let three: Vec<String> = (1..=3)
+                .map(|i| format!("http://10.0.0.{i}:6969/announce"))
+                .collect();
+            for trackers in [Vec::new(), one, three] {
+                let again = Torrent::from_bytes(&r.to_torrent_bytes(&trackers)).unwrap();
                 assert_eq!(again.info_hashes(), t.info_hashes());
                 assert_eq!(again.piece_layers, t.piece_layers);
                 assert_eq!(again.info_bytes(), r.info.as_slice());
-                assert_eq!(again.announce.as_deref(), announce);
+                assert_eq!(again.announce.as_ref(), trackers.first());
+                let tiers: Vec<Vec<String>> = if trackers.len() > 1 {
+                    trackers.iter().map(|t| vec![t.clone()]).collect()
+                } else {
+                    Vec::new()
+                };
+                assert_eq!(
+                    again.announce_list, tiers,
+                    "each tracker its own tier, in order"
+                );
             }
         }
     }

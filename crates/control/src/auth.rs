@@ -93,11 +93,14 @@ pub enum Action {
     ChangePolicy,
     /// Issue, list or revoke credentials.
     ManageCredentials,
+    /// See and change the control plane's own cluster (its server nodes), export and import
+    /// its state.
+    ManageCluster,
 }
 
 impl Action {
     /// Every action.
-    pub const ALL: [Action; 8] = [
+    pub const ALL: [Action; 9] = [
         Action::Read,
         Action::Publish,
         Action::Heartbeat,
@@ -106,6 +109,7 @@ impl Action {
         Action::ChangePlacement,
         Action::ChangePolicy,
         Action::ManageCredentials,
+        Action::ManageCluster,
     ];
 
     /// A short description for messages: "publish", "change placements", ...
@@ -119,6 +123,7 @@ impl Action {
             Action::ChangePlacement => "change placements",
             Action::ChangePolicy => "change policies",
             Action::ManageCredentials => "manage credentials",
+            Action::ManageCluster => "manage the control plane's cluster",
         }
     }
 }

@@ -18,6 +18,7 @@ fn control_plane(data_dir: &std::path::Path) -> SocketAddr {
     let control = shoal_server::ControlPlane::open(shoal_server::ServerConfig {
         data_dir: data_dir.to_owned(),
         announce_url: "http://127.0.0.1:1/announce".to_owned(),
+        announce_urls: Vec::new(),
         tracker: shoal_control::TrackerConfig::default(),
         nodes: shoal_control::NodeConfig::default(),
     })

@@ -307,9 +307,9 @@ fn entry_size(entry: &openraft::Entry<TypeConfig>) -> usize {
     }
 }
 
-/// The reply of a forwarded write.
+/// The reply of a forwarded write: the entry's log index and the state machine's response.
 pub(crate) type ClientWriteReply =
-    Result<Vec<u8>, RaftError<NodeId, ClientWriteError<NodeId, Member>>>;
+    Result<(u64, Vec<u8>), RaftError<NodeId, ClientWriteError<NodeId, Member>>>;
 /// The reply of a read-index request: the index to wait for.
 pub(crate) type ReadIndexReply =
     Result<Option<u64>, RaftError<NodeId, CheckIsLeaderError<NodeId, Member>>>;

@@ -354,8 +354,8 @@ impl<S: StateMachine> RaftNode<S> {
     }
 
     /// Replicates `command` and returns the state machine's response once it is committed and
-    /// applied on the leader. Works on any member: a follower forwards the command to the
-    /// leader. When the node asked turns out not to be the leader, or the leader cannot be
+    /// applied on the leader, and applied on this node too (so a caller reads its own write
+    /// here). Works on any member: a follower forwards the command to the leader. When the node asked turns out not to be the leader, or the leader cannot be
     /// dialled at all, the write is tried once more with the next leader.
     ///
     /// # Errors
@@ -385,7 +385,17 @@ impl<S: StateMachine> RaftNode<S> {
                     .await
             };
             match attempt {
-                Ok(response) => return Ok(response),
+                Ok((index, response)) => {
+                    // Committed: the write stands even if this node is too slow to show it.
+                    if let Err(e) = self.wait_applied(index, deadline).await {
+                        tracing::warn!(
+                            id = self.id,
+                            index,
+                            "a committed write is not applied here yet: {e}"
+                        );
+                    }
+                    return Ok(response);
+                }
                 Err(Attempt::NotLeader(id)) => {
                     avoid = Some(id);
                     last = None;
@@ -402,9 +412,32 @@ impl<S: StateMachine> RaftNode<S> {
         }))
     }
 
-    async fn write_locally(&self, command: Vec<u8>) -> Result<Vec<u8>, Attempt> {
+    /// Waits until this node has applied the entry at `index`.
+    async fn wait_applied(&self, index: u64, deadline: Instant) -> Result<(), Error> {
+        let timeout = deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_secs(1));
+        self.raft
+            .wait(Some(timeout))
+            .applied_index_at_least(Some(index), "a write applied here")
+            .await
+            .map(drop)
+            .map_err(|e| match e {
+                WaitError::Timeout(..) => Error::Lagging {
+                    id: self.id,
+                    index,
+                    waited_ms: timeout.as_millis() as u64,
+                },
+                WaitError::ShuttingDown => Error::Stopped {
+                    id: self.id,
+                    reason: "shutting down".to_owned(),
+                },
+            })
+    }
+
+    async fn write_locally(&self, command: Vec<u8>) -> Result<(u64, Vec<u8>), Attempt> {
         match self.raft.client_write(command).await {
-            Ok(response) => Ok(response.data),
+            Ok(response) => Ok((response.log_id.index, response.data)),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
                 Err(Attempt::NotLeader(self.id))
             }
@@ -418,7 +451,7 @@ impl<S: StateMachine> RaftNode<S> {
         member: &Member,
         command: Vec<u8>,
         deadline: Instant,
-    ) -> Result<Vec<u8>, Attempt> {
+    ) -> Result<(u64, Vec<u8>), Attempt> {
         let timeout = deadline.saturating_duration_since(Instant::now());
         let reply = self
             .peers
@@ -447,6 +480,14 @@ impl<S: StateMachine> RaftNode<S> {
                 reason: e.to_string(),
             })),
         }
+    }
+
+    /// Runs `read` on this node's state machine as it is now, with no wait: it may be behind
+    /// the leader (by however long replication takes, or without bound on a partitioned node).
+    /// For start-up and for state that, once set, never changes; everything else reads with
+    /// [`RaftNode::read_linearizable`].
+    pub fn read_local<T>(&self, read: impl FnOnce(&S) -> T) -> T {
+        read(&self.shared.read().machine)
     }
 
     /// Runs `read` on this node's state machine once it reflects every write committed before

@@ -161,7 +161,12 @@ impl raft_server::Raft for RaftService {
                 crate::MAX_COMMAND_LEN
             )));
         }
-        let result: ClientWriteReply = self.inner.raft.client_write(command).await.map(|r| r.data);
+        let result: ClientWriteReply = self
+            .inner
+            .raft
+            .client_write(command)
+            .await
+            .map(|r| (r.log_id.index, r.data));
         Self::reply(&result)
     }
 

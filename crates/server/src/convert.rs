@@ -13,13 +13,18 @@ pub fn timestamp(ms: u64) -> shoal_api::wkt::Timestamp {
     }
 }
 
-/// The API form of a catalog record. `announce` is the tracker URL put in the magnet link and
-/// the `.torrent`; the torrent's bytes are included only when asked for.
-pub fn artifact(record: &ArtifactRecord, announce: &str, include_torrent: bool) -> v1::Artifact {
+/// The API form of a catalog record. `trackers` are the tracker URLs put in the magnet link and
+/// the `.torrent` (every server node's, in order); the torrent's bytes are included only when
+/// asked for.
+pub fn artifact(
+    record: &ArtifactRecord,
+    trackers: &[String],
+    include_torrent: bool,
+) -> v1::Artifact {
     let magnet = Torrent::from_info_bytes(&record.info)
         .map(|t| {
             let mut magnet = t.magnet();
-            magnet.trackers = vec![announce.to_owned()];
+            magnet.trackers = trackers.to_vec();
             magnet.to_string()
         })
         .unwrap_or_default();
@@ -48,7 +53,7 @@ pub fn artifact(record: &ArtifactRecord, announce: &str, include_torrent: bool) 
         created_by: record.created_by.clone(),
         magnet,
         torrent: if include_torrent {
-            record.to_torrent_bytes(Some(announce))
+            record.to_torrent_bytes(trackers)
         } else {
             Vec::new()
         },

@@ -13,7 +13,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use shoal_api::router::{Access, Principal, Verifier};
+use shoal_api::router::{Access, Principal, Verifier, VerifyFuture};
 use shoal_api::v1::credential_service_server::CredentialService;
 use shoal_api::{ApiError, ErrorCode, v1};
 use shoal_control::{Action, CredentialName, CredentialRecord, Role, Token, page_size};
@@ -71,28 +71,21 @@ fn write_token_file(path: &Path, token: &Token) -> Result<(), ServerError> {
     file.sync_all().map_err(failed)
 }
 
-/// Creates the `bootstrap` admin credential when the store holds no credential at all, and
-/// writes its token to `<data_dir>/admin.token`; the file's path when it did.
-pub(crate) fn bootstrap(
-    catalog: &crate::catalog::Catalog,
+/// A new `bootstrap` admin credential, with its token already written to
+/// `<data_dir>/admin.token` (mode 0600): the file first, since a credential nobody can read
+/// would lock the admins out. The caller stores the record with `only_if_none` and removes
+/// the file if another was stored first ([`ControlPlane::bootstrapped`]).
+pub(crate) fn bootstrap_record(
     data_dir: &Path,
-) -> Result<Option<PathBuf>, ServerError> {
-    if !catalog.credentials()?.is_empty() {
-        return Ok(None);
-    }
+) -> Result<(CredentialRecord, PathBuf), ServerError> {
     let token = new_token()?;
     let name: CredentialName = BOOTSTRAP_NAME
         .parse()
         .map_err(|_| ServerError::Internal("the bootstrap name is valid"))?;
     let record = CredentialRecord::issue(&token, name, Role::Admin, "bootstrap", now_ms());
     let path = data_dir.join(ADMIN_TOKEN_FILE);
-    // The file first: a credential nobody can read would lock the admins out.
     write_token_file(&path, &token)?;
-    if !catalog.issue_credential(&record, true)? {
-        return Ok(None);
-    }
-    tracing::warn!(path = %path.display(), "no credentials yet: created the admin credential `bootstrap`; its token is in this file (mode 0600)");
-    Ok(Some(path))
+    Ok((record, path))
 }
 
 impl ControlPlane {
@@ -128,14 +121,22 @@ impl ControlPlane {
 }
 
 impl Verifier for ControlPlane {
-    fn verify(&self, presented: &str) -> Result<Principal, ApiError> {
+    fn verify<'a>(&'a self, presented: &'a str) -> VerifyFuture<'a> {
+        Box::pin(self.verify_token(presented))
+    }
+}
+
+impl ControlPlane {
+    /// The principal a presented token stands for, read linearizably: a credential revoked
+    /// through any server node is refused from the next call on, on every one.
+    async fn verify_token(&self, presented: &str) -> Result<Principal, ApiError> {
         let unauthenticated = |m: String| ApiError::new(ErrorCode::Unauthenticated, m);
         let token = Token::parse(presented).map_err(|e| {
             unauthenticated(format!(
                 "the bearer token is {e}; check --token / SHOAL_TOKEN or the token file"
             ))
         })?;
-        let record = self.catalog.credential(token.id)?;
+        let record = self.catalog.credential(token.id).await?;
         match record {
             Some(record) if record.verify(&token) => Ok(Principal {
                 name: record.name.to_string(),
@@ -192,7 +193,7 @@ impl CredentialService for ControlPlane {
         })?;
         let token = new_token()?;
         let record = CredentialRecord::issue(&token, name, role, &by, now_ms());
-        self.catalog.issue_credential(&record, false)?;
+        self.catalog.issue_credential(&record, false).await?;
         tracing::info!(name = %record.name, role = %role, id = %record.id, by, "credential issued");
         Ok(Response::new(v1::IssueCredentialResponse {
             credential: Some(credential_message(&record)),
@@ -208,7 +209,7 @@ impl CredentialService for ControlPlane {
         let req = request.into_inner();
         let after = self.open_page_token(&req.page_token)?;
         let size = page_size(req.page_size);
-        let mut all = self.catalog.credentials()?;
+        let mut all = self.catalog.credentials().await?;
         all.sort_by_cached_key(list_key);
         let mut page: Vec<(String, CredentialRecord)> = all
             .into_iter()
@@ -216,7 +217,7 @@ impl CredentialService for ControlPlane {
             .filter(|(key, _)| after.as_ref().is_none_or(|a| key > a))
             .take(size + 1)
             .collect();
-        let next_page_token = self.finish_page(&mut page, size, |(key, _)| key.as_str());
+        let next_page_token = self.finish_page(&mut page, size, |(key, _)| key.as_str())?;
         Ok(Response::new(v1::ListCredentialsResponse {
             credentials: page.iter().map(|(_, r)| credential_message(r)).collect(),
             next_page_token,
@@ -229,7 +230,7 @@ impl CredentialService for ControlPlane {
     ) -> Result<Response<v1::RevokeCredentialResponse>, Status> {
         let by = self.authorize(&request, Action::ManageCredentials)?.name;
         let name = credential_name(&request.into_inner().name)?;
-        let record = self.catalog.revoke_credential(&name, now_ms())?;
+        let record = self.catalog.revoke_credential(&name, now_ms()).await?;
         tracing::info!(name = %record.name, id = %record.id, by, "credential revoked");
         Ok(Response::new(v1::RevokeCredentialResponse {
             credential: Some(credential_message(&record)),

@@ -45,6 +45,10 @@ pub enum ServerError {
     /// The system's random source cannot be read.
     #[error("cannot read random bytes from /dev/urandom: {0}")]
     Random(String),
+    /// The replicated control plane could not do it: no leader, no quorum, a member that
+    /// cannot be reached, a membership change refused.
+    #[error(transparent)]
+    Cluster(#[from] shoal_raft::Error),
     /// A broken internal invariant.
     #[error("internal error: {0}")]
     Internal(&'static str),
@@ -106,6 +110,31 @@ impl From<ServerError> for ApiError {
             ServerError::CredentialNotFound(ref name) => {
                 ApiError::new(ErrorCode::CredentialNotFound, e.to_string())
                     .with("name", name.clone())
+            }
+            ServerError::Cluster(ref raft) => {
+                use shoal_raft::Error as R;
+                let code = match raft {
+                    R::NoLeader { .. }
+                    | R::NotLeader { .. }
+                    | R::Unreachable { .. }
+                    | R::OutcomeUnknown { .. }
+                    | R::Lagging { .. }
+                    | R::Stopped { .. }
+                    | R::Raft(_) => ErrorCode::ControlPlaneUnavailable,
+                    R::IdUsedBefore { .. }
+                    | R::NotMember { .. }
+                    | R::WrongNode { .. }
+                    | R::AlreadyInitialized { .. }
+                    | R::Config(_) => ErrorCode::ClusterChangeRefused,
+                    R::CommandTooLarge { .. } => ErrorCode::RequestTooLarge,
+                    _ => ErrorCode::Internal,
+                };
+                if code == ErrorCode::Internal {
+                    tracing::error!(error = %raft, "control plane replication failure");
+                } else {
+                    tracing::warn!(error = %raft, "control plane replication");
+                }
+                ApiError::new(code, format!("the control plane's cluster: {raft}"))
             }
             other => {
                 tracing::error!(error = %other, "control plane failure");

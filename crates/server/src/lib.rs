@@ -15,6 +15,7 @@
 #![forbid(unsafe_code)]
 
 mod catalog;
+mod cluster;
 mod control_plane;
 pub mod convert;
 mod credentials;
@@ -25,7 +26,7 @@ pub mod tracker_http;
 
 use std::sync::Arc;
 
-pub use control_plane::{ControlPlane, ServerConfig, now_ms, parse_ref};
+pub use control_plane::{ClusterConfig, ControlPlane, ServerConfig, now_ms, parse_ref};
 pub use credentials::{ADMIN_TOKEN_FILE, BOOTSTRAP_NAME, access};
 pub use error::ServerError;
 pub use placements::{AssignmentStream, MAX_REPORT_ENTRIES, REPORT_INTERVAL};
@@ -33,6 +34,7 @@ pub use policies::rules_from;
 
 use shoal_api::v1::assignment_service_server::AssignmentServiceServer;
 use shoal_api::v1::catalog_service_server::CatalogServiceServer;
+use shoal_api::v1::cluster_service_server::ClusterServiceServer;
 use shoal_api::v1::credential_service_server::CredentialServiceServer;
 use shoal_api::v1::node_service_server::NodeServiceServer;
 use shoal_api::v1::placement_service_server::PlacementServiceServer;
@@ -52,6 +54,11 @@ pub fn grpc_routes(control: &Arc<ControlPlane>) -> tonic::service::Routes {
     .add_service(AssignmentServiceServer::from_arc(control.clone()))
     .add_service(PolicyServiceServer::from_arc(control.clone()))
     .add_service(CredentialServiceServer::from_arc(control.clone()))
+    .add_service(
+        ClusterServiceServer::from_arc(control.clone())
+            .max_decoding_message_size(MAX_BIND_BYTES)
+            .max_encoding_message_size(MAX_BIND_BYTES),
+    )
 }
 
 /// The control plane's REST routes (generated from the proto annotations).
@@ -62,6 +69,7 @@ pub fn rest_routes(control: &Arc<ControlPlane>) -> axum::Router {
         .merge(shoal_api::rest::assignment_service(control.clone()))
         .merge(shoal_api::rest::policy_service(control.clone()))
         .merge(shoal_api::rest::credential_service(control.clone()))
+        .merge(shoal_api::rest::cluster_service(control.clone()))
 }
 
 /// The control plane's API router: gRPC and REST, reflection, OpenAPI, health.
@@ -81,6 +89,7 @@ pub fn api_router(
             shoal_api::v1::assignment_service_server::SERVICE_NAME,
             shoal_api::v1::policy_service_server::SERVICE_NAME,
             shoal_api::v1::credential_service_server::SERVICE_NAME,
+            shoal_api::v1::cluster_service_server::SERVICE_NAME,
         ],
         rest_routes(control),
         access,

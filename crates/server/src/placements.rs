@@ -139,7 +139,7 @@ impl PlacementService for ControlPlane {
                 .map_err(|e: shoal_control::ArtifactRefError| {
                     ApiError::new(ErrorCode::InvalidRef, e.to_string())
                 })?;
-        let record = self.resolve(&reference)?;
+        let record = self.resolve(&reference).await?;
         let selector: Selector =
             req.selector
                 .parse()
@@ -170,20 +170,26 @@ impl PlacementService for ControlPlane {
             created_by: by.clone(),
             until_ms: until,
         };
-        let message = {
-            let nodes = lock(&self.nodes);
-            let mut table = lock(&self.placements);
-            let targets = nodes.records().map(|r| (&r.id, &r.labels));
-            let created = table
-                .create(placement.clone(), record.size, targets, now)
+        // Refused when the name holds a different placement; asking again for the same one
+        // changes nothing. (The table is this node's copy of the replicated placements.)
+        let created = {
+            let mut probe = shoal_control::PlacementTable::new();
+            if let Some((existing, _)) = lock(&self.placements).get(&name) {
+                probe.restore(existing.clone(), 0, std::iter::empty(), now);
+            }
+            probe
+                .create(placement.clone(), 0, std::iter::empty(), now)
                 .map_err(|e| {
                     ApiError::new(ErrorCode::PlacementExists, e.to_string())
                         .with("name", name.to_string())
-                })?;
-            if created && let Err(e) = self.catalog.put_placement(&placement) {
-                table.remove(&name);
-                return Err(ApiError::from(e).into());
-            }
+                })?
+        };
+        if created {
+            // The observer, on every server node, adds it to the table and wakes the streams.
+            self.catalog.put_placement(&placement).await?;
+        }
+        let message = {
+            let table = lock(&self.placements);
             let Some((stored, progress)) = table.get(&name) else {
                 return Err(ApiError::new(ErrorCode::Internal, "the placement vanished").into());
             };
@@ -192,7 +198,6 @@ impl PlacementService for ControlPlane {
             }
             placement_message(stored, progress)
         };
-        self.assignments_changed();
         Ok(Response::new(message))
     }
 
@@ -209,7 +214,7 @@ impl PlacementService for ControlPlane {
         let size = page_size(req.page_size);
         let table = lock(&self.placements);
         let mut page = table.page(after.as_ref(), size + 1);
-        let next_page_token = self.finish_page(&mut page, size, |(p, _)| p.name.as_str());
+        let next_page_token = self.finish_page(&mut page, size, |(p, _)| p.name.as_str())?;
         Ok(Response::new(v1::ListPlacementsResponse {
             placements: page
                 .into_iter()
@@ -236,7 +241,7 @@ impl PlacementService for ControlPlane {
             return Err(not_found(&name).into());
         };
         let mut page = progress.page(after.as_ref(), size + 1);
-        let next_page_token = self.finish_page(&mut page, size, |(id, _)| id.as_str());
+        let next_page_token = self.finish_page(&mut page, size, |(id, _)| id.as_str())?;
         let nodes = page
             .into_iter()
             .map(|(id, state)| {
@@ -268,17 +273,17 @@ impl PlacementService for ControlPlane {
         let by = self.authorize(&request, Action::ChangePlacement)?.name;
         let name = name_arg(&request.into_inner().name)?;
         let message = {
-            let mut table = lock(&self.placements);
+            let table = lock(&self.placements);
             let Some((placement, progress)) = table.get(&name) else {
                 return Err(not_found(&name).into());
             };
-            let message = placement_message(placement, progress);
-            self.catalog.delete_placement(name.as_str())?;
-            table.remove(&name);
-            message
+            placement_message(placement, progress)
         };
+        // The observer, on every server node, removes it and wakes the streams.
+        if !self.catalog.delete_placement(name.as_str()).await? {
+            return Err(not_found(&name).into());
+        }
         tracing::info!(placement = %name, by, "placement removed");
-        self.assignments_changed();
         Ok(Response::new(v1::DeletePlacementResponse {
             placement: Some(message),
         }))

@@ -93,7 +93,7 @@ impl PolicyService for ControlPlane {
             updated_by: by.clone(),
         };
         {
-            let mut table = lock(&self.policies);
+            let table = lock(&self.policies);
             if !table.contains_key(&name) && table.len() >= MAX_POLICIES {
                 return Err(ApiError::new(
                     ErrorCode::RequestTooLarge,
@@ -104,11 +104,10 @@ impl PolicyService for ControlPlane {
                 )
                 .into());
             }
-            self.catalog.put_policy(&policy)?;
-            table.insert(name.clone(), policy.clone());
         }
+        // The observer, on every server node, puts it in the table and wakes the streams.
+        self.catalog.put_policy(&policy).await?;
         tracing::info!(policy = %name, selector = %policy.selector, rules = ?policy.rules, by, "policy set");
-        self.assignments_changed();
         Ok(Response::new(policy_message(&policy)))
     }
 
@@ -132,7 +131,7 @@ impl PolicyService for ControlPlane {
                 .collect(),
             None => table.values().take(size + 1).collect(),
         };
-        let next_page_token = self.finish_page(&mut page, size, |p| p.name.as_str());
+        let next_page_token = self.finish_page(&mut page, size, |p| p.name.as_str())?;
         Ok(Response::new(v1::ListPoliciesResponse {
             policies: page.into_iter().map(policy_message).collect(),
             next_page_token,
@@ -146,17 +145,17 @@ impl PolicyService for ControlPlane {
         let by = self.authorize(&request, Action::ChangePolicy)?.name;
         let name = name_arg(&request.into_inner().name)?;
         let removed = {
-            let mut table = lock(&self.policies);
+            let table = lock(&self.policies);
             let Some(policy) = table.get(&name) else {
                 return Err(not_found(&name).into());
             };
-            let message = policy_message(policy);
-            self.catalog.delete_policy(name.as_str())?;
-            table.remove(&name);
-            message
+            policy_message(policy)
         };
+        // The observer, on every server node, removes it and wakes the streams.
+        if !self.catalog.delete_policy(name.as_str()).await? {
+            return Err(not_found(&name).into());
+        }
         tracing::info!(policy = %name, by, "policy removed");
-        self.assignments_changed();
         Ok(Response::new(v1::DeletePolicyResponse {
             policy: Some(removed),
         }))

@@ -62,6 +62,7 @@ impl TestServer {
         let control: Arc<ControlPlane> = ControlPlane::open(ServerConfig {
             data_dir: dir.path().join("catalog"),
             announce_url: ANNOUNCE.to_owned(),
+            announce_urls: Vec::new(),
             tracker: shoal_control::TrackerConfig::default(),
             nodes: shoal_control::NodeConfig::default(),
         })
@@ -814,6 +815,7 @@ async fn placements_survive_a_restart() {
         let control = ControlPlane::open(ServerConfig {
             data_dir: dir.path().join("catalog"),
             announce_url: ANNOUNCE.to_owned(),
+            announce_urls: Vec::new(),
             tracker: shoal_control::TrackerConfig::default(),
             nodes: shoal_control::NodeConfig::default(),
         })
@@ -876,6 +878,7 @@ async fn policies_combine_strictest_first_reach_assignments_and_refuse_bad_input
         ControlPlane::open(ServerConfig {
             data_dir: dir.path().join("catalog"),
             announce_url: ANNOUNCE.to_owned(),
+            announce_urls: Vec::new(),
             tracker: shoal_control::TrackerConfig::default(),
             nodes: shoal_control::NodeConfig::default(),
         })
@@ -1092,6 +1095,7 @@ impl LiveServer {
             match ControlPlane::open(ServerConfig {
                 data_dir: dir.path().join("catalog"),
                 announce_url: ANNOUNCE.to_owned(),
+                announce_urls: Vec::new(),
                 tracker: shoal_control::TrackerConfig::default(),
                 nodes: shoal_control::NodeConfig::default(),
             }) {

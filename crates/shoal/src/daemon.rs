@@ -94,6 +94,7 @@ pub fn server(args: ServerArgs) -> anyhow::Result<()> {
         let control = shoal_server::ControlPlane::open(shoal_server::ServerConfig {
             data_dir: args.data_dir.clone(),
             announce_url: args.announce_url.clone(),
+            announce_urls: Vec::new(),
             tracker: shoal_control::TrackerConfig::default(),
             nodes: shoal_control::NodeConfig::default(),
         })?;
