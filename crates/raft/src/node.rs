@@ -39,10 +39,11 @@ pub struct RaftConfig {
     /// The cluster secret every member shares; presented as a bearer token on every call.
     /// Printable ASCII, not empty.
     pub secret: String,
-    /// How often the leader sends heartbeats. Default 200 ms.
+    /// How often the leader sends heartbeats. Default 150 ms.
     pub heartbeat_interval: Duration,
     /// A follower that hears no leader for a random time in this range starts an election.
-    /// Default 1.5 s to 3 s.
+    /// Default 600 ms to 1.2 s: a dead leader is replaced within about a second and a half,
+    /// while a loaded machine's scheduling hiccups stay well below it.
     pub election_timeout: (Duration, Duration),
     /// Build a snapshot (and compact the log) after this many entries since the last one.
     /// Default 10,000.
@@ -63,8 +64,8 @@ impl RaftConfig {
             data_dir,
             advertise_addr,
             secret,
-            heartbeat_interval: Duration::from_millis(200),
-            election_timeout: (Duration::from_millis(1500), Duration::from_millis(3000)),
+            heartbeat_interval: Duration::from_millis(150),
+            election_timeout: (Duration::from_millis(600), Duration::from_millis(1200)),
             snapshot_threshold: 10_000,
             logs_kept_after_snapshot: 1_000,
             leader_wait: Duration::from_secs(10),

@@ -251,9 +251,9 @@ impl ControlPlane {
     /// the API's access layer (members authenticate with the cluster secret); `None` on a
     /// single-node control plane.
     pub fn raft_routes(&self) -> Option<axum::Router> {
-        self.catalog
-            .raft()
-            .map(|raft| tonic::service::Routes::new(raft.service()).into_axum_router())
+        self.catalog.raft().map(|raft| {
+            axum::Router::new().route_service("/shoal.raft.v1.Raft/{*method}", raft.service())
+        })
     }
 
     /// Stops the Raft member, if any, and waits until its files are closed.

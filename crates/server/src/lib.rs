@@ -31,6 +31,7 @@ pub use credentials::{ADMIN_TOKEN_FILE, BOOTSTRAP_NAME, access};
 pub use error::ServerError;
 pub use placements::{AssignmentStream, MAX_REPORT_ENTRIES, REPORT_INTERVAL};
 pub use policies::rules_from;
+pub use shoal_raft::RaftConfig;
 
 use shoal_api::v1::assignment_service_server::AssignmentServiceServer;
 use shoal_api::v1::catalog_service_server::CatalogServiceServer;

@@ -300,7 +300,91 @@ pub struct AgentArgs {
 
 /// `shoal server`
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, after_help = SERVER_HELP)]
 pub struct ServerArgs {
+    /// Manage the control plane instead of running a server node.
+    #[command(subcommand)]
+    pub command: Option<ServerCommand>,
+    /// How to run this server node.
+    #[command(flatten)]
+    pub run: ServerRunArgs,
+}
+
+/// How `shoal server --help` explains clusters.
+const SERVER_HELP: &str = "\
+A control plane runs on one node, or on 3 or 5 (Raft: a majority must be up). To start a cluster,
+run the same command on every server node with its own --node-id, e.g. on 10.0.0.1:
+  shoal server --node-id 1 --cluster-secret-file /etc/shoal/cluster.secret \\
+    --api-listen 10.0.0.1:7421 --announce-url http://10.0.0.1:6969/announce \\
+    --announce-urls http://10.0.0.1:6969/announce,http://10.0.0.2:6969/announce,http://10.0.0.3:6969/announce \\
+    --initial-members 1=10.0.0.1:7421,2=10.0.0.2:7421,3=10.0.0.3:7421
+Then: `shoal server status`, `shoal server join ID HOST:PORT`, `shoal server leave ID`,
+`shoal server backup FILE`, `shoal server restore FILE`.";
+
+/// `shoal server <command>`
+#[derive(Debug, Subcommand)]
+pub enum ServerCommand {
+    /// This server node's view of the cluster: members, leader, term, commit and applied
+    /// index, each member's lag.
+    Status(ServerClient),
+    /// Add a server node (started with its --node-id and the cluster secret, without
+    /// --initial-members) to the cluster: it catches up as a learner, then votes.
+    Join(JoinArgs),
+    /// Remove a server node from the cluster for good (its id is never used again).
+    Leave(LeaveArgs),
+    /// Write the whole replicated state (catalog, nodes, placements, policies, credentials)
+    /// to FILE, read linearizably.
+    Backup(BackupArgs),
+    /// Replay a backup into this control plane (tags already bound keep their content).
+    Restore(BackupArgs),
+}
+
+/// Where a `shoal server` subcommand finds the control plane.
+#[derive(Debug, Args)]
+pub struct ServerClient {
+    /// The control plane (any server node).
+    #[command(flatten)]
+    pub server: ServerUrl,
+    /// Client options.
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// `shoal server join`
+#[derive(Debug, Args)]
+pub struct JoinArgs {
+    /// The new server node's id.
+    pub id: u64,
+    /// Its API address, HOST:PORT, as the other server nodes reach it.
+    pub address: String,
+    /// Where and how to call.
+    #[command(flatten)]
+    pub to: ServerClient,
+}
+
+/// `shoal server leave`
+#[derive(Debug, Args)]
+pub struct LeaveArgs {
+    /// The server node's id.
+    pub id: u64,
+    /// Where and how to call.
+    #[command(flatten)]
+    pub to: ServerClient,
+}
+
+/// `shoal server backup` and `restore`
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// The backup file.
+    pub file: PathBuf,
+    /// Where and how to call.
+    #[command(flatten)]
+    pub to: ServerClient,
+}
+
+/// How `shoal server` runs a server node.
+#[derive(Debug, Args)]
+pub struct ServerRunArgs {
     /// Where the catalog lives.
     #[arg(
         long,
@@ -325,14 +409,85 @@ pub struct ServerArgs {
         default_value = "0.0.0.0:6969"
     )]
     pub tracker_listen: std::net::SocketAddr,
-    /// The announce URL put in torrents, as agents and clients reach the tracker, e.g.
-    /// http://10.0.0.1:6969/announce.
+    /// This server node's tracker announce URL, as agents and clients reach it, e.g.
+    /// http://10.0.0.1:6969/announce (required to run a server node).
     #[arg(long, env = "SHOAL_ANNOUNCE_URL", value_name = "URL")]
-    pub announce_url: String,
+    pub announce_url: Option<String>,
     /// Require a credential from callers on loopback too (by default a loopback caller without
     /// a token is an admin). Use it when other users share this host.
     #[arg(long)]
     pub no_trust_loopback: bool,
+    /// Every tracker of the control plane, comma-separated, in the same order on every server
+    /// node (this node's among them); put in torrents as one BEP 12 tier each, so agents and
+    /// standard clients fail over when a server node is down. Default: just --announce-url.
+    #[arg(
+        long,
+        env = "SHOAL_ANNOUNCE_URLS",
+        value_name = "URL,...",
+        value_delimiter = ','
+    )]
+    pub announce_urls: Vec<String>,
+    /// Seconds between a client's regular announces to this tracker. Shorter: a client finds
+    /// peers again sooner after a server node fails (it re-announces to the next tier), for
+    /// more announce traffic.
+    #[arg(
+        long,
+        env = "SHOAL_ANNOUNCE_INTERVAL",
+        value_name = "SECONDS",
+        default_value_t = 60,
+        value_parser = clap::value_parser!(u32).range(5..=3600)
+    )]
+    pub announce_interval: u32,
+    /// Run as member NODE_ID of a replicated control plane (3 or 5 server nodes, Raft). Ids
+    /// are chosen by the operator, unique, and never reused. Without it the control plane
+    /// runs on this node alone.
+    #[arg(
+        long,
+        env = "SHOAL_NODE_ID",
+        value_name = "NODE_ID",
+        requires = "cluster_secret_file"
+    )]
+    pub node_id: Option<u64>,
+    /// The file holding the secret every server node of the cluster shares (printable ASCII,
+    /// one line); members present it to each other. Keep it mode 0600.
+    #[arg(long, env = "SHOAL_CLUSTER_SECRET_FILE", value_name = "FILE")]
+    pub cluster_secret_file: Option<PathBuf>,
+    /// The host:port the other server nodes reach this one's API at (replication uses the API
+    /// port). Default: --api-listen, when it names an address.
+    #[arg(long, env = "SHOAL_ADVERTISE", value_name = "HOST:PORT")]
+    pub advertise: Option<String>,
+    /// The voters of a new cluster, ID=HOST:PORT comma-separated, the same on every node's
+    /// command line: the node with the smallest id initializes the cluster once every member
+    /// answers, and writes the bootstrap admin token to its data directory. Ignored once the
+    /// cluster exists. Omit it on a node that will be added with `shoal server join`.
+    #[arg(
+        long,
+        env = "SHOAL_INITIAL_MEMBERS",
+        value_name = "ID=HOST:PORT,...",
+        value_delimiter = ',',
+        value_parser = parse_member,
+        requires = "node_id"
+    )]
+    pub initial_members: Vec<(u64, String)>,
+}
+
+/// `ID=HOST:PORT`.
+fn parse_member(s: &str) -> Result<(u64, String), String> {
+    let (id, addr) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?} is not ID=HOST:PORT"))?;
+    let id = id
+        .trim()
+        .parse()
+        .map_err(|_| format!("{id:?} is not a node id (a number)"))?;
+    let addr = addr.trim();
+    if addr
+        .rsplit_once(':')
+        .is_none_or(|(host, port)| host.is_empty() || port.parse::<u16>().is_err())
+    {
+        return Err(format!("{addr:?} is not HOST:PORT"));
+    }
+    Ok((id, addr.to_owned()))
 }
 
 /// Where client commands find the agent and the control plane, and how they print.

@@ -4,7 +4,7 @@
 use anyhow::Context;
 use shoal_agent::AgentConfig;
 
-use crate::cli::{AgentArgs, ServerArgs};
+use crate::cli::{AgentArgs, ServerRunArgs};
 
 /// Runs `shoal agent`.
 pub fn agent(args: AgentArgs) -> anyhow::Result<()> {
@@ -84,20 +84,40 @@ pub fn agent(args: AgentArgs) -> anyhow::Result<()> {
     })
 }
 
-/// Runs `shoal server`.
-pub fn server(args: ServerArgs) -> anyhow::Result<()> {
+/// Runs `shoal server`: one server node, alone or as a member of a replicated control plane.
+pub fn server(args: ServerRunArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    let Some(announce_url) = args.announce_url.clone() else {
+        anyhow::bail!(
+            "give --announce-url (this node's tracker as agents reach it, e.g. http://10.0.0.1:6969/announce)"
+        );
+    };
     runtime.block_on(async {
-        let control = shoal_server::ControlPlane::open(shoal_server::ServerConfig {
+        let config = shoal_server::ServerConfig {
             data_dir: args.data_dir.clone(),
-            announce_url: args.announce_url.clone(),
-            announce_urls: Vec::new(),
-            tracker: shoal_control::TrackerConfig::default(),
+            announce_url: announce_url.clone(),
+            announce_urls: args.announce_urls.clone(),
+            tracker: shoal_control::TrackerConfig {
+                interval_s: args.announce_interval,
+                min_interval_s: args.announce_interval / 2,
+                ..shoal_control::TrackerConfig::default()
+            },
             nodes: shoal_control::NodeConfig::default(),
-        })?;
+        };
+        let control = match args.node_id {
+            None => shoal_server::ControlPlane::open(config)?,
+            Some(id) => {
+                let cluster = cluster_config(&args, id)?;
+                crate::output::status(&format!(
+                    "server node {id} of a replicated control plane; members reach it at {}",
+                    cluster.raft.advertise_addr
+                ));
+                shoal_server::ControlPlane::open_cluster(config, cluster).await?
+            }
+        };
         let api = tokio::net::TcpListener::bind(args.api_listen)
             .await
             .with_context(|| format!("cannot listen on {} (API)", args.api_listen))?;
@@ -111,12 +131,16 @@ pub fn server(args: ServerArgs) -> anyhow::Result<()> {
             ));
         }
         let access = shoal_server::access(&control, !args.no_trust_loopback);
-        let router = shoal_server::api_router(&control, access)?;
+        let mut router = shoal_server::api_router(&control, access)?;
+        if let Some(raft) = control.raft_routes() {
+            // Outside the API's access layer: members present the cluster secret instead.
+            router = raft.merge(router);
+        }
         let tracker_router = shoal_server::tracker_http::router(control.clone());
         let expire = tokio::spawn(shoal_server::tracker_http::expire(control.clone()));
         crate::output::status(&format!(
             "control plane running: API {} (gRPC + REST), tracker {} ({})",
-            args.api_listen, args.tracker_listen, args.announce_url
+            args.api_listen, args.tracker_listen, announce_url
         ));
         // Without TCP_NODELAY, a gRPC answer written in two pieces (a response, then its
         // trailers) waits for the client's delayed ACK (40 ms on Linux) whenever the server
@@ -139,10 +163,52 @@ pub fn server(args: ServerArgs) -> anyhow::Result<()> {
             .await
         });
         shutdown_signal().await;
+        control.shutdown().await;
         api_task.abort();
         tracker_task.abort();
         expire.abort();
         Ok(())
+    })
+}
+
+/// The Raft settings of server node `id`, from the command line.
+fn cluster_config(args: &ServerRunArgs, id: u64) -> anyhow::Result<shoal_server::ClusterConfig> {
+    let Some(secret_file) = &args.cluster_secret_file else {
+        anyhow::bail!(
+            "--node-id needs --cluster-secret-file (the secret every server node shares)"
+        );
+    };
+    let secret = std::fs::read_to_string(secret_file)
+        .with_context(|| {
+            format!(
+                "cannot read the cluster secret from {}",
+                secret_file.display()
+            )
+        })?
+        .trim()
+        .to_owned();
+    if secret.is_empty() {
+        anyhow::bail!("the cluster secret file {} is empty", secret_file.display());
+    }
+    let advertise = match &args.advertise {
+        Some(a) => a.clone(),
+        None if !args.api_listen.ip().is_unspecified() => args.api_listen.to_string(),
+        None => anyhow::bail!(
+            "--api-listen {} names no address the other server nodes can dial: give --advertise HOST:PORT",
+            args.api_listen
+        ),
+    };
+    let initial_members: std::collections::BTreeMap<u64, String> =
+        args.initial_members.iter().cloned().collect();
+    if initial_members.len() != args.initial_members.len() {
+        anyhow::bail!("--initial-members names a node id twice");
+    }
+    if !initial_members.is_empty() && !initial_members.contains_key(&id) {
+        anyhow::bail!("--initial-members does not include this node's id ({id})");
+    }
+    Ok(shoal_server::ClusterConfig {
+        raft: shoal_server::RaftConfig::new(id, args.data_dir.clone(), advertise, secret),
+        initial_members,
     })
 }
 

@@ -3,6 +3,7 @@
 
 mod cli;
 mod client;
+mod cluster;
 mod credentials;
 mod daemon;
 mod output;
@@ -34,7 +35,10 @@ fn main() -> ExitCode {
 fn run(cli: cli::Cli) -> anyhow::Result<()> {
     match cli.command {
         cli::Command::Agent(args) => daemon::agent(args),
-        cli::Command::Server(args) => daemon::server(args),
+        cli::Command::Server(args) => match args.command {
+            Some(command) => cluster::run(command),
+            None => daemon::server(args.run),
+        },
         cli::Command::Publish(args) => client::publish(args),
         cli::Command::Ls(args) => client::ls(args),
         cli::Command::Info(args) => client::info(args),
