@@ -422,6 +422,8 @@ impl NodeService for ControlPlane {
         Ok(Response::new(v1::HeartbeatResponse {
             interval_seconds: u32::try_from(interval.max(1)).unwrap_or(10),
             announce_url: self.announce_url.clone(),
+            // One node: its tracker is the only one, and agents fall back to announce_url.
+            announce_urls: Vec::new(),
         }))
     }
 }
