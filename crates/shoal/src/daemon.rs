@@ -36,7 +36,8 @@ pub fn agent(args: AgentArgs) -> anyhow::Result<()> {
     }
     if !args.control_plane.is_empty() {
         config.control_plane = Some(
-            ControlPlanes::from_list(&args.control_plane)
+            // Repeats and commas mean the same; joined, a message quotes what was typed.
+            ControlPlanes::parse(&args.control_plane.join(","))
                 .context("--control-plane / SHOAL_CONTROL_PLANE")?,
         );
     }
