@@ -62,9 +62,9 @@ pub struct Timeouts {
     /// For one node to answer a bind (default 30 s: the request carries a whole torrent,
     /// up to `MAX_BIND_BYTES`, over whatever link the publisher has).
     pub bind: Duration,
-    /// How often an HTTP/2 ping is sent on each node's connection (default 10 s). The
-    /// assignment stream has no time limit: the pings are what find a node that stopped
-    /// answering.
+    /// How often an HTTP/2 ping is sent on a node's connection while a call or the assignment
+    /// stream is open on it (default 10 s). The stream has no time limit: the pings are what
+    /// find a node that stopped answering.
     pub keepalive_interval: Duration,
     /// How long a ping may go unanswered before the connection and its calls fail (default
     /// 10 s), so a stalled assignment stream is noticed within about 20 s.
@@ -96,7 +96,7 @@ pub struct Remote {
 struct Node {
     /// The URL, for messages.
     url: String,
-    /// The channel (connects lazily, reconnects by itself, pings while idle).
+    /// The channel (connects lazily, reconnects by itself, pings while a call is open).
     channel: Channel,
     /// Whether its last call failed, so that a node known to be down is not reported at
     /// warn on every call that tries it.
@@ -142,7 +142,10 @@ impl Control {
                 .connect_timeout(timeouts.connect)
                 .http2_keep_alive_interval(timeouts.keepalive_interval)
                 .keep_alive_timeout(timeouts.keepalive_timeout)
-                .keep_alive_while_idle(true)
+                // Only connections with a call or the stream open: the preferred node's
+                // carries the stream, and an idle connection to another node need not cost
+                // every server node a ping from every agent that once used it.
+                .keep_alive_while_idle(false)
                 .connect_lazy();
             nodes.push(Node {
                 url: url.clone(),
