@@ -85,6 +85,7 @@ impl Default for Timeouts {
 
 /// A remote control plane: its nodes, the one in use, the agent's credential.
 pub struct Remote {
+    /// Never empty ([`ControlPlanes`] holds at least one URL), so `% nodes.len()` is safe.
     nodes: Vec<Node>,
     /// The index of the node tried first: the last one that answered.
     preferred: AtomicUsize,
