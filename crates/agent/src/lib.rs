@@ -37,7 +37,7 @@ use shoal_server::{ControlPlane, ServerConfig};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-pub use config::AgentConfig;
+pub use config::{AgentConfig, ControlPlanes};
 use control::Control;
 use store::DataDir;
 use torrents::{RunState, Torrents};
@@ -144,8 +144,9 @@ pub async fn start(config: AgentConfig) -> Result<Running, AgentError> {
     let advertise_ip = match (config.advertise_ip, config.peer_listen.ip()) {
         (Some(ip), _) => ip,
         (None, ip) if !ip.is_unspecified() => ip,
-        (None, _) => match config.control_plane.as_deref() {
-            Some(url) => route_to(url),
+        (None, _) => match &config.control_plane {
+            // The first node this host has a route to (they are normally on one network).
+            Some(urls) => urls.urls().iter().find_map(|url| route_to(url)),
             None => primary_ip(),
         }
         .unwrap_or_else(|| {
@@ -167,9 +168,9 @@ pub async fn start(config: AgentConfig) -> Result<Running, AgentError> {
 
     let mut bootstrap_token = None;
     let (control, server_api_addr, tracker_addr, announce) = match &config.control_plane {
-        Some(url) => (
+        Some(urls) => (
             Control::remote(
-                url,
+                urls,
                 config
                     .control_plane_token()
                     .map_err(|e| AgentError::Config(e.to_string()))?,
@@ -410,11 +411,15 @@ async fn heartbeat(agent: Arc<Agent>) {
                 agent
                     .last_heartbeat_ms
                     .store(shoal_server::now_ms(), Ordering::Relaxed);
-                if !reply.announce_url.is_empty() {
-                    if let Ok(mut a) = agent.announce.lock() {
-                        a.clone_from(&reply.announce_url);
-                    }
-                    agent.torrents.set_announce(vec![reply.announce_url]);
+                let trackers = trackers(&reply);
+                // Published torrents name the first: the same whichever node answered.
+                if let Some(first) = trackers.first()
+                    && let Ok(mut a) = agent.announce.lock()
+                {
+                    a.clone_from(first);
+                }
+                if !trackers.is_empty() {
+                    agent.torrents.set_announce(trackers);
                 }
                 Duration::from_secs(u64::from(reply.interval_seconds.clamp(1, 300)))
             }
@@ -427,6 +432,26 @@ async fn heartbeat(agent: Arc<Agent>) {
             }
         };
         tokio::time::sleep(wait).await;
+    }
+}
+
+/// The trackers a heartbeat's answer names, in order, each to be its own BEP 12 tier: every
+/// tracker of the control plane (`announce_urls`), or, from a single-node or older control
+/// plane that sends none, its one `announce_url`. Empty when it names none.
+fn trackers(reply: &v1::HeartbeatResponse) -> Vec<String> {
+    let listed: Vec<String> = reply
+        .announce_urls
+        .iter()
+        .filter(|url| !url.is_empty())
+        .cloned()
+        .collect();
+    if !listed.is_empty() {
+        return listed;
+    }
+    if reply.announce_url.is_empty() {
+        Vec::new()
+    } else {
+        vec![reply.announce_url.clone()]
     }
 }
 
@@ -501,4 +526,34 @@ fn source_for(target: SocketAddr) -> Option<IpAddr> {
     .ok()?;
     socket.connect(target).ok()?;
     socket.local_addr().ok().map(|a| a.ip())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_tracker_of_a_cluster_is_announced_to_in_its_order() {
+        let reply = v1::HeartbeatResponse {
+            interval_seconds: 10,
+            announce_url: "http://10.0.0.2:6969/announce".to_owned(),
+            announce_urls: vec![
+                "http://10.0.0.1:6969/announce".to_owned(),
+                "http://10.0.0.2:6969/announce".to_owned(),
+                "http://10.0.0.3:6969/announce".to_owned(),
+            ],
+        };
+        assert_eq!(trackers(&reply), reply.announce_urls);
+    }
+
+    #[test]
+    fn a_single_node_control_plane_names_its_one_tracker() {
+        let reply = v1::HeartbeatResponse {
+            interval_seconds: 10,
+            announce_url: "http://10.0.0.1:6969/announce".to_owned(),
+            announce_urls: Vec::new(),
+        };
+        assert_eq!(trackers(&reply), vec![reply.announce_url.clone()]);
+        assert!(trackers(&v1::HeartbeatResponse::default()).is_empty());
+    }
 }

@@ -1372,7 +1372,7 @@ async fn an_agent_role_host_publishes_only_with_the_callers_publisher_token() {
 
     let host = TestAgent::with_config(|c| {
         c.node_id = Some("host-b".to_owned());
-        c.control_plane = Some(url.clone());
+        c.control_plane = Some(shoal_agent::config::ControlPlanes::parse(&url).unwrap());
         c.server_token = Some(agent_token.clone());
     })
     .await;

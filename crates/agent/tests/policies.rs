@@ -144,10 +144,13 @@ impl Lab {
             labels: BTreeMap::from([("role".to_owned(), role.to_owned())]),
             api_listen: SocketAddr::new(ip, 0),
             peer_listen: SocketAddr::new(ip, 0),
-            control_plane: Some(format!(
-                "http://{}",
-                self.origin.running.server_api_addr.unwrap()
-            )),
+            control_plane: Some(
+                shoal_agent::config::ControlPlanes::parse(&format!(
+                    "http://{}",
+                    self.origin.running.server_api_addr.unwrap()
+                ))
+                .unwrap(),
+            ),
             on_complete,
             ..AgentConfig::default()
         }

@@ -251,6 +251,34 @@ mod tests {
     fn the_grammar_is_consistent() {
         super::Cli::command().debug_assert();
     }
+
+    #[test]
+    fn control_plane_takes_a_comma_separated_list_or_repeats() {
+        use clap::Parser;
+        let cli = super::Cli::try_parse_from([
+            "shoal",
+            "agent",
+            "--control-plane",
+            "http://10.0.0.1:7421,http://10.0.0.2:7421",
+            "--control-plane",
+            "http://10.0.0.3:7421",
+        ]);
+        let Ok(super::Cli {
+            command: super::Command::Agent(args),
+            ..
+        }) = cli
+        else {
+            panic!("shoal agent --control-plane does not parse: {cli:?}");
+        };
+        assert_eq!(
+            args.control_plane,
+            [
+                "http://10.0.0.1:7421",
+                "http://10.0.0.2:7421",
+                "http://10.0.0.3:7421"
+            ]
+        );
+    }
 }
 
 /// `shoal agent`
@@ -277,9 +305,16 @@ pub struct AgentArgs {
     /// The address other hosts reach this one at [default: the one used to reach the control plane].
     #[arg(long, env = "SHOAL_ADVERTISE_IP", value_name = "IP")]
     pub advertise_ip: Option<std::net::IpAddr>,
-    /// The control plane's API, e.g. http://10.0.0.1:7421; without it this agent runs one in-process.
-    #[arg(long, env = "SHOAL_CONTROL_PLANE", value_name = "URL")]
-    pub control_plane: Option<String>,
+    /// The control plane's API, e.g. http://10.0.0.1:7421; for a cluster every server node,
+    /// comma-separated or the flag repeated (the agent fails over between them); without it
+    /// this agent runs one in-process.
+    #[arg(
+        long,
+        env = "SHOAL_CONTROL_PLANE",
+        value_name = "URL",
+        value_delimiter = ','
+    )]
+    pub control_plane: Vec<String>,
     /// A directory publish may read and retrieve may write; repeat for more [default: anywhere].
     #[arg(long = "allowed-root", value_name = "DIR")]
     pub allowed_roots: Vec<PathBuf>,

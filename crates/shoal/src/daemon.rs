@@ -2,7 +2,7 @@
 //! SIGTERM, making what was verified durable.
 
 use anyhow::Context;
-use shoal_agent::AgentConfig;
+use shoal_agent::{AgentConfig, ControlPlanes};
 
 use crate::cli::{AgentArgs, ServerRunArgs};
 
@@ -34,8 +34,12 @@ pub fn agent(args: AgentArgs) -> anyhow::Result<()> {
     if let Some(v) = args.advertise_ip {
         config.advertise_ip = Some(v);
     }
-    if let Some(v) = args.control_plane {
-        config.control_plane = Some(v);
+    if !args.control_plane.is_empty() {
+        config.control_plane = Some(
+            // Repeats and commas mean the same; joined, a message quotes what was typed.
+            ControlPlanes::parse(&args.control_plane.join(","))
+                .context("--control-plane / SHOAL_CONTROL_PLANE")?,
+        );
     }
     config.allowed_roots.extend(args.allowed_roots);
     if let Some(v) = args.server_api_listen {
