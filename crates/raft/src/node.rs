@@ -522,7 +522,12 @@ impl<S: StateMachine> RaftNode<S> {
                     },
                 }
             } else {
-                let timeout = deadline.saturating_duration_since(Instant::now());
+                // A stalled leader accepts the call and never answers: give up on it after
+                // twice the longest election timeout, by when the others have elected anew,
+                // and ask the next leader (a read may always be retried).
+                let timeout = deadline
+                    .saturating_duration_since(Instant::now())
+                    .min(self.config.election_timeout.1 * 2);
                 let reply: Result<ReadIndexReply, CallError> = self
                     .peers
                     .call_typed(Call::ReadIndex, leader, &member, &(), timeout)

@@ -35,6 +35,9 @@ struct Cluster {
     lab: Lab,
     dir: tempfile::TempDir,
     servers: Vec<Option<Running>>,
+    /// The server node stopped with SIGSTOP, if any: not asked anything meanwhile (it would
+    /// accept the connection and never answer).
+    stopped: Option<usize>,
     agents: Vec<(usize, Running, PathBuf)>,
 }
 
@@ -80,6 +83,7 @@ impl Cluster {
             lab,
             dir,
             servers,
+            stopped: None,
             agents: Vec::new(),
         };
         let start = Instant::now();
@@ -149,7 +153,9 @@ impl Cluster {
     fn leader(&self, not: Option<usize>) -> usize {
         let start = Instant::now();
         loop {
-            for host in (0..SERVERS).filter(|h| self.servers[*h].is_some()) {
+            for host in
+                (0..SERVERS).filter(|h| self.servers[*h].is_some() && self.stopped != Some(*h))
+            {
                 let out = self
                     .lab
                     .command(host, SHOAL)
@@ -251,6 +257,8 @@ impl Cluster {
 
     /// `shoal publish SOURCE --name NAME_TAG` through the agent on `host`; the artifact.
     fn publish(&self, host: usize, source: &Path, name_tag: &str) -> serde_json::Value {
+        // A publish carries the caller's credential (an agent's own may not publish).
+        let admin = self.admin_token();
         let out = self.shoal(
             host,
             &[
@@ -259,6 +267,8 @@ impl Cluster {
                 "--name",
                 name_tag,
                 "--json",
+                "--token-file",
+                admin.to_str().unwrap(),
             ],
         );
         assert!(
@@ -544,26 +554,48 @@ fn a_stalled_server_node_catches_up_and_reads_consistently() {
     // Stop the leader: the others elect a new one; agents announce and publish meanwhile.
     let stalled = cluster.leader(None);
     cluster.signal(stalled, "-STOP");
+    cluster.stopped = Some(stalled);
     let stopped_at = Instant::now();
     let new_leader = cluster.leader(Some(stalled));
+    // Publishes and a download run meanwhile (agents that were talking to the stopped node
+    // fail over when their calls time out); the node is resumed after 5 s regardless.
     let mut published = vec!["lab/stall:0".to_owned()];
-    for i in 1..=3 {
-        let f = file(&src, &format!("b{i}.bin"), 256 << 10, i);
-        let name = format!("lab/stall:{i}");
-        cluster.publish(SERVERS + (i as usize % AGENTS), &f, &name);
-        published.push(name);
+    for i in 1..=3u32 {
+        published.push(format!("lab/stall:{i}"));
     }
-    cluster.get(
-        SERVERS + 1,
-        "lab/stall:0",
-        &cluster.dir.path().join("out-stall"),
-    );
-    std::thread::sleep(Duration::from_secs(5).saturating_sub(stopped_at.elapsed()));
-    cluster.signal(stalled, "-CONT");
-    eprintln!(
-        "stalled host {stalled} for {:?}; host {new_leader} led meanwhile",
-        stopped_at.elapsed()
-    );
+    std::thread::scope(|scope| {
+        let cluster = &cluster;
+        let src = &src;
+        let work: Vec<_> = (1..=3u32)
+            .map(|i| {
+                scope.spawn(move || {
+                    let f = file(src, &format!("b{i}.bin"), 256 << 10, i);
+                    cluster.publish(
+                        SERVERS + (i as usize % AGENTS),
+                        &f,
+                        &format!("lab/stall:{i}"),
+                    );
+                })
+            })
+            .chain(std::iter::once(scope.spawn(move || {
+                cluster.get(
+                    SERVERS + 1,
+                    "lab/stall:0",
+                    &cluster.dir.path().join("out-stall"),
+                );
+            })))
+            .collect();
+        std::thread::sleep(Duration::from_secs(5).saturating_sub(stopped_at.elapsed()));
+        cluster.signal(stalled, "-CONT");
+        eprintln!(
+            "stalled host {stalled} for {:?}; host {new_leader} led meanwhile",
+            stopped_at.elapsed()
+        );
+        for w in work {
+            w.join().unwrap();
+        }
+    });
+    cluster.stopped = None;
 
     // It rejoins, catches up, and its reads (linearizable) show every publish.
     let start = Instant::now();
