@@ -302,6 +302,10 @@ impl ClusterService for ControlPlane {
         })?;
         let mut response = v1::ImportSnapshotResponse::default();
         for command in replay(&snapshot) {
+            if self.catalog.read(|state| held(state, &command)).await? {
+                response.unchanged += 1;
+                continue;
+            }
             let outcome = self.catalog.execute(&command).await?;
             match outcome {
                 Outcome::Bound { already: true, .. }
@@ -320,6 +324,16 @@ impl ClusterService for ControlPlane {
             "snapshot imported"
         );
         Ok(Response::new(response))
+    }
+}
+
+/// Whether `state` holds exactly the node, placement or policy `command` would store.
+fn held(state: &ControlState, command: &Command) -> bool {
+    match command {
+        Command::PutNode(node) => state.nodes().any(|n| n == node),
+        Command::PutPlacement(placement) => state.placements().any(|p| p == placement),
+        Command::PutPolicy(policy) => state.policies().any(|p| p == policy),
+        _ => false,
     }
 }
 

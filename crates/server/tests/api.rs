@@ -1864,3 +1864,121 @@ async fn a_trusted_loopback_caller_is_admin_unless_it_presents_a_token() {
         .into_inner();
     assert_eq!(issued.credential.unwrap().created_by, "local");
 }
+
+/// A backup of one control plane restores into another through the normal write path: every
+/// artifact, policy and valid credential arrives; tags the target already binds to other
+/// content are kept and reported; a second restore writes nothing. A single node says it is
+/// not replicated and refuses membership changes with a message saying how to cluster.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_restores_into_another_control_plane_and_a_single_node_refuses_cluster_changes() {
+    let source = TestServer::start(Access::Open);
+    let target = TestServer::start(Access::Open);
+    let (a, b, c) = (
+        torrent("a.bin", 1, 70_000),
+        torrent("b.bin", 2, 50_000),
+        torrent("c.bin", 3, 30_000),
+    );
+    source.bind("app/a:1", &a).await;
+    source.bind("app/b:1", &b).await;
+    target.bind("app/b:1", &c).await; // the same tag, other content
+    let (status, body) = source
+        .post(
+            "/v1/policies",
+            &serde_json::json!({"name": "metered", "selector": "metered=true", "rules": {"maxPeers": 5}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = source
+        .post(
+            "/v1/credentials",
+            &serde_json::json!({"name": "ci", "role": "publisher"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    let (status, backup) = source.get("/v1/cluster/snapshot").await;
+    assert_eq!(status, StatusCode::OK, "{backup}");
+    assert_eq!(backup["artifacts"], "2", "{backup}");
+    assert_eq!(backup["policies"], "1", "{backup}");
+    let snapshot = backup["snapshot"].as_str().unwrap().to_owned();
+
+    let (status, restored) = target
+        .post(
+            "/v1/cluster/snapshot",
+            &serde_json::json!({ "snapshot": snapshot }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{restored}");
+    let conflicts = restored["conflicts"].as_array().unwrap();
+    assert_eq!(conflicts.len(), 1, "{restored}");
+    assert!(
+        conflicts[0].as_str().unwrap().contains("app/b:1"),
+        "{restored}"
+    );
+
+    let (_, artifacts) = target.get("/v1/catalog/artifacts?pageSize=1000").await;
+    let by_name: std::collections::BTreeMap<String, String> = artifacts["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["nameTag"].as_str().unwrap().to_owned(),
+                r["contentId"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(by_name["app/a:1"], content_id(&a), "restored");
+    assert_eq!(
+        by_name["app/b:1"],
+        content_id(&c),
+        "the target's binding is kept"
+    );
+    let (_, policies) = target.get("/v1/policies").await;
+    assert_eq!(policies["policies"][0]["name"], "metered", "{policies}");
+    let (_, credentials) = target.get("/v1/credentials").await;
+    let names: Vec<&str> = credentials["credentials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"ci"), "{credentials}");
+
+    // Again: everything is there already.
+    let (status, again) = target
+        .post(
+            "/v1/cluster/snapshot",
+            &serde_json::json!({ "snapshot": snapshot }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{again}");
+    assert!(
+        again["written"].is_null() || again["written"] == "0",
+        "{again}"
+    );
+
+    // A snapshot that does not read is refused, and changes nothing.
+    let (status, refused) = target
+        .post(
+            "/v1/cluster/snapshot",
+            &serde_json::json!({ "snapshot": "AAAA" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+
+    let (status, cluster) = source.get("/v1/cluster").await;
+    assert_eq!(status, StatusCode::OK, "{cluster}");
+    assert!(
+        cluster["replicated"].is_null() || cluster["replicated"] == false,
+        "{cluster}"
+    );
+    let (status, refused) = source
+        .post(
+            "/v1/cluster/servers",
+            &serde_json::json!({"id": 4, "address": "10.0.0.4:7421"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{refused}");
+    assert!(refused.to_string().contains("--node-id"), "{refused}");
+}
