@@ -26,6 +26,8 @@
 //!   ([`CredentialRecord`]).
 //! - [`selector`]: label selectors ([`Selector`]), `role=web,region=eu`, `rack in (r1,r2)`,
 //!   `!metered`: which nodes, by their labels, in the Kubernetes grammar.
+//! - [`history`]: a checker for histories of binds and linearizable reads against a replicated
+//!   control plane ([`history::check`]): bound once, no acknowledged bind lost, no stale read.
 //! - [`replicated`]: the replicated state machine ([`ControlState`]): every change is a
 //!   [`Command`] applied deterministically to an [`Outcome`], with snapshots and a digest, so
 //!   server nodes applying the same log agree.
@@ -41,6 +43,7 @@
 pub mod artifact;
 pub mod artifact_ref;
 pub mod auth;
+pub mod history;
 mod hmac;
 pub mod name_tag;
 pub mod nodes;

@@ -23,6 +23,8 @@ mod state_machine;
 mod types;
 
 #[cfg(test)]
+mod sim;
+#[cfg(test)]
 mod storage_suite;
 
 /// The generated `shoal.raft.v1` messages, client and server.
