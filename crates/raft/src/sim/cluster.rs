@@ -40,15 +40,18 @@ pub(super) struct Params {
 }
 
 /// What a run did.
-#[derive(Debug)]
 pub(super) struct Report {
     /// The hash of everything that happened, in order, with virtual times.
     pub(super) trace: [u8; 32],
+    /// The trace itself, line by line.
+    pub(super) lines: Vec<String>,
     pub(super) ops: usize,
     pub(super) acked_binds: usize,
     pub(super) answered_reads: usize,
     pub(super) crashes: u64,
     pub(super) terms_led: usize,
+    /// Terms led by two nodes or more (openraft allows it; see `check`).
+    pub(super) terms_shared: usize,
     pub(super) delivered: u64,
     pub(super) lost: u64,
     pub(super) virtual_ms: u64,
@@ -125,7 +128,16 @@ struct Sim {
 /// Runs one seeded schedule; `Err` names the first violation found.
 pub(super) async fn run(params: Params) -> Result<Report, String> {
     let checks = Arc::new(Checks::default());
-    run_checked(params, Arc::clone(&checks)).await.map_err(|e| {
+    let world = Arc::new(World::new(params.seed));
+    let result = run_checked(params, Arc::clone(&world), Arc::clone(&checks)).await;
+    if let Some(path) = std::env::var_os("SHOAL_SIM_TRACE") {
+        let lines = match &result {
+            Ok(report) => report.lines.clone(),
+            Err(_) => world.lock().lines.clone(),
+        };
+        let _ = std::fs::write(path, lines.join("\n"));
+    }
+    result.map_err(|e| {
         // An invariant broken earlier is the likelier cause of a later failure: name it too.
         match checks.violations().first() {
             Some(first) if !e.contains(first.as_str()) => format!("{e}; earlier: {first}"),
@@ -134,10 +146,14 @@ pub(super) async fn run(params: Params) -> Result<Report, String> {
     })
 }
 
-async fn run_checked(params: Params, checks: Arc<Checks>) -> Result<Report, String> {
+async fn run_checked(
+    params: Params,
+    world: Arc<World>,
+    checks: Arc<Checks>,
+) -> Result<Report, String> {
     let sim = Arc::new(Sim {
         params,
-        world: Arc::new(World::new(params.seed)),
+        world,
         checks,
         nodes: Mutex::new(BTreeMap::new()),
         contents: (1..=3).map(artifact).collect(),
@@ -223,8 +239,10 @@ async fn run_checked(params: Params, checks: Arc<Checks>) -> Result<Report, Stri
         (w.delivered, w.lost)
     };
     let crashes = *lock(&sim.crashes);
+    let lines = std::mem::take(&mut sim.world.lock().lines);
     Ok(Report {
         trace: sim.world.trace_digest(),
+        lines,
         ops: ops.len(),
         acked_binds: ops
             .iter()
@@ -244,10 +262,55 @@ async fn run_checked(params: Params, checks: Arc<Checks>) -> Result<Report, Stri
             .count(),
         crashes,
         terms_led: sim.checks.terms_led(),
+        terms_shared: sim.checks.terms_shared(),
         delivered,
         lost,
         virtual_ms: sim.world.now_ms(),
     })
+}
+
+impl Report {
+    /// One line: the counts and the trace digest.
+    pub(super) fn summary(&self) -> String {
+        format!(
+            "trace {}, {} ops ({} binds acknowledged, {} reads answered), {} crashes, {} terms led ({} by two nodes), {} messages delivered, {} lost, {} ms virtual",
+            hex(&self.trace[..8]),
+            self.ops,
+            self.acked_binds,
+            self.answered_reads,
+            self.crashes,
+            self.terms_led,
+            self.terms_shared,
+            self.delivered,
+            self.lost,
+            self.virtual_ms
+        )
+    }
+
+    /// Where two runs' traces first differ, if they do.
+    pub(super) fn divergence(&self, other: &Report) -> Option<String> {
+        let at = self
+            .lines
+            .iter()
+            .zip(&other.lines)
+            .position(|(a, b)| a != b)
+            .or((self.lines.len() != other.lines.len())
+                .then(|| self.lines.len().min(other.lines.len())))?;
+        let line = |r: &Report| {
+            r.lines
+                .get(at)
+                .cloned()
+                .unwrap_or_else(|| "(end)".to_owned())
+        };
+        Some(format!(
+            "line {at}: {} vs {} (after {})",
+            line(self),
+            line(other),
+            at.checked_sub(1)
+                .and_then(|i| self.lines.get(i))
+                .map_or("nothing", String::as_str)
+        ))
+    }
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -441,9 +504,10 @@ impl Sim {
         Ok(())
     }
 
-    /// Samples every running node's metrics: one leader per term, and no node stopped on its
-    /// own.
+    /// Samples every running node's metrics: a leader leads under its own committed vote, and
+    /// no node stops on its own.
     async fn observe(&self) {
+        let mut seen: BTreeMap<NodeId, (ServerState, u64, Option<NodeId>)> = BTreeMap::new();
         loop {
             tokio::time::sleep(Duration::from_millis(5)).await;
             let rafts: Vec<(NodeId, Raft)> = {
@@ -455,8 +519,19 @@ impl Sim {
             };
             for (id, raft) in rafts {
                 let m = raft.metrics().borrow().clone();
+                let now = (m.state, m.current_term, m.vote.leader_id().voted_for());
+                if seen.insert(id, now) != Some(now) {
+                    self.world.trace(&format!(
+                        "node {id}: {:?} in term {}, vote {}, last log {:?}, applied {:?}",
+                        m.state,
+                        m.current_term,
+                        m.vote,
+                        m.last_log_index,
+                        m.last_applied.map(|l| l.index)
+                    ));
+                }
                 if m.state == ServerState::Leader {
-                    self.checks.leader(m.current_term, id);
+                    self.checks.leader(id, &m.vote);
                 }
                 if let Err(fatal) = &m.running_state {
                     self.checks
@@ -583,14 +658,14 @@ impl Sim {
                     .map(|r| r.content_id),
             );
         }
-        let index = match raft.ensure_linearizable().await {
+        let index = match self.world.linearizable(via, raft.clone()).await {
             Ok(_) => None,
             Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
                 let leader = f.leader_id?;
                 let asked = self
                     .world
-                    .deliver(via, life, leader, "read_index", |r| async move {
-                        r.ensure_linearizable().await
+                    .deliver(via, life, leader, "read_index", |r| {
+                        self.world.linearizable(leader, r)
                     })
                     .await;
                 match asked {

@@ -78,6 +78,9 @@ pub(super) struct Faults {
 pub(super) struct Slot {
     pub(super) raft: Option<Raft>,
     pub(super) life: u64,
+    /// Taken around `ensure_linearizable` on this node, so at most one caller at a time waits
+    /// inside it (see [`World::linearizable`]).
+    pub(super) read_gate: Arc<tokio::sync::Mutex<()>>,
 }
 
 pub(super) struct WorldInner {
@@ -85,6 +88,8 @@ pub(super) struct WorldInner {
     pub(super) faults: Faults,
     pub(super) nodes: BTreeMap<NodeId, Slot>,
     trace: Sha256,
+    /// The trace's lines, kept so a run that does not replay can say where it diverged.
+    pub(super) lines: Vec<String>,
     start: Instant,
     pub(super) delivered: u64,
     pub(super) lost: u64,
@@ -107,6 +112,7 @@ impl World {
                 faults: Faults::default(),
                 nodes: BTreeMap::new(),
                 trace: Sha256::new(),
+                lines: Vec::new(),
                 start: Instant::now(),
                 delivered: 0,
                 lost: 0,
@@ -122,7 +128,10 @@ impl World {
     pub(super) fn trace(&self, line: &str) {
         let mut w = self.lock();
         let at = w.start.elapsed().as_micros();
-        w.trace.update(format!("{at} {line}\n").as_bytes());
+        let line = format!("{at} {line}");
+        w.trace.update(line.as_bytes());
+        w.trace.update(b"\n");
+        w.lines.push(line);
     }
 
     /// Virtual milliseconds since the run began.
@@ -137,6 +146,30 @@ impl World {
     /// The running `Raft` of `id`, if it is up.
     pub(super) fn raft(&self, id: NodeId) -> Option<Raft> {
         self.lock().nodes.get(&id).and_then(|s| s.raft.clone())
+    }
+
+    /// `raft.ensure_linearizable()` on node `id`, one caller at a time (FIFO).
+    ///
+    /// openraft waits inside it for the state machine to catch up by awaiting `changed()` on its
+    /// metrics `watch` channel; tokio's `watch` parks each waiter on one of eight `Notify`s
+    /// picked with tokio's own unseeded random source, so two waiters woken by one change wake
+    /// in an order that differs from run to run. With one waiter per node there is no order.
+    pub(super) async fn linearizable(
+        &self,
+        id: NodeId,
+        raft: Raft,
+    ) -> Result<
+        Option<crate::types::LogId>,
+        RaftError<NodeId, openraft::error::CheckIsLeaderError<NodeId, Member>>,
+    > {
+        let gate = self
+            .lock()
+            .nodes
+            .get(&id)
+            .map(|s| Arc::clone(&s.read_gate))
+            .unwrap_or_default();
+        let _turn = gate.lock().await;
+        raft.ensure_linearizable().await
     }
 
     /// Sends `kind` from `from` (in life `life`) to `to` and returns what `call` on the target

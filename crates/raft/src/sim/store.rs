@@ -167,6 +167,7 @@ impl RaftLogStorage<TypeConfig> for SimLog {
         let node = lock(&self.life).node;
         let result = with_disk(&self.life, ErrorSubject::Logs, |d| {
             for entry in entries {
+                self.checks.appended(node, &entry);
                 let index = entry.get_log_id().index;
                 if let Some(old) = d.log.get(&index)
                     && d.committed.is_some_and(|c| c.index >= index)
