@@ -187,6 +187,7 @@ fn grpcurl_and_curl_list_describe_and_call_the_same_api() {
         want(&[
             "shoal.v1.AssignmentService",
             "shoal.v1.CatalogService",
+            "shoal.v1.ClusterService",
             "shoal.v1.CredentialService",
             "shoal.v1.NodeService",
             "shoal.v1.PlacementService",
