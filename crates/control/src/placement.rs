@@ -416,6 +416,19 @@ impl PlacementTable {
         nodes: impl IntoIterator<Item = (&'a NodeId, &'a Labels)>,
         now_ms: u64,
     ) -> Result<bool, PlacementError> {
+        if !self.is_new(&placement)? {
+            return Ok(false);
+        }
+        self.restore(placement, size, nodes, now_ms);
+        Ok(true)
+    }
+
+    /// Whether `placement` would be new here: false when an identical placement exists
+    /// (asking again changes nothing).
+    ///
+    /// # Errors
+    /// [`PlacementError::Exists`] when the name holds a different placement.
+    pub fn is_new(&self, placement: &Placement) -> Result<bool, PlacementError> {
         if let Some((existing, _)) = self.placements.get(&placement.name) {
             let same = existing.content_id == placement.content_id
                 && existing.selector == placement.selector
@@ -435,7 +448,6 @@ impl PlacementTable {
                 ),
             });
         }
-        self.restore(placement, size, nodes, now_ms);
         Ok(true)
     }
 

@@ -309,6 +309,21 @@ impl ControlState {
         self.nodes.values()
     }
 
+    /// The node registered under `id`.
+    pub fn node(&self, id: &str) -> Option<&NodeRecord> {
+        self.nodes.get(id)
+    }
+
+    /// The placement named `name`.
+    pub fn placement(&self, name: &str) -> Option<&Placement> {
+        self.placements.get(name)
+    }
+
+    /// The policy named `name`.
+    pub fn policy(&self, name: &str) -> Option<&Policy> {
+        self.policies.get(name)
+    }
+
     /// Every placement, in name order.
     pub fn placements(&self) -> impl ExactSizeIterator<Item = &Placement> {
         self.placements.values()

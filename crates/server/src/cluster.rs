@@ -116,7 +116,8 @@ async fn bootstrap_admin(control: &ControlPlane) -> Result<(), ServerError> {
             return Err(e);
         }
     };
-    control.bootstrapped(issued, path)
+    control.bootstrapped(issued, path);
+    Ok(())
 }
 
 impl ControlPlane {
@@ -330,9 +331,11 @@ impl ClusterService for ControlPlane {
 /// Whether `state` holds exactly the node, placement or policy `command` would store.
 fn held(state: &ControlState, command: &Command) -> bool {
     match command {
-        Command::PutNode(node) => state.nodes().any(|n| n == node),
-        Command::PutPlacement(placement) => state.placements().any(|p| p == placement),
-        Command::PutPolicy(policy) => state.policies().any(|p| p == policy),
+        Command::PutNode(node) => state.node(node.id.as_str()) == Some(node),
+        Command::PutPlacement(placement) => {
+            state.placement(placement.name.as_str()) == Some(placement)
+        }
+        Command::PutPolicy(policy) => state.policy(policy.name.as_str()) == Some(policy),
         _ => false,
     }
 }

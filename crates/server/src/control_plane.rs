@@ -120,7 +120,7 @@ impl ControlPlane {
                 record,
                 only_if_none: true,
             })?)?;
-            control.bootstrapped(issued, path)?;
+            control.bootstrapped(issued, path);
         }
         Ok(control)
     }
@@ -184,14 +184,13 @@ impl ControlPlane {
 
     /// Records that this start created the bootstrap admin credential (`issued`), or removes
     /// the token file written for it when another node's was stored first.
-    pub(crate) fn bootstrapped(&self, issued: bool, path: PathBuf) -> Result<(), ServerError> {
+    pub(crate) fn bootstrapped(&self, issued: bool, path: PathBuf) {
         if issued {
             tracing::warn!(path = %path.display(), "no credentials yet: created the admin credential `bootstrap`; its token is in this file (mode 0600)");
             let _ = self.bootstrap_token.set(path);
         } else {
             let _ = std::fs::remove_file(&path);
         }
-        Ok(())
     }
 
     /// The data directory.
@@ -211,7 +210,7 @@ impl ControlPlane {
             let mut nodes = lock(&self.nodes);
             let gone: Vec<NodeId> = nodes
                 .records()
-                .filter(|r| !state.nodes().any(|s| s.id == r.id))
+                .filter(|r| state.node(r.id.as_str()).is_none())
                 .map(|r| r.id.clone())
                 .collect();
             for id in &gone {

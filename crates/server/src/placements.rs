@@ -172,18 +172,9 @@ impl PlacementService for ControlPlane {
         };
         // Refused when the name holds a different placement; asking again for the same one
         // changes nothing. (The table is this node's copy of the replicated placements.)
-        let created = {
-            let mut probe = shoal_control::PlacementTable::new();
-            if let Some((existing, _)) = lock(&self.placements).get(&name) {
-                probe.restore(existing.clone(), 0, std::iter::empty(), now);
-            }
-            probe
-                .create(placement.clone(), 0, std::iter::empty(), now)
-                .map_err(|e| {
-                    ApiError::new(ErrorCode::PlacementExists, e.to_string())
-                        .with("name", name.to_string())
-                })?
-        };
+        let created = lock(&self.placements).is_new(&placement).map_err(|e| {
+            ApiError::new(ErrorCode::PlacementExists, e.to_string()).with("name", name.to_string())
+        })?;
         if created {
             // The observer, on every server node, adds it to the table and wakes the streams.
             self.catalog.put_placement(&placement).await?;

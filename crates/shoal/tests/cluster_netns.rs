@@ -370,13 +370,10 @@ impl Cluster {
 impl Drop for Cluster {
     fn drop(&mut self) {
         // Processes stop before their namespaces go; a stopped server is woken to die.
-        for (host, server) in self.servers.iter().enumerate() {
-            if let Some(server) = server {
-                let _ = std::process::Command::new("kill")
-                    .args(["-CONT", &server.0.id().to_string()])
-                    .status();
-                let _ = host;
-            }
+        for server in self.servers.iter().flatten() {
+            let _ = std::process::Command::new("kill")
+                .args(["-CONT", &server.0.id().to_string()])
+                .status();
         }
         self.agents.clear();
         self.servers.clear();
