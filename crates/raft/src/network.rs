@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::error::Error as StdError;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use openraft::error::{
     CheckIsLeaderError, ClientWriteError, Infallible, InstallSnapshotError, NetworkError,
@@ -28,13 +28,17 @@ use crate::codec;
 use crate::proto::{self, raft_client::RaftClient};
 use crate::types::{Incarnation, Member, NodeId, TypeConfig};
 
-/// The largest message either side sends or accepts. An AppendEntries batch over it is split
-/// (openraft retries with fewer entries); a snapshot goes in chunks well under it.
+/// The largest message either side sends or accepts. AppendEntries batches stay under half of
+/// it (see [`BatchBudget`]); a snapshot goes in chunks well under it.
 pub(crate) const MAX_MESSAGE_LEN: usize = 16 << 20;
 /// The snapshot chunk size openraft is configured with.
 pub(crate) const SNAPSHOT_CHUNK_LEN: u64 = 4 << 20;
 /// How long dialling a member may take before the call fails.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// The bytes of entries a member's first AppendEntries may carry; then [`BatchBudget`] adapts.
+const FIRST_BATCH_LEN: usize = 256 << 10;
+/// The least a batch budget shrinks to (one entry always goes, whatever its size).
+const MIN_BATCH_LEN: usize = 16 << 10;
 
 /// The RPCs, for dispatch and messages.
 #[derive(Clone, Copy, Debug)]
@@ -206,6 +210,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             peers: self.peers.clone(),
             target,
             member: node.clone(),
+            budget: BatchBudget::default(),
         }
     }
 }
@@ -215,6 +220,73 @@ pub(crate) struct PeerLink {
     peers: Peers,
     target: NodeId,
     member: Member,
+    budget: BatchBudget,
+}
+
+/// How many bytes of entries one AppendEntries to a member may carry.
+///
+/// openraft 0.9 gives every AppendEntries one heartbeat interval (100 ms by default) and, when
+/// it runs out, sends the same range again. A batch that cannot cross the link (or be written
+/// by the follower) in that time would be re-sent forever, and a follower far behind with large
+/// entries (artifact records of big datasets are megabytes) would never catch up. So batches
+/// are sized by bytes, from what the last ones achieved: halved after an append openraft gave
+/// up on, doubled after one that took under a third of its time, between [`MIN_BATCH_LEN`] and
+/// half of [`MAX_MESSAGE_LEN`]. A single entry always goes alone, whatever its size.
+#[derive(Debug)]
+pub(crate) struct BatchBudget {
+    len: usize,
+    /// Set while an append is in flight. openraft drops the call's future at its deadline, so
+    /// still being set at the next call means the last one timed out.
+    in_flight: bool,
+}
+
+impl Default for BatchBudget {
+    fn default() -> Self {
+        Self {
+            len: FIRST_BATCH_LEN,
+            in_flight: false,
+        }
+    }
+}
+
+impl BatchBudget {
+    /// How many of `sizes` (entry sizes, in order) the next append may carry: at least one.
+    /// Shrinks the budget first if the previous append never completed.
+    pub(crate) fn admit(&mut self, sizes: impl IntoIterator<Item = usize>) -> usize {
+        if std::mem::take(&mut self.in_flight) {
+            self.len = (self.len / 2).max(MIN_BATCH_LEN);
+        }
+        let mut total = 0;
+        let mut count = 0;
+        for size in sizes {
+            total += size;
+            if count > 0 && total > self.len {
+                break;
+            }
+            count += 1;
+        }
+        count
+    }
+
+    /// Marks an append as sent; [`BatchBudget::finished`] follows unless openraft drops it.
+    pub(crate) fn started(&mut self) {
+        self.in_flight = true;
+    }
+
+    /// Records an append that completed after `took` of its `allowed` time; a quick one that
+    /// used most of the budget lets the next carry twice as much.
+    pub(crate) fn finished(&mut self, len: usize, took: Duration, allowed: Duration) {
+        self.in_flight = false;
+        if took < allowed / 3 && len >= self.len / 2 {
+            self.len = (self.len * 2).min(MAX_MESSAGE_LEN / 2);
+        }
+    }
+
+    /// The current budget in bytes.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
 }
 
 type RpcResult<T, E> = Result<T, RPCError<NodeId, Member, RaftError<NodeId, E>>>;
@@ -268,15 +340,24 @@ impl RaftNetwork<TypeConfig> for PeerLink {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> RpcResult<AppendEntriesResponse<NodeId>, Infallible> {
-        // Too big for one message: tell openraft to send fewer entries at a time.
-        let size: usize = rpc.entries.iter().map(entry_size).sum();
-        if size > MAX_MESSAGE_LEN / 2 && rpc.entries.len() > 1 {
-            let hint = (rpc.entries.len() / 2).max(1) as u64;
+        // More than the budget: tell openraft to send fewer entries at a time.
+        let fit = self.budget.admit(rpc.entries.iter().map(entry_size));
+        if fit < rpc.entries.len() {
             return Err(RPCError::PayloadTooLarge(
-                PayloadTooLarge::new_entries_hint(hint),
+                PayloadTooLarge::new_entries_hint(fit as u64),
             ));
         }
-        self.send(Call::AppendEntries, &rpc, &option).await
+        let len: usize = rpc.entries.iter().map(entry_size).sum();
+        let start = Instant::now();
+        self.budget.started();
+        let result = self.send(Call::AppendEntries, &rpc, &option).await;
+        if result.is_ok() {
+            self.budget
+                .finished(len, start.elapsed(), option.hard_ttl());
+        } else {
+            self.budget.finished(0, Duration::MAX, option.hard_ttl());
+        }
+        result
     }
 
     async fn install_snapshot(
@@ -313,3 +394,60 @@ pub(crate) type ClientWriteReply =
 /// The reply of a read-index request: the index to wait for.
 pub(crate) type ReadIndexReply =
     Result<Option<u64>, RaftError<NodeId, CheckIsLeaderError<NodeId, Member>>>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HEARTBEAT: Duration = Duration::from_millis(100);
+
+    #[test]
+    fn a_batch_is_cut_at_the_budget_but_one_entry_always_goes() {
+        let mut budget = BatchBudget::default();
+        assert_eq!(budget.admit([100 << 10; 10]), 2);
+        assert_eq!(
+            budget.admit([4 << 20, 10]),
+            1,
+            "an entry over the budget goes alone"
+        );
+        assert_eq!(budget.admit([10; 5]), 5);
+        assert_eq!(budget.admit(std::iter::empty()), 0);
+    }
+
+    #[test]
+    fn a_timed_out_append_halves_the_budget_and_quick_full_ones_double_it() {
+        let mut budget = BatchBudget::default();
+        budget.started();
+        // openraft dropped the call: the next admission sees it still in flight.
+        assert_eq!(budget.admit([1]), 1);
+        assert_eq!(budget.len(), FIRST_BATCH_LEN / 2);
+        for _ in 0..20 {
+            budget.started();
+            assert_eq!(budget.admit([1]), 1);
+        }
+        assert_eq!(budget.len(), MIN_BATCH_LEN, "never below the floor");
+
+        // Quick appends that used the budget grow it, up to half a message.
+        for _ in 0..20 {
+            let len = budget.len();
+            budget.started();
+            budget.finished(len, HEARTBEAT / 10, HEARTBEAT);
+        }
+        assert_eq!(budget.len(), MAX_MESSAGE_LEN / 2);
+
+        // A slow one, or a quick small one, leaves it alone.
+        budget.started();
+        budget.finished(MAX_MESSAGE_LEN / 2, HEARTBEAT / 2, HEARTBEAT);
+        budget.started();
+        budget.finished(10, Duration::ZERO, HEARTBEAT);
+        assert_eq!(budget.len(), MAX_MESSAGE_LEN / 2);
+        let mut small = BatchBudget::default();
+        small.started();
+        small.finished(10, Duration::ZERO, HEARTBEAT);
+        assert_eq!(
+            small.len(),
+            FIRST_BATCH_LEN,
+            "a heartbeat says nothing of the link"
+        );
+    }
+}

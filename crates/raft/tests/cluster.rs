@@ -1,6 +1,7 @@
 //! Clusters of real `RaftNode`s in one process, talking gRPC over loopback: bootstrap, writes
 //! and reads through any member, leader loss, restarts, catching up through a snapshot, refusing
-//! a wiped node and a reused id, and no acknowledged write lost when the leader dies; and the
+//! a wiped node and a reused id, no acknowledged write lost when the leader dies, and the leader
+//! dying in the middle of adding a server (a newcomer catching up with megabyte entries); and the
 //! control plane's own state machine (`shoal_control::ControlState`) replicated with binds
 //! racing through every member.
 //!
@@ -705,4 +706,289 @@ async fn the_control_state_binds_each_tag_once_when_publishers_race_through_ever
         assert_eq!(&record.content_id, content, "{name}");
     }
     assert_eq!(state.artifacts().len(), winners.len());
+}
+
+/// Where a kill landed in an `add_member`, as the dying leader last reported the newcomer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    NotYetAMember,
+    Learner,
+    Voter,
+}
+
+/// When to kill the leader after asking it to add a server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KillWhen {
+    /// As soon as the newcomer shows up as a learner (it is still catching up).
+    ALearner,
+    /// As soon as the newcomer, a learner, has caught up: when the leader proposes the joint
+    /// configuration that makes it a voter.
+    CaughtUp,
+}
+
+/// Writers that bind fresh keys through every member until stopped, keeping what was
+/// acknowledged.
+struct Writers {
+    running: Arc<AtomicBool>,
+    acknowledged: Arc<std::sync::Mutex<Vec<String>>>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Writers {
+    fn start(cluster: &Cluster<Binds>) -> Writers {
+        let running = Arc::new(AtomicBool::new(true));
+        let acknowledged = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let tasks = cluster
+            .members
+            .values()
+            .map(|member| {
+                let (node, id) = (Arc::clone(&member.node), member.id);
+                let (running, acknowledged) = (Arc::clone(&running), Arc::clone(&acknowledged));
+                tokio::spawn(async move {
+                    let mut i = 0;
+                    while running.load(Ordering::Relaxed) {
+                        let key = format!("via{id}-{i}");
+                        i += 1;
+                        match node.write(bind(&key, "v")).await {
+                            Ok(r) => {
+                                assert_eq!(r, vec![1], "{key} was bound once");
+                                acknowledged.lock().unwrap().push(key);
+                            }
+                            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+                        }
+                    }
+                })
+            })
+            .collect();
+        Writers {
+            running,
+            acknowledged,
+            tasks,
+        }
+    }
+
+    fn count(&self) -> usize {
+        self.acknowledged.lock().unwrap().len()
+    }
+
+    /// Waits until `more` writes beyond now were acknowledged.
+    async fn progress(&self, more: usize, what: &str) {
+        let target = self.count() + more;
+        let start = Instant::now();
+        while self.count() < target {
+            assert!(start.elapsed() < PATIENCE, "no writes acknowledged {what}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Stops the writers and returns every acknowledged key.
+    async fn stop(self) -> Vec<String> {
+        self.running.store(false, Ordering::Relaxed);
+        for task in self.tasks {
+            task.await.unwrap();
+        }
+        self.acknowledged.lock().unwrap().clone()
+    }
+}
+
+/// Waits until every running member of `cluster` and `newcomer` report the same membership,
+/// and returns it (id -> role).
+async fn agreed_membership(
+    cluster: &Cluster<Binds>,
+    newcomer: &Member<Binds>,
+) -> BTreeMap<NodeId, Role> {
+    let start = Instant::now();
+    loop {
+        let mut seen = Vec::new();
+        for node in cluster
+            .members
+            .values()
+            .map(|m| &m.node)
+            .chain([&newcomer.node])
+        {
+            let status = node.status().await.unwrap();
+            let members: Vec<(NodeId, Role)> =
+                status.members.iter().map(|m| (m.id, m.role)).collect();
+            seen.push(members);
+        }
+        if seen.iter().all(|m| *m == seen[0]) {
+            return seen.swap_remove(0).into_iter().collect();
+        }
+        assert!(
+            start.elapsed() < PATIENCE,
+            "the members never agreed on one membership: {seen:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Asks the leader to add server `id` (started fresh in `dir`), kills that leader as `when`
+/// says, and then checks the cluster recovers: a new leader among the survivors, asking it
+/// again completes the change, and every member ends with the same membership, `id` a voter.
+/// Returns the dead leader's id and where its death caught the change.
+async fn add_while_the_leader_dies(
+    cluster: &mut Cluster<Binds>,
+    id: NodeId,
+    dir: &Path,
+    when: KillWhen,
+) -> (NodeId, Phase) {
+    let leader = cluster.leader().await;
+    let addr: SocketAddr = format!("127.0.0.{}:0", 10 + id).parse().unwrap();
+    let newcomer = Member::<Binds>::start(id, addr, dir, &Options::default()).await;
+    let addr = newcomer.addr.to_string();
+    let adding = tokio::spawn({
+        let (node, addr) = (Arc::clone(cluster.node(leader)), addr.clone());
+        async move { node.add_member(id, addr).await }
+    });
+    let phase_on = |status: shoal_raft::Status| match status.members.iter().find(|m| m.id == id) {
+        None => Phase::NotYetAMember,
+        Some(m) if m.role == Role::Learner => Phase::Learner,
+        Some(_) => Phase::Voter,
+    };
+    match when {
+        KillWhen::ALearner => {
+            let start = Instant::now();
+            while phase_on(cluster.node(leader).status().await.unwrap()) == Phase::NotYetAMember {
+                assert!(start.elapsed() < PATIENCE, "{id} never became a learner");
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        }
+        KillWhen::CaughtUp => {
+            let start = Instant::now();
+            loop {
+                let status = cluster.node(leader).status().await.unwrap();
+                let newcomer = status.members.iter().find(|m| m.id == id);
+                if newcomer.is_some_and(|m| m.role == Role::Voter || m.lag == Some(0)) {
+                    break;
+                }
+                assert!(start.elapsed() < PATIENCE, "{id} never caught up");
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+    }
+    let phase = phase_on(cluster.node(leader).status().await.unwrap());
+    cluster.members.remove(&leader).unwrap().kill().await;
+    let first_try = adding.await.unwrap();
+    println!("adding {id}: leader {leader} killed with {id} {phase:?}; the call: {first_try:?}");
+    if phase == Phase::Learner && when == KillWhen::ALearner {
+        assert!(
+            first_try.is_err(),
+            "the add cannot have finished: its leader died while {id} was a learner"
+        );
+    }
+
+    // The survivors elect a leader (the newcomer may not know the cluster yet, so it is not
+    // asked), and asking that leader again finishes the change.
+    let new_leader = cluster.leader().await;
+    assert_ne!(new_leader, leader);
+    let start = Instant::now();
+    loop {
+        let again = cluster.node(new_leader).add_member(id, addr.clone());
+        match tokio::time::timeout(PATIENCE, again).await {
+            Ok(Ok(())) => break,
+            Err(_) => {
+                for node in cluster
+                    .members
+                    .values()
+                    .map(|m| &m.node)
+                    .chain([&newcomer.node])
+                {
+                    println!("{:?}", node.status().await);
+                }
+                panic!("asking the new leader {new_leader} to add {id} again hangs");
+            }
+            Ok(Err(e)) => {
+                assert!(
+                    start.elapsed() < PATIENCE,
+                    "asking the new leader {new_leader} to add {id} again: {e}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    let membership = agreed_membership(cluster, &newcomer).await;
+    assert_eq!(membership.get(&id), Some(&Role::Voter), "{membership:?}");
+    assert_eq!(
+        membership.get(&leader),
+        Some(&Role::Voter),
+        "the dead leader is still a voter until removed: {membership:?}"
+    );
+    cluster.members.insert(id, newcomer);
+    (leader, phase)
+}
+
+/// The leader dies in the middle of adding a server, twice: once while the newcomer catches up
+/// as a learner, once the moment it has caught up (as the joint configuration is proposed;
+/// just before or after, as timing has it). Each time the survivors elect a leader, asking it again
+/// completes the change, every member agrees on one membership, and the dead leader is then
+/// removed through the new one (a membership change with a member down). Writes go on through
+/// every member all along, and none acknowledged is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_leader_dying_during_a_membership_change_leaves_one_membership_and_loses_no_write() {
+    let mut cluster = Cluster::<Binds>::start(3, &Options::default()).await;
+    let leader = cluster.leader().await;
+    // A log a newcomer takes a while to catch up with: 8 MiB.
+    let big = "x".repeat(1 << 20);
+    for i in 0..8 {
+        cluster.write(leader, &format!("big{i}"), &big).await;
+    }
+    let writers = Writers::start(&cluster);
+    writers.progress(20, "before the first change").await;
+    let tmp = tempfile::tempdir().unwrap();
+    let mut phases = Vec::new();
+    for (id, when) in [(4, KillWhen::ALearner), (5, KillWhen::CaughtUp)] {
+        let (dead, phase) = add_while_the_leader_dies(
+            &mut cluster,
+            id,
+            &tmp.path().join(format!("node{id}")),
+            when,
+        )
+        .await;
+        phases.push(phase);
+        writers.progress(20, &format!("after adding {id}")).await;
+        let leader = cluster.leader().await;
+        cluster
+            .node(leader)
+            .remove_member(dead)
+            .await
+            .expect("remove the dead leader");
+        writers
+            .progress(20, &format!("after removing {dead}"))
+            .await;
+    }
+    assert_eq!(phases[0], Phase::Learner, "{phases:?}");
+    println!("the kills caught the changes at {phases:?}");
+
+    let acknowledged = writers.stop().await;
+    println!(
+        "{} writes acknowledged across both changes",
+        acknowledged.len()
+    );
+    let leader = cluster.leader().await;
+    let status = cluster.node(leader).status().await.unwrap();
+    let voters: BTreeSet<NodeId> = status.members.iter().map(|m| m.id).collect();
+    assert_eq!(
+        voters,
+        cluster.members.keys().copied().collect(),
+        "{status:?}"
+    );
+    for member in cluster.members.values() {
+        let missing = member
+            .node
+            .read_linearizable(|sm| {
+                acknowledged
+                    .iter()
+                    .filter(|k| !sm.0.contains_key(k.as_bytes()))
+                    .cloned()
+                    .collect::<Vec<_>>()
+            })
+            .await
+            .unwrap();
+        assert!(
+            missing.is_empty(),
+            "node {} lost acknowledged writes {missing:?}",
+            member.id
+        );
+    }
+    cluster.converged().await;
 }
