@@ -253,6 +253,41 @@ mod tests {
     }
 
     #[test]
+    fn server_members_and_raft_timings_parse_or_say_what_is_wrong() {
+        assert_eq!(
+            super::parse_member("2=10.0.0.2:7421"),
+            Ok((2, "10.0.0.2:7421".into()))
+        );
+        assert!(
+            super::parse_member("x=10.0.0.2:7421")
+                .unwrap_err()
+                .contains("node id")
+        );
+        assert!(
+            super::parse_member("2=10.0.0.2")
+                .unwrap_err()
+                .contains("HOST:PORT")
+        );
+        assert_eq!(super::parse_millis_range("400-800"), Ok((400, 800)));
+        assert_eq!(super::parse_millis_range(" 1000 - 2000 "), Ok((1000, 2000)));
+        assert!(
+            super::parse_millis_range("800-400")
+                .unwrap_err()
+                .contains("below")
+        );
+        assert!(
+            super::parse_millis_range("800")
+                .unwrap_err()
+                .contains("MIN-MAX")
+        );
+        assert!(
+            super::parse_millis_range("a-9")
+                .unwrap_err()
+                .contains("milliseconds")
+        );
+    }
+
+    #[test]
     fn control_plane_takes_a_comma_separated_list_or_repeats() {
         use clap::Parser;
         let cli = super::Cli::try_parse_from([
@@ -504,6 +539,46 @@ pub struct ServerRunArgs {
         requires = "node_id"
     )]
     pub initial_members: Vec<(u64, String)>,
+    /// Milliseconds between the Raft leader's heartbeats to the other server nodes. It is also
+    /// the time one replication message may take: raise it (and --raft-election-timeout) when
+    /// server nodes are joined by slow links, so that the largest catalog entry (an artifact
+    /// record: about 52 bytes per piece) crosses within it.
+    #[arg(
+        long,
+        env = "SHOAL_RAFT_HEARTBEAT_MS",
+        value_name = "MS",
+        default_value_t = 100,
+        value_parser = clap::value_parser!(u64).range(10..=60_000)
+    )]
+    pub raft_heartbeat: u64,
+    /// A server node that hears nothing from the leader for a random MIN to MAX milliseconds
+    /// starts an election. MIN must be at least 3 heartbeats. Lower: a dead leader is replaced
+    /// sooner; too low: needless elections when a host is briefly starved.
+    #[arg(
+        long,
+        env = "SHOAL_RAFT_ELECTION_TIMEOUT_MS",
+        value_name = "MIN-MAX",
+        default_value = "400-800",
+        value_parser = parse_millis_range
+    )]
+    pub raft_election_timeout: (u64, u64),
+}
+
+/// `MIN-MAX`, milliseconds, MIN < MAX.
+fn parse_millis_range(s: &str) -> Result<(u64, u64), String> {
+    let (min, max) = s
+        .split_once('-')
+        .ok_or_else(|| format!("{s:?} is not MIN-MAX (milliseconds)"))?;
+    let parse = |v: &str| {
+        v.trim()
+            .parse::<u64>()
+            .map_err(|_| format!("{v:?} is not a number of milliseconds"))
+    };
+    let (min, max) = (parse(min)?, parse(max)?);
+    if min >= max {
+        return Err(format!("MIN ({min}) must be below MAX ({max})"));
+    }
+    Ok((min, max))
 }
 
 /// `ID=HOST:PORT`.

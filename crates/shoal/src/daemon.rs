@@ -210,8 +210,22 @@ fn cluster_config(args: &ServerRunArgs, id: u64) -> anyhow::Result<shoal_server:
     if !initial_members.is_empty() && !initial_members.contains_key(&id) {
         anyhow::bail!("--initial-members does not include this node's id ({id})");
     }
+    let (election_min, election_max) = args.raft_election_timeout;
+    if election_min < 3 * args.raft_heartbeat {
+        anyhow::bail!(
+            "--raft-election-timeout {election_min}-{election_max} is too short for --raft-heartbeat {}: \
+             MIN must be at least 3 heartbeats, or followers elect a new leader while the current one is well",
+            args.raft_heartbeat
+        );
+    }
+    let mut raft = shoal_server::RaftConfig::new(id, args.data_dir.clone(), advertise, secret);
+    raft.heartbeat_interval = std::time::Duration::from_millis(args.raft_heartbeat);
+    raft.election_timeout = (
+        std::time::Duration::from_millis(election_min),
+        std::time::Duration::from_millis(election_max),
+    );
     Ok(shoal_server::ClusterConfig {
-        raft: shoal_server::RaftConfig::new(id, args.data_dir.clone(), advertise, secret),
+        raft,
         initial_members,
     })
 }
