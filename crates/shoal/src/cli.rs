@@ -630,6 +630,17 @@ pub struct ClientArgs {
     /// --token wins when both are given.
     #[arg(long, global = true, env = "SHOAL_TOKEN_FILE", value_name = "FILE")]
     pub token_file: Option<PathBuf>,
+    /// Seconds to wait for the control plane to answer one call before giving up on that
+    /// server node (a stalled or partitioned node accepts connections and never answers).
+    #[arg(
+        long,
+        global = true,
+        env = "SHOAL_TIMEOUT",
+        value_name = "SECONDS",
+        default_value_t = 30,
+        value_parser = clap::value_parser!(u64).range(1..=86_400)
+    )]
+    pub timeout: u64,
 }
 
 impl ClientArgs {

@@ -71,17 +71,28 @@ impl Interceptor for Bearer {
 /// A connection to the agent or the control plane that presents the caller's token.
 pub(crate) type Transport = InterceptedService<Channel, Bearer>;
 
-/// A channel to the control plane at `server`, presenting the token `client` names.
+/// A channel to the control plane at `server`, presenting the token `client` names; every
+/// call gives up after `--timeout` seconds.
 pub(crate) fn control_plane(server: &str, client: &ClientArgs) -> anyhow::Result<Transport> {
-    channel(server, "control plane", client.token()?.as_deref())
+    let endpoint =
+        endpoint(server, "control plane")?.timeout(std::time::Duration::from_secs(client.timeout));
+    intercepted(endpoint, client.token()?.as_deref())
 }
 
-/// A lazily connecting channel to `url` (the `what`, for messages) that presents `token`.
+/// A lazily connecting channel to `url` (the `what`, for messages) that presents `token`. No
+/// call deadline: the agent's calls (a publish hashing a large file) may rightly take long.
 pub(crate) fn channel(url: &str, what: &str, token: Option<&str>) -> anyhow::Result<Transport> {
-    let channel = Endpoint::from_shared(url.to_owned())
+    intercepted(endpoint(url, what)?, token)
+}
+
+fn endpoint(url: &str, what: &str) -> anyhow::Result<Endpoint> {
+    Ok(Endpoint::from_shared(url.to_owned())
         .with_context(|| format!("{url} is not a valid {what} URL"))?
-        .connect_timeout(std::time::Duration::from_secs(5))
-        .connect_lazy();
+        .connect_timeout(std::time::Duration::from_secs(5)))
+}
+
+fn intercepted(endpoint: Endpoint, token: Option<&str>) -> anyhow::Result<Transport> {
+    let channel = endpoint.connect_lazy();
     let bearer = token
         .map(|t| format!("Bearer {t}").parse::<MetadataValue<Ascii>>())
         .transpose()
@@ -96,7 +107,16 @@ pub(crate) fn channel(url: &str, what: &str, token: Option<&str>) -> anyhow::Res
 /// Turns a gRPC status into a typed failure; a transport failure says which service is down.
 pub(crate) fn failed(status: &tonic::Status, url: &str, what: &str) -> anyhow::Error {
     let e = ApiError::from_status(status);
-    let e = if matches!(
+    let e = if status.code() == tonic::Code::Cancelled && status.message().contains("Timeout") {
+        ApiError::new(
+            ErrorCode::ControlPlaneUnavailable,
+            format!(
+                "the {what} at {url} did not answer in time (--timeout); the server node may be \
+                 stalled, overloaded or cut off from the others. Try another server node, or \
+                 check it with `shoal server status`. A change asked for may or may not have been made."
+            ),
+        )
+    } else if matches!(
         status.code(),
         tonic::Code::Unavailable | tonic::Code::Unknown
     ) && !status.metadata().contains_key("grpc-status-details-bin")

@@ -273,6 +273,33 @@ fn show_prints_the_essentials() {
     }
 }
 
+/// A server node that accepts connections and never answers (SIGSTOPped, or cut off behind a
+/// proxy) fails the call after `--timeout` with exit 5 and a message that says what to try,
+/// instead of hanging the operator's terminal.
+#[test]
+fn a_control_plane_that_never_answers_times_out_with_advice() {
+    let silent = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    let url = format!("http://{}", silent.local_addr().unwrap());
+    let holder = std::thread::spawn(move || {
+        let held: Vec<_> = silent.incoming().take(1).collect();
+        std::thread::sleep(std::time::Duration::from_secs(5));
+        drop(held);
+    });
+    let start = std::time::Instant::now();
+    let out = shoal(&["nodes", "--server", &url, "--timeout", "1"]);
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("did not answer in time") && stderr(&out).contains(&url),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(5),
+        "it waited for the server"
+    );
+    holder.join().unwrap();
+}
+
 #[test]
 fn a_bad_magnet_link_is_a_clear_error() {
     let out = shoal(&["torrent", "show", "magnet:?dn=nothing"]);
