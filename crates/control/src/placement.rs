@@ -138,6 +138,31 @@ impl Placement {
         data_encoding::HEXLOWER.encode(&self.content_id)
     }
 
+    /// Checks `self`, asked for under a name `existing` already holds: the same content,
+    /// selector and end is the same request again (nothing to do), anything else is refused.
+    ///
+    /// # Errors
+    /// [`PlacementError::Exists`] when `existing` is a different placement.
+    pub fn check_against(&self, existing: &Placement) -> Result<(), PlacementError> {
+        let same = existing.content_id == self.content_id
+            && existing.selector == self.selector
+            && existing.until_ms == self.until_ms;
+        if same {
+            return Ok(());
+        }
+        Err(PlacementError::Exists {
+            name: self.name.clone(),
+            existing: format!(
+                "{} to `{}`",
+                existing
+                    .name_tag
+                    .as_ref()
+                    .map_or_else(|| existing.content_id_hex(), ToString::to_string),
+                existing.selector
+            ),
+        })
+    }
+
     /// Returns true if and only if the placement still holds at `now_ms`.
     pub fn is_active(&self, now_ms: u64) -> bool {
         self.until_ms.is_none_or(|until| now_ms < until)
@@ -429,26 +454,10 @@ impl PlacementTable {
     /// # Errors
     /// [`PlacementError::Exists`] when the name holds a different placement.
     pub fn is_new(&self, placement: &Placement) -> Result<bool, PlacementError> {
-        if let Some((existing, _)) = self.placements.get(&placement.name) {
-            let same = existing.content_id == placement.content_id
-                && existing.selector == placement.selector
-                && existing.until_ms == placement.until_ms;
-            if same {
-                return Ok(false);
-            }
-            return Err(PlacementError::Exists {
-                name: placement.name.clone(),
-                existing: format!(
-                    "{} to `{}`",
-                    existing
-                        .name_tag
-                        .as_ref()
-                        .map_or_else(|| existing.content_id_hex(), ToString::to_string),
-                    existing.selector
-                ),
-            });
+        match self.placements.get(&placement.name) {
+            Some((existing, _)) => placement.check_against(existing).map(|()| false),
+            None => Ok(true),
         }
-        Ok(true)
     }
 
     /// Adds a placement read back from the store (no conflict check).

@@ -44,8 +44,11 @@ pub enum Command {
     Bind(ArtifactRecord),
     /// Store a node's registration (replacing the one with its id).
     PutNode(NodeRecord),
-    /// Store a placement (replacing the one with its name).
+    /// Store a placement (replacing the one with its name): restores and imports.
     PutPlacement(Placement),
+    /// Store a placement unless its name is taken: [`Outcome::PlacementExists`] then names the
+    /// holder. Two admins creating one name through different server nodes: the first wins.
+    CreatePlacement(Placement),
     /// Remove the placement with this name.
     DeletePlacement(String),
     /// Store a policy (replacing the one with its name).
@@ -102,6 +105,8 @@ pub enum Outcome {
     Revoked(CredentialRecord),
     /// No valid credential has the name to revoke.
     CredentialNotFound(CredentialName),
+    /// A placement not created: its name holds this one (maybe the same request again).
+    PlacementExists(Placement),
     /// The value a setting holds.
     Setting(Vec<u8>),
     /// A log entry that does not read as a command (written by a newer version, or corrupt):
@@ -174,6 +179,12 @@ impl ControlState {
             Command::PutNode(_) | Command::PutPlacement(_) | Command::PutPolicy(_) => {
                 Outcome::Stored
             }
+            Command::CreatePlacement(placement) => {
+                match self.placements.get(placement.name.as_str()) {
+                    Some(existing) => Outcome::PlacementExists(existing.clone()),
+                    None => Outcome::Stored,
+                }
+            }
             Command::DeletePlacement(name) => Outcome::Deleted(self.placements.contains_key(name)),
             Command::DeletePolicy(name) => Outcome::Deleted(self.policies.contains_key(name)),
             Command::IssueCredential {
@@ -225,7 +236,8 @@ impl ControlState {
             (Command::PutNode(node), _) => {
                 self.nodes.insert(node.id.as_str().to_owned(), node.clone());
             }
-            (Command::PutPlacement(placement), _) => {
+            (Command::PutPlacement(placement), _)
+            | (Command::CreatePlacement(placement), Outcome::Stored) => {
                 self.placements
                     .insert(placement.name.as_str().to_owned(), placement.clone());
             }
@@ -517,6 +529,10 @@ impl Command {
                 d.insert(b"record".as_slice(), Value::from(placement.encode()));
                 "put placement"
             }
+            Command::CreatePlacement(placement) => {
+                d.insert(b"record".as_slice(), Value::from(placement.encode()));
+                "create placement"
+            }
             Command::DeletePlacement(name) => {
                 d.insert(b"name".as_slice(), name.as_str());
                 "delete placement"
@@ -567,6 +583,7 @@ impl Command {
             "bind" => Command::Bind(ArtifactRecord::decode(f.bytes("record")?)?),
             "put node" => Command::PutNode(NodeRecord::decode(f.bytes("record")?)?),
             "put placement" => Command::PutPlacement(Placement::decode(f.bytes("record")?)?),
+            "create placement" => Command::CreatePlacement(Placement::decode(f.bytes("record")?)?),
             "delete placement" => Command::DeletePlacement(f.str("name")?.to_owned()),
             "put policy" => Command::PutPolicy(Policy::decode(f.bytes("record")?)?),
             "delete policy" => Command::DeletePolicy(f.str("name")?.to_owned()),
@@ -611,6 +628,10 @@ impl Outcome {
                 "bind refused"
             }
             Outcome::Stored => "stored",
+            Outcome::PlacementExists(placement) => {
+                d.insert(b"record".as_slice(), Value::from(placement.encode()));
+                "placement exists"
+            }
             Outcome::Deleted(existed) => {
                 d.insert(b"existed".as_slice(), Value::Int(i64::from(*existed)));
                 "deleted"
@@ -662,6 +683,7 @@ impl Outcome {
                 bound_content_id: f.array("content")?,
             }),
             "stored" => Outcome::Stored,
+            "placement exists" => Outcome::PlacementExists(Placement::decode(f.bytes("record")?)?),
             "deleted" => Outcome::Deleted(flag(&f, "existed")?),
             "issued" => Outcome::Issued(flag(&f, "issued")?),
             "credential name taken" => Outcome::CredentialNameTaken(f.parsed("name")?),
@@ -741,8 +763,8 @@ mod tests {
         prop_oneof![
             (0..3usize, names()).prop_map(|(c, n)| bind(c, n)),
             crate::nodes::tests::record().prop_map(Command::PutNode),
-            (small(), 0..3usize).prop_map(|(name, c)| {
-                Command::PutPlacement(Placement {
+            (small(), 0..3usize, any::<bool>()).prop_map(|(name, c, create)| {
+                let placement = Placement {
                     name: name.parse::<PlacementName>().unwrap(),
                     content_id: artifacts()[c].content_id,
                     name_tag: None,
@@ -750,7 +772,12 @@ mod tests {
                     created_ms: 9,
                     created_by: "alice".to_owned(),
                     until_ms: None,
-                })
+                };
+                if create {
+                    Command::CreatePlacement(placement)
+                } else {
+                    Command::PutPlacement(placement)
+                }
             }),
             small().prop_map(|n| Command::DeletePlacement(n.to_owned())),
             (small(), prop::option::of(0..1u64 << 40)).prop_map(|(name, upload_rate)| {
@@ -838,6 +865,47 @@ mod tests {
         );
         let (page, more) = state.list("app:", Some("app:1"), 5);
         assert_eq!((page.len(), more), (1, false));
+    }
+
+    #[test]
+    fn a_placement_is_created_once_and_the_loser_is_told_the_holder() {
+        let placement = |c: usize, selector: &str| Placement {
+            name: "rollout".parse::<PlacementName>().unwrap(),
+            content_id: artifacts()[c].content_id,
+            name_tag: None,
+            selector: selector.parse().unwrap(),
+            created_ms: 9,
+            created_by: "alice".to_owned(),
+            until_ms: None,
+        };
+        let mut state = ControlState::default();
+        let first = placement(0, "role=web");
+        assert_eq!(
+            state.apply(&Command::CreatePlacement(first.clone())),
+            Outcome::Stored
+        );
+        let other = placement(1, "role=db");
+        assert_eq!(
+            state.apply(&Command::CreatePlacement(other.clone())),
+            Outcome::PlacementExists(first.clone())
+        );
+        assert_eq!(state.placement("rollout"), Some(&first));
+        assert!(other.check_against(&first).is_err());
+        // The same request again is told the holder too, which it matches.
+        let again = placement(0, "role=web");
+        assert_eq!(
+            state.apply(&Command::CreatePlacement(again.clone())),
+            Outcome::PlacementExists(first.clone())
+        );
+        assert!(again.check_against(&first).is_ok());
+        // An import's put still replaces.
+        assert_eq!(
+            state.apply(&Command::PutPlacement(other.clone())),
+            Outcome::Stored
+        );
+        assert_eq!(state.placement("rollout"), Some(&other));
+        let exists = Outcome::PlacementExists(first);
+        assert_eq!(Outcome::decode(&exists.encode()).unwrap(), exists);
     }
 
     #[test]

@@ -320,14 +320,22 @@ impl Catalog {
             .map(drop)
     }
 
-    /// Stores a placement.
+    /// Stores a placement unless its name is taken; returns the placement that holds the name
+    /// when it is (perhaps an identical one: see [`Placement::check_against`]).
     ///
     /// # Errors
     /// As [`Catalog::execute`].
-    pub async fn put_placement(&self, placement: &Placement) -> Result<(), ServerError> {
-        self.execute(&Command::PutPlacement(placement.clone()))
-            .await
-            .map(drop)
+    pub async fn create_placement(
+        &self,
+        placement: &Placement,
+    ) -> Result<Option<Placement>, ServerError> {
+        match self
+            .execute(&Command::CreatePlacement(placement.clone()))
+            .await?
+        {
+            Outcome::PlacementExists(existing) => Ok(Some(existing)),
+            _ => Ok(None),
+        }
     }
 
     /// Deletes a placement; returns true if and only if it was stored.
@@ -474,7 +482,8 @@ impl Local {
                 txn.open_table(NODES)?
                     .insert(node.id.as_str(), node.encode().as_slice())?;
             }
-            (Command::PutPlacement(placement), _) => {
+            (Command::PutPlacement(placement), _)
+            | (Command::CreatePlacement(placement), Outcome::Stored) => {
                 txn.open_table(PLACEMENTS)?
                     .insert(placement.name.as_str(), placement.encode().as_slice())?;
             }

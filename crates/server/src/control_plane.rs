@@ -627,7 +627,8 @@ impl Observer for ControlPlane {
                     self.assignments_changed();
                 }
             }
-            (Command::PutPlacement(placement), _) => {
+            (Command::PutPlacement(placement), _)
+            | (Command::CreatePlacement(placement), Outcome::Stored) => {
                 {
                     let nodes = lock(&self.nodes);
                     let size = size_of(state, &placement.content_id);

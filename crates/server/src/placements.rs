@@ -172,12 +172,18 @@ impl PlacementService for ControlPlane {
         };
         // Refused when the name holds a different placement; asking again for the same one
         // changes nothing. (The table is this node's copy of the replicated placements.)
-        let created = lock(&self.placements).is_new(&placement).map_err(|e| {
+        let exists = |e: shoal_control::PlacementError| {
             ApiError::new(ErrorCode::PlacementExists, e.to_string()).with("name", name.to_string())
-        })?;
+        };
+        // This node's table answers a repeated or conflicting request at once; the replicated
+        // create decides a race between server nodes (the first wins).
+        let mut created = lock(&self.placements).is_new(&placement).map_err(exists)?;
         if created {
             // The observer, on every server node, adds it to the table and wakes the streams.
-            self.catalog.put_placement(&placement).await?;
+            if let Some(holder) = self.catalog.create_placement(&placement).await? {
+                placement.check_against(&holder).map_err(exists)?;
+                created = false;
+            }
         }
         let message = {
             let table = lock(&self.placements);
