@@ -147,6 +147,7 @@ impl Announcer {
             ip: self.ip,
             no_peer_id: true,
             tracker_id: None,
+            site: None,
         };
         for t in 0..self.tiers.len() {
             for u in 0..self.tiers[t].len() {

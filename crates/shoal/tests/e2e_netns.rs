@@ -251,6 +251,7 @@ fn tracker_peers(lab: &Lab, announce: &str, info_hash: [u8; 20]) -> BTreeSet<Soc
         ip: None,
         no_peer_id: true,
         tracker_id: None,
+        site: None,
     };
     let curl = |request: &AnnounceRequest| {
         let out = lab

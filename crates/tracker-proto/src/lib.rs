@@ -28,7 +28,7 @@ pub mod response;
 pub mod scrape;
 
 pub use error::TrackerError;
-pub use request::{AnnounceRequest, Event};
+pub use request::{AnnounceRequest, Event, MAX_SITE_LEN};
 pub use response::{AnnounceReply, AnnounceResponse};
 pub use scrape::{ScrapeReply, ScrapeRequest, ScrapeResponse, ScrapeStats, scrape_url};
 

@@ -63,7 +63,14 @@ pub struct AnnounceRequest {
     pub no_peer_id: bool,
     /// `trackerid`: the `tracker id` a previous response carried, sent back as BEP 3 asks.
     pub tracker_id: Option<Vec<u8>>,
+    /// `shoal_site` (a Shoal extension; other trackers ignore it): the site the client's host
+    /// is in, its `site` label, so that a Shoal tracker can list peers nearby first. 1 to
+    /// [`MAX_SITE_LEN`] of `A-Z a-z 0-9 . _ -`; anything else reads as absent.
+    pub site: Option<String>,
 }
+
+/// The longest `shoal_site` value read (a label value's limit).
+pub const MAX_SITE_LEN: usize = 63;
 
 impl AnnounceRequest {
     /// The announce URL `announce` with this request's query appended (after `?`, or after `&`
@@ -73,8 +80,8 @@ impl AnnounceRequest {
     }
 
     /// The query string alone, without `?`: `info_hash`, `peer_id`, `port`, `uploaded`,
-    /// `downloaded`, `left`, then `event`, `key`, `numwant`, `compact`, `no_peer_id`, `ip` and
-    /// `trackerid` when they have a value. Binary values are percent-encoded byte by byte
+    /// `downloaded`, `left`, then `event`, `key`, `numwant`, `compact`, `no_peer_id`, `ip`,
+    /// `trackerid` and `shoal_site` when they have a value. Binary values are percent-encoded byte by byte
     /// (BEP 3), leaving the RFC 3986 unreserved characters literal as libtorrent does.
     pub fn query(&self) -> String {
         let mut q = QueryWriter::default();
@@ -102,6 +109,9 @@ impl AnnounceRequest {
         }
         if let Some(tracker_id) = &self.tracker_id {
             q.bytes("trackerid", tracker_id);
+        }
+        if let Some(site) = &self.site {
+            q.bytes("shoal_site", site.as_bytes());
         }
         q.finish()
     }
@@ -134,6 +144,7 @@ impl AnnounceRequest {
         let mut ip = None;
         let mut no_peer_id = None;
         let mut tracker_id = None;
+        let mut site = None;
         for (name, raw) in query::params(query)? {
             match &*name {
                 b"info_hash" => once(&mut info_hash, "info_hash", raw, id20)?,
@@ -149,6 +160,7 @@ impl AnnounceRequest {
                 b"ip" => once(&mut ip, "ip", raw, parse_ip)?,
                 b"no_peer_id" => once(&mut no_peer_id, "no_peer_id", raw, flag)?,
                 b"trackerid" => once(&mut tracker_id, "trackerid", raw, value)?,
+                b"shoal_site" => once(&mut site, "shoal_site", raw, parse_site)?,
                 _ => {}
             }
         }
@@ -167,8 +179,19 @@ impl AnnounceRequest {
             ip,
             no_peer_id: no_peer_id.unwrap_or(false),
             tracker_id,
+            site: site.flatten(),
         })
     }
+}
+
+fn parse_site(field: &'static str, raw: &[u8]) -> Result<Option<String>, TrackerError> {
+    let bytes = value(field, raw)?;
+    let valid = (1..=MAX_SITE_LEN).contains(&bytes.len())
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    // Only the allowed bytes, so this is ASCII.
+    Ok(valid.then(|| bytes.iter().map(|&b| char::from(b)).collect()))
 }
 
 fn parse_event(field: &'static str, raw: &[u8]) -> Result<Option<Event>, TrackerError> {

@@ -46,10 +46,11 @@ prop_compose! {
         ip in proptest::option::of(ip()),
         no_peer_id in any::<bool>(),
         tracker_id in proptest::option::of(proptest::collection::vec(any::<u8>(), 0..40)),
+        site in proptest::option::of("[A-Za-z0-9._-]{1,63}"),
     ) -> AnnounceRequest {
         AnnounceRequest {
             info_hash, peer_id, port, uploaded, downloaded, left, event, compact, numwant, key,
-            ip, no_peer_id, tracker_id,
+            ip, no_peer_id, tracker_id, site,
         }
     }
 }

@@ -36,6 +36,7 @@ fn libtorrent_request() -> AnnounceRequest {
         ip: None,
         no_peer_id: true,
         tracker_id: None,
+        site: None,
     }
 }
 
@@ -88,6 +89,7 @@ fn url_writes_ip_and_tracker_id_encoded() {
     let req = AnnounceRequest {
         ip: Some(IpAddr::V6(Ipv6Addr::LOCALHOST)),
         tracker_id: Some(b"id 1".to_vec()),
+        site: None,
         ..libtorrent_request()
     };
     assert!(req.query().ends_with("&ip=%3A%3A1&trackerid=id%201"));
@@ -123,6 +125,27 @@ fn reads_an_aria2_announce_with_a_binary_key() {
         *b"A2-1-36-0-\x8f\xd2\xe1\x8a\xf7\x3b\xc1\x99\xe0\xf1"
     );
     assert_eq!((req.port, req.left, req.numwant), (6881, 100, Some(50)));
+}
+
+#[test]
+fn reads_a_site_when_it_is_a_label_value_and_ignores_it_otherwise() {
+    let base = format!(
+        "info_hash={INFO_HASH_ENCODED}&peer_id=-SH0100-abcdefghijkl&port=6881&uploaded=0\
+         &downloaded=0&left=1"
+    );
+    let site = |value: &str| {
+        AnnounceRequest::from_query(&format!("{base}&shoal_site={value}"))
+            .unwrap()
+            .site
+    };
+    assert_eq!(site("eu-west.1_a"), Some("eu-west.1_a".to_owned()));
+    assert_eq!(site(""), None);
+    assert_eq!(site("a%20b"), None);
+    assert_eq!(site("%FF"), None);
+    assert_eq!(site(&"x".repeat(64)), None);
+    assert_eq!(AnnounceRequest::from_query(&base).unwrap().site, None);
+    let twice = AnnounceRequest::from_query(&format!("{base}&shoal_site=a&shoal_site=b"));
+    assert!(twice.is_err(), "{twice:?}");
 }
 
 #[test]

@@ -29,6 +29,7 @@ fn request(peer: u8, left: u64) -> AnnounceRequest {
         ip: None,
         no_peer_id: false,
         tracker_id: None,
+        site: None,
     }
 }
 
