@@ -7,9 +7,17 @@
 //! IPv4 peers travel in the compact `peers` string and IPv6 peers in `peers6` (BEP 7, 23),
 //! which [`AnnounceReply::encode`] does when asked for the compact form.
 //!
+//! **Sites.** A Shoal agent names its host's site (`shoal_site`, from its `site` label). Such a
+//! peer is told of peers in its own site only, except the site's *bridges*: the first two of
+//! the site to announce (replaced when they leave), which, while the site has no seed, are also
+//! told of peers elsewhere. Data then crosses into a site through its bridges, about once per
+//! site rather than once per host, and spreads inside it. Peers that name no site (standard
+//! clients) see, and are seen by, everyone as before.
+//!
 //! Memory is bounded by [`TrackerConfig::max_swarms`] and
 //! [`TrackerConfig::max_peers_per_swarm`]; an announce costs O(log n) for the lookups and
-//! O(numwant) for the peers it returns, whatever the swarm's size.
+//! O(numwant) for the peers it returns, whatever the swarm's size (O(n) for a peer with a
+//! site, which must be told its own site's peers).
 
 mod swarm;
 
@@ -99,7 +107,13 @@ pub struct Tracker {
     allowed: Option<BTreeSet<[u8; 20]>>,
     /// Peers in all swarms.
     peers: usize,
+    /// The sites peers named (`shoal_site`), numbered in order of first appearance; at most
+    /// [`MAX_SITES`], later ones are treated as no site.
+    sites: BTreeMap<String, swarm::Site>,
 }
+
+/// The most distinct sites the tracker tells apart.
+pub const MAX_SITES: usize = 4096;
 
 impl Tracker {
     /// An empty table that tracks any info-hash.
@@ -162,7 +176,8 @@ impl Tracker {
     ///
     /// The reply lists up to `numwant` (default [`TrackerConfig::default_numwant`], at most
     /// [`TrackerConfig::max_numwant`]) other peers chosen at random, never the requester and
-    /// never a seed to a seed. `stopped` removes the peer; `completed` counts a download;
+    /// never a seed to a seed; for a peer that named its site, peers of that site (and, for the
+    /// site's bridges while it has no seed, peers outside it: see the module documentation). `stopped` removes the peer; `completed` counts a download;
     /// `left=0` marks a seed. Encode it with `reply.encode(request.compact)`.
     ///
     /// A [`AnnounceReply::Failure`] says why an announce was refused: port 0, an info-hash
@@ -193,6 +208,7 @@ impl Tracker {
             ip: self.listed_ip(request, source),
             port: request.port,
             last_seen_ms: now_ms,
+            site: request.site.as_deref().and_then(|name| self.site(name)),
         };
         let table_full = self.swarms.len() >= self.config.max_swarms;
         let swarm = match self.swarms.entry(hash) {
@@ -332,6 +348,19 @@ impl Tracker {
             Some(claimed) if trusted => claimed.to_canonical(),
             _ => source,
         }
+    }
+
+    /// The number of site `name`, numbering it if it is new and there is room.
+    fn site(&mut self, name: &str) -> Option<swarm::Site> {
+        if let Some(site) = self.sites.get(name) {
+            return Some(*site);
+        }
+        if self.sites.len() >= MAX_SITES {
+            return None;
+        }
+        let next = swarm::Site::try_from(self.sites.len()).ok()?;
+        self.sites.insert(name.to_owned(), next);
+        Some(next)
     }
 
     /// A `stopped` announce: the peer leaves; the reply lists no peers.

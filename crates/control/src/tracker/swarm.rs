@@ -7,7 +7,10 @@ use std::collections::BTreeMap;
 
 use crate::rng::SplitMix64;
 
-/// One peer, kept small (48 bytes): it is multiplied by every peer the tracker holds.
+/// A site, as the tracker's interned number for its name.
+pub(super) type Site = u32;
+
+/// One peer, kept small (56 bytes): it is multiplied by every peer the tracker holds.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) struct Peer {
     /// Its peer id.
@@ -18,6 +21,8 @@ pub(super) struct Peer {
     pub(super) port: u16,
     /// When it last announced, in Unix milliseconds.
     pub(super) last_seen_ms: u64,
+    /// The site its host is in (`shoal_site`), if it said.
+    pub(super) site: Option<Site>,
 }
 
 impl Peer {
@@ -46,7 +51,14 @@ pub(super) struct Swarm {
     index: BTreeMap<[u8; 20], Slot>,
     /// Completed downloads reported (`event=completed`).
     pub(super) downloaded: u32,
+    /// Per site, the peers (at most [`BRIDGES_PER_SITE`], the first to announce, replaced when
+    /// they leave) that are told of peers outside it: the site's way in.
+    bridges: BTreeMap<Site, Vec<[u8; 20]>>,
 }
+
+/// How many peers of a site fetch from outside it (see [`Swarm::pick`]). Two: a second keeps
+/// the site fed while the first is slow or gone, at the cost of some pieces crossing twice.
+pub(super) const BRIDGES_PER_SITE: usize = 2;
 
 /// What an announce did to a swarm.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -83,9 +95,28 @@ impl Swarm {
     /// Adds the peer `peer.peer_id` or updates it (address, progress, time), unless it is new
     /// and the swarm already holds `cap` peers.
     pub(super) fn upsert(&mut self, peer: Peer, seed: bool, cap: usize) -> Upsert {
+        let upsert = self.upsert_peer(peer, seed, cap);
+        if let Upsert::Joined(slot) | Upsert::Updated(slot) = upsert {
+            let peer = &self.list(slot.seed)[slot.index as usize];
+            if let Some(site) = peer.site {
+                let id = peer.peer_id;
+                let bridges = self.bridges.entry(site).or_default();
+                if bridges.len() < BRIDGES_PER_SITE && !bridges.contains(&id) {
+                    bridges.push(id);
+                }
+            }
+        }
+        upsert
+    }
+
+    fn upsert_peer(&mut self, peer: Peer, seed: bool, cap: usize) -> Upsert {
         match self.index.get(&peer.peer_id).copied() {
             Some(slot) if slot.seed == seed => {
-                self.list_mut(seed)[slot.index as usize] = peer;
+                let old = std::mem::replace(&mut self.list_mut(seed)[slot.index as usize], peer);
+                let new_site = self.list(seed)[slot.index as usize].site;
+                if old.site != new_site {
+                    self.drop_bridge(&old);
+                }
                 Upsert::Updated(slot)
             }
             Some(slot) => {
@@ -130,6 +161,18 @@ impl Swarm {
         removed
     }
 
+    /// Forgets `peer` as a bridge of its site.
+    fn drop_bridge(&mut self, peer: &Peer) {
+        if let Some(site) = peer.site
+            && let Some(bridges) = self.bridges.get_mut(&site)
+        {
+            bridges.retain(|id| *id != peer.peer_id);
+            if bridges.is_empty() {
+                self.bridges.remove(&site);
+            }
+        }
+    }
+
     /// Every peer with whether it is a seed: seeds first.
     pub(super) fn peers(&self) -> impl Iterator<Item = (&Peer, bool)> {
         let seeds = self.seeds.iter().map(|p| (p, true));
@@ -143,6 +186,13 @@ impl Swarm {
     /// The candidates (leechers for a seed; seeds then leechers otherwise) are visited from a
     /// random start with a random stride coprime to their count, which visits each at most
     /// once, so the work is O(k) and needs no scratch memory.
+    ///
+    /// A requester that named its site is told of peers in that site only, so that data
+    /// crosses into a site once rather than once per host, unless it is one of the site's
+    /// bridges ([`BRIDGES_PER_SITE`]) and no seed is in the site yet: a bridge is told of
+    /// peers outside too, those first (up to half of `k`), as the site's way in. A bridge that
+    /// leaves is replaced by the next peer of its site to announce. This costs one pass over
+    /// the swarm (O(n)) per announce of a peer with a site.
     pub(super) fn pick(&self, requester: Slot, k: usize, rng: &mut SplitMix64) -> Vec<SocketAddr> {
         let from_seeds = if requester.seed { 0 } else { self.seeds.len() };
         let n = from_seeds + self.leechers.len();
@@ -152,10 +202,24 @@ impl Swarm {
         }
         let me = &self.list(requester.seed)[requester.index as usize];
         let my_position = (!requester.seed).then_some(from_seeds + requester.index as usize);
+        // With a site: how many outside peers to list (0 unless a bridge of a seedless site).
+        let remote_quota = me.site.map(|site| {
+            let bridge = self
+                .bridges
+                .get(&site)
+                .is_some_and(|b| b.contains(&me.peer_id));
+            let site_has_seed = self.seeds.iter().any(|p| p.site == Some(site));
+            if bridge && !requester.seed && !site_has_seed {
+                k.div_ceil(2)
+            } else {
+                0
+            }
+        });
+        let mut remote = Vec::new();
         let stride = coprime_stride(n, rng);
         let mut position = rng.below(n);
         for _ in 0..n {
-            if out.len() == k {
+            if out.len() == k && remote_quota.is_none_or(|q| remote.len() >= q) {
                 break;
             }
             if Some(position) != my_position {
@@ -165,10 +229,23 @@ impl Swarm {
                     &self.leechers[position - from_seeds]
                 };
                 if (peer.ip, peer.port) != (me.ip, me.port) {
-                    out.push(peer.addr());
+                    match remote_quota {
+                        Some(quota) if peer.site != me.site && remote.len() < quota => {
+                            remote.push(peer.addr());
+                        }
+                        Some(_) if peer.site != me.site => {}
+                        _ if out.len() < k => out.push(peer.addr()),
+                        _ => {}
+                    }
                 }
             }
             position = (position + stride) % n;
+        }
+        if !remote.is_empty() {
+            // Outside peers first, then as many of the site's as fit.
+            out.truncate(k - remote.len());
+            remote.append(&mut out);
+            out = remote;
         }
         out
     }
@@ -206,6 +283,7 @@ impl Swarm {
         let peer = list.swap_remove(slot.index as usize);
         let moved = list.get(slot.index as usize).map(|p| p.peer_id);
         self.index.remove(&peer.peer_id);
+        self.drop_bridge(&peer);
         if let Some(moved) = moved
             && let Some(moved_slot) = self.index.get_mut(&moved)
         {
@@ -218,6 +296,16 @@ impl Swarm {
     #[cfg(test)]
     pub(super) fn check_invariants(&self) {
         assert_eq!(self.index.len(), self.seeds.len() + self.leechers.len());
+        for (site, bridges) in &self.bridges {
+            assert!(
+                (1..=BRIDGES_PER_SITE).contains(&bridges.len()),
+                "{bridges:?}"
+            );
+            for id in bridges {
+                let slot = self.index[id];
+                assert_eq!(self.list(slot.seed)[slot.index as usize].site, Some(*site));
+            }
+        }
         for (seed, list) in [(true, &self.seeds), (false, &self.leechers)] {
             for (i, peer) in list.iter().enumerate() {
                 let slot = Slot {
@@ -263,6 +351,7 @@ mod tests {
             ip: IpAddr::V4(Ipv4Addr::new(10, 0, 0, n)),
             port: 6881,
             last_seen_ms,
+            site: None,
         }
     }
 
@@ -312,6 +401,96 @@ mod tests {
             let for_seed = s.pick(seed_slot, 1000, &mut rng);
             assert_eq!(for_seed.len(), s.leechers());
         }
+    }
+
+    fn sited(n: u8, site: Site) -> Peer {
+        Peer {
+            site: Some(site),
+            ..peer(n, 0)
+        }
+    }
+
+    /// The sites of the peers `pick` listed for `n` (`None`: no site), in the order listed.
+    fn picked_sites(s: &Swarm, n: u8, k: usize, seed: u64) -> Vec<Option<Site>> {
+        let by_addr: BTreeMap<SocketAddr, Option<Site>> =
+            s.peers().map(|(p, _)| (p.addr(), p.site)).collect();
+        s.pick(slot_of(s, n), k, &mut SplitMix64::new(seed))
+            .iter()
+            .map(|a| by_addr[a])
+            .collect()
+    }
+
+    /// Site 0 holds the seed (peer 0) and leechers 1-9; site 1 leechers 10-29 announce in
+    /// order, so 10 and 11 are its bridges.
+    fn two_sites() -> Swarm {
+        let mut s = Swarm::default();
+        s.upsert(sited(0, 0), true, 100);
+        for n in 1..10 {
+            s.upsert(sited(n, 0), false, 100);
+        }
+        for n in 10..30 {
+            s.upsert(sited(n, 1), false, 100);
+        }
+        s.check_invariants();
+        s
+    }
+
+    #[test]
+    fn a_site_is_fed_through_its_bridges_and_its_other_peers_stay_inside() {
+        let s = two_sites();
+        for seed in 0..20 {
+            // Not a bridge: its own site only, all of it when asked for more.
+            let inside = picked_sites(&s, 15, 1000, seed);
+            assert_eq!(inside.len(), 19);
+            assert!(inside.iter().all(|site| *site == Some(1)), "{inside:?}");
+            // A bridge: outside peers first, up to half, then its site's.
+            let bridge = picked_sites(&s, 10, 8, seed);
+            assert_eq!(bridge.len(), 8);
+            assert_eq!(bridge[..4], [Some(0); 4], "{bridge:?}");
+            assert_eq!(bridge[4..], [Some(1); 4], "{bridge:?}");
+            let all = picked_sites(&s, 11, 1000, seed);
+            assert_eq!(all.len(), 29, "all of both sites when there are few");
+            // Site 0 has the seed: even its bridges (0 and 1) stay inside.
+            let home = picked_sites(&s, 1, 1000, seed);
+            assert_eq!(home.len(), 9);
+            assert!(home.iter().all(|site| *site == Some(0)), "{home:?}");
+        }
+    }
+
+    #[test]
+    fn a_site_with_a_seed_needs_no_bridge_and_a_gone_bridge_is_replaced() {
+        let mut s = two_sites();
+        // Bridge 10 leaves: the next of site 1 to announce takes its place.
+        assert!(s.remove(&[10; 20]));
+        s.check_invariants();
+        assert!(picked_sites(&s, 20, 1000, 1).iter().all(|x| *x == Some(1)));
+        s.upsert(sited(20, 1), false, 100);
+        s.check_invariants();
+        assert!(picked_sites(&s, 20, 1000, 1).contains(&Some(0)));
+        // Peer 25 completes: site 1 has a seed, and its bridges stop looking outside.
+        s.upsert(sited(25, 1), true, 100);
+        s.check_invariants();
+        let bridge = picked_sites(&s, 11, 1000, 1);
+        assert!(bridge.iter().all(|x| *x == Some(1)), "{bridge:?}");
+        // A peer that moves to another site stops being a bridge of the old one.
+        s.upsert(sited(11, 0), false, 100);
+        s.check_invariants();
+        assert!(!s.bridges[&1].contains(&[11; 20]));
+    }
+
+    #[test]
+    fn peers_without_a_site_see_everyone_and_are_outside_for_the_others() {
+        let mut s = two_sites();
+        s.upsert(peer(40, 0), false, 100);
+        s.upsert(peer(41, 0), false, 100);
+        s.check_invariants();
+        let anywhere = picked_sites(&s, 40, 1000, 3);
+        assert_eq!(anywhere.len(), 31);
+        let inside = picked_sites(&s, 15, 1000, 3);
+        assert!(!inside.contains(&None), "{inside:?}");
+        let bridge = picked_sites(&s, 10, 1000, 3);
+        assert!(bridge.contains(&None), "{bridge:?}");
+        assert_eq!(bridge.len(), 31);
     }
 
     #[test]

@@ -339,6 +339,7 @@ enum Op {
         numwant: Option<u32>,
         ipv6: bool,
         seed: u64,
+        site: Option<u8>,
     },
     Advance(u64),
     Expire,
@@ -353,9 +354,9 @@ fn op() -> impl Strategy<Value = Op> {
     ];
     prop_oneof![
         10 => (0u8..3, 0u8..24, prop_oneof![Just(0u64), 1u64..5], event,
-               prop::option::of(0u32..30), any::<bool>(), any::<u64>())
-            .prop_map(|(swarm, peer, left, event, numwant, ipv6, seed)| Op::Announce {
-                swarm, peer, left, event, numwant, ipv6, seed
+               prop::option::of(0u32..30), any::<bool>(), any::<u64>(), prop::option::of(0u8..3))
+            .prop_map(|(swarm, peer, left, event, numwant, ipv6, seed, site)| Op::Announce {
+                swarm, peer, left, event, numwant, ipv6, seed, site
             }),
         1 => (0u64..100_000).prop_map(Op::Advance),
         1 => Just(Op::Expire),
@@ -374,8 +375,9 @@ proptest! {
         let mut now = 0;
         for op in ops {
             match op {
-                Op::Announce { swarm, peer, left, event, numwant, ipv6, seed } => {
+                Op::Announce { swarm, peer, left, event, numwant, ipv6, seed, site } => {
                     let mut r = request(peer, left);
+                    r.site = site.map(|s| format!("site-{s}"));
                     r.info_hash = [swarm; 20];
                     r.event = event;
                     r.numwant = numwant;
