@@ -143,6 +143,8 @@ pub struct Torrents {
     limits: HostLimits,
     on_complete: OnComplete,
     uses: Uses,
+    /// The host's `site` label, told to trackers.
+    site: Option<String>,
 }
 
 impl Torrents {
@@ -159,7 +161,16 @@ impl Torrents {
             limits: HostLimits::default(),
             on_complete: OnComplete::default(),
             uses: Uses::default(),
+            site: None,
         }
+    }
+
+    /// Tells trackers that this host is in `site` (its `site` label), so that they name peers
+    /// of the same site (see `shoal_control::Tracker`).
+    #[must_use]
+    pub fn with_site(mut self, site: Option<String>) -> Self {
+        self.site = site;
+        self
     }
 
     /// What is in use right now (the quota does not evict it).
@@ -296,6 +307,7 @@ impl Torrents {
             seed_for: Some(Duration::MAX),
             max_peers: MAX_PEERS,
             limits: self.limits.clone(),
+            site: self.site.clone(),
         };
         let initial = if recheck {
             RunState::Checking

@@ -87,6 +87,7 @@ pub async fn fetch_metadata(
             // Unknown until the metadata arrives; trackers only need "not a seed".
             total_size: magnet.exact_length.unwrap_or(1).max(1),
             piece_length: 1,
+            site: None,
         };
         tokio::spawn(announcer.run(progress_rx, events_tx.clone(), stop_rx))
     });

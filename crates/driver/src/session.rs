@@ -67,6 +67,9 @@ pub struct SessionConfig {
     /// Limits shared with the host's other sessions (rate caps, no uploads, fewer peers),
     /// followed live as they change. `HostLimits::default()` limits nothing.
     pub limits: HostLimits,
+    /// The site this host is in (its `site` label), sent to trackers as `shoal_site`: a Shoal
+    /// tracker then names peers of the same site, so data crosses between sites once per site.
+    pub site: Option<String>,
 }
 
 impl SessionConfig {
@@ -360,6 +363,7 @@ pub async fn run(
                 .filter(|ip| !ip.is_unspecified()),
             total_size: info.total_size(),
             piece_length: info.piece_length.bytes(),
+            site: config.site.clone(),
         };
         tokio::spawn(announcer.run(progress.subscribe(), events_tx.clone(), announce_stop))
     });

@@ -55,6 +55,8 @@ pub(crate) struct Announcer {
     pub ip: Option<std::net::IpAddr>,
     pub total_size: u64,
     pub piece_length: u64,
+    /// Sent as `shoal_site`.
+    pub site: Option<String>,
 }
 
 impl Announcer {
@@ -147,7 +149,7 @@ impl Announcer {
             ip: self.ip,
             no_peer_id: true,
             tracker_id: None,
-            site: None,
+            site: self.site.clone(),
         };
         for t in 0..self.tiers.len() {
             for u in 0..self.tiers[t].len() {

@@ -102,6 +102,7 @@ pub fn download(args: DownloadArgs) -> anyhow::Result<()> {
         seed_for: args.seed_for,
         max_peers: 200,
         limits: shoal_driver::HostLimits::default(),
+        site: None,
     };
     let started = Instant::now();
     let summary = runtime.block_on(run_with_progress(config, total_size, "downloading"))?;
@@ -169,6 +170,7 @@ pub fn seed(args: SeedArgs) -> anyhow::Result<()> {
         seed_for: Some(args.seed_for.unwrap_or(Duration::MAX)),
         max_peers: 500,
         limits: shoal_driver::HostLimits::default(),
+        site: None,
     };
     status(&format!(
         "checking {} before seeding it on port {}",
