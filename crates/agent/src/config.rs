@@ -18,8 +18,8 @@
 //! on_complete = ["/usr/local/bin/deploy", "--restart"]   # run once per verified artifact,
 //!                                    # with its path appended; only this file can set it
 //!
-//! [labels]
-//! region = "eu-west"
+//! [labels]                           # `site` (else region.zone) groups hosts behind one WAN
+//! region = "eu-west"                 # link: peers are found in the same site first
 //! zone = "a"
 //!
 //! [server]                           # the embedded control plane, when control_plane is absent
@@ -314,6 +314,19 @@ impl<'de> Deserialize<'de> for ControlPlanes {
 }
 
 impl AgentConfig {
+    /// The site this host is in, for peer selection: the `site` label, else `region.zone`
+    /// when both are set, else none. A site is the hosts that share a LAN behind one WAN
+    /// link; trackers name peers of the same site so data crosses into a site about once.
+    pub fn site(&self) -> Option<String> {
+        if let Some(site) = self.labels.get("site") {
+            return Some(site.clone());
+        }
+        match (self.labels.get("region"), self.labels.get("zone")) {
+            (Some(region), Some(zone)) => Some(format!("{region}.{zone}")),
+            _ => None,
+        }
+    }
+
     /// This agent's token for the control plane: the content of `server_token_file` (trimmed),
     /// else `server_token`, else `None`.
     ///
@@ -386,6 +399,25 @@ mod tests {
         );
         assert_eq!(config.server.tracker_listen.port(), 7000);
         assert_eq!(config.server.api_listen.port(), 7421);
+    }
+
+    #[test]
+    fn the_site_is_the_site_label_else_region_and_zone() {
+        let site = |labels: &str| {
+            AgentConfig::parse(&format!("[labels]\n{labels}"))
+                .unwrap()
+                .site()
+        };
+        assert_eq!(
+            site("site = \"lab-2\"\nregion = \"eu\""),
+            Some("lab-2".into())
+        );
+        assert_eq!(
+            site("region = \"eu-west\"\nzone = \"a\""),
+            Some("eu-west.a".into())
+        );
+        assert_eq!(site("region = \"eu-west\""), None);
+        assert_eq!(site(""), None);
     }
 
     #[test]

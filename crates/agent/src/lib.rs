@@ -232,7 +232,7 @@ pub async fn start(config: AgentConfig) -> Result<Running, AgentError> {
     let torrents = Arc::new(
         Torrents::new(data, listener, peer_addr)
             .with_on_complete(action::OnComplete::new(config.on_complete.clone()))
-            .with_site(config.labels.get("site").cloned()),
+            .with_site(config.site()),
     );
     if !announce.is_empty() {
         torrents.set_announce(vec![announce.clone()]);
