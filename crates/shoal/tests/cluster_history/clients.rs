@@ -337,15 +337,15 @@ pub async fn statuses(target: &Target) -> Vec<Option<v1::ClusterStatus>> {
     answers
 }
 
-/// The host of the leader named by the answering node with the highest term, if any.
-pub fn leader(statuses: &[Option<v1::ClusterStatus>]) -> Option<usize> {
-    statuses
+/// The host of the leader named by the answering node with the highest term, and that term.
+pub fn leader(statuses: &[Option<v1::ClusterStatus>]) -> Option<(usize, u64)> {
+    let status = statuses
         .iter()
         .flatten()
         .filter(|s| s.leader_id.is_some())
-        .max_by_key(|s| s.term)
-        .and_then(|s| s.leader_id)
-        .and_then(|id| usize::try_from(id).ok()?.checked_sub(1))
+        .max_by_key(|s| s.term)?;
+    let host = usize::try_from(status.leader_id?).ok()?.checked_sub(1)?;
+    Some((host, status.term))
 }
 
 /// Every binding under [`KEY_PREFIX`] that the node on `host` holds, read through it (a

@@ -126,15 +126,18 @@ fn run(servers: usize, default_seed: u64) {
     for (index, episode) in schedule.episodes.iter().enumerate() {
         std::thread::sleep(episode.pause);
         let leader = clients::leader(&on_clients_host(status_of_all(target.clone())));
-        let resolved = episode
-            .fault
-            .resolve(servers, leader, &mut Rng::new(episode.salt));
+        let resolved =
+            episode
+                .fault
+                .resolve(servers, leader.map(|(h, _)| h), &mut Rng::new(episode.salt));
         let began = clock.now();
         faults.apply(&mut cluster, &resolved);
         let what = format!(
             "#{index} {} (leader: {}): {resolved:?}",
             episode.fault,
-            leader.map_or("none".to_owned(), |h| format!("host {h}"))
+            leader.map_or("none".to_owned(), |(h, term)| format!(
+                "host {h}, term {term}"
+            ))
         );
         eprintln!("[{:>5.1} s] {what}", began as f64 / 1e6);
         std::thread::sleep(episode.hold);
@@ -281,7 +284,18 @@ fn converge(
 fn summarize(ops: &[Op], finals: &[FinalState], wall: Duration) -> String {
     let (mut bound, mut refused, mut bind_unknown) = (0, 0, 0);
     let (mut found, mut unbound, mut read_unknown) = (0, 0, 0);
+    let mut definite: Vec<u64> = Vec::new();
     for op in ops {
+        let unknown = matches!(
+            op.kind,
+            OpKind::Bind {
+                result: BindResult::Unknown,
+                ..
+            } | OpKind::Read { result: None }
+        );
+        if !unknown {
+            definite.push(op.completed - op.invoked);
+        }
         match op.kind {
             OpKind::Bind { result, .. } => match result {
                 BindResult::Bound => bound += 1,
@@ -295,11 +309,19 @@ fn summarize(ops: &[Op], finals: &[FinalState], wall: Duration) -> String {
             },
         }
     }
+    definite.sort_unstable();
+    let percentile = |p: usize| {
+        definite
+            .get(definite.len().saturating_sub(1) * p / 100)
+            .map_or(0.0, |us| *us as f64 / 1e3)
+    };
     format!(
         "{} ops: binds {bound} acknowledged, {refused} refused, {bind_unknown} unknown; \
          reads {found} found, {unbound} unbound, {read_unknown} unknown; \
-         {} keys bound at the end; {:.1} s wall",
+         definite answers in {:.0}/{:.0} ms p50/p99; {} keys bound at the end; {:.1} s wall",
         ops.len(),
+        percentile(50),
+        percentile(99),
         finals.first().map_or(0, |f| f.bindings.len()),
         wall.as_secs_f64()
     )
