@@ -85,20 +85,28 @@ struct Happened {
     recovered: u64,
 }
 
+/// How to run a seed's schedule again, for failure reports.
+fn replay(seed: u64) -> String {
+    format!(
+        "replay the schedule: SHOAL_HISTORY_SEED={seed} cargo nextest run -p shoal --test cluster_history"
+    )
+}
+
+/// The whole test on `servers` nodes, with the seed from `SHOAL_HISTORY_SEED` or
+/// `default_seed`.
 fn run(servers: usize, default_seed: u64) {
     let wall = Instant::now();
     let seed = seed(default_seed);
     let schedule = Schedule::generate(seed, servers);
     eprintln!("{schedule}");
+    let replay = replay(seed);
 
     // Hosts 0..servers are the server nodes; the clients run on the next one.
-    let clients_host = servers;
     let lab = Lab::new(&format!("hist{servers}"), servers + 1);
     let mut cluster = ServerCluster::start(lab, servers);
-    let runtime = cluster.lab().runtime_in(clients_host);
+    let runtime = cluster.lab().runtime_in(servers);
     let token = std::fs::read_to_string(cluster.admin_token()).unwrap();
     let target = Target::new((0..servers).map(|h| cluster.url(h)).collect(), &token);
-    let on_clients_host = |work| runtime.block_on(runtime.spawn(work)).unwrap();
 
     let clock = Clock::start();
     let shared = Shared::new();
@@ -115,49 +123,12 @@ fn run(servers: usize, default_seed: u64) {
             ))
         })
         .collect();
-    let first = wait_for_ack(&shared, 0, &cluster, "before any fault");
+    let first = wait_for_ack(&shared, 0, &cluster, &format!("the start\n{replay}"));
     eprintln!(
         "[{:>5.1} s] the first bind acknowledged",
         first as f64 / 1e6
     );
-
-    let mut faults = Faults::default();
-    let mut happened = Vec::new();
-    for (index, episode) in schedule.episodes.iter().enumerate() {
-        std::thread::sleep(episode.pause);
-        let leader = clients::leader(&on_clients_host(status_of_all(target.clone())));
-        let resolved =
-            episode
-                .fault
-                .resolve(servers, leader.map(|(h, _)| h), &mut Rng::new(episode.salt));
-        let began = clock.now();
-        faults.apply(&mut cluster, &resolved);
-        let what = format!(
-            "#{index} {} (leader: {}): {resolved:?}",
-            episode.fault,
-            leader.map_or("none".to_owned(), |(h, term)| format!(
-                "host {h}, term {term}"
-            ))
-        );
-        eprintln!("[{:>5.1} s] {what}", began as f64 / 1e6);
-        std::thread::sleep(episode.hold);
-        faults.heal(&mut cluster);
-        let healed = clock.now();
-        wait_for_ack(&shared, healed, &cluster, &what);
-        let recovered = clock.now();
-        eprintln!(
-            "[{:>5.1} s] healed; a bind invoked since acknowledged {:.2} s after the heal",
-            healed as f64 / 1e6,
-            (recovered - healed) as f64 / 1e6
-        );
-        happened.push(Happened {
-            index,
-            what,
-            began,
-            healed,
-            recovered,
-        });
-    }
+    let happened = inject(&schedule, &mut cluster, &runtime, &target, &shared, clock);
     std::thread::sleep(QUIET_END);
     shared.stop.store(true, Ordering::Relaxed);
     let mut ops: Vec<Op> = Vec::new();
@@ -166,30 +137,14 @@ fn run(servers: usize, default_seed: u64) {
     }
     ops.sort_by_key(|op| (op.invoked, op.client));
 
-    let finals = converge(&runtime, &target, &cluster);
+    let finals = converge(&runtime, &target, &cluster, &replay);
     let summary = summarize(&ops, &finals, wall.elapsed());
     eprintln!("seed {seed}, {servers} server nodes: {summary}");
-
     let anomalies = shared.anomalies.lock().unwrap().clone();
-    let failure = if !anomalies.is_empty() {
-        Some(format!("answers no correct server gives: {anomalies:#?}"))
-    } else if let Some(n) = finals.iter().position(|f| f.bindings != finals[0].bindings) {
-        Some(format!(
-            "{} and {} hold different catalogs",
-            finals[0].node, finals[n].node
-        ))
-    } else {
-        history::check(&ops, &finals)
-            .err()
-            .map(|v| format!("the history breaks a rule: {v}"))
-    };
-    if let Some(failure) = failure {
+    if let Some(failure) = verdict(&ops, &finals, &anomalies) {
         let file = write_history(seed, servers, &schedule, &happened, &ops, &finals);
         panic!(
-            "seed {seed} on {servers} server nodes: {failure}\n\
-             the history is in {}\n\
-             replay the schedule: SHOAL_HISTORY_SEED={seed} cargo nextest run -p shoal \
-             --test cluster_history\n{}",
+            "seed {seed} on {servers} server nodes: {failure}\nthe history is in {}\n{replay}\n{}",
             file.display(),
             cluster.logs()
         );
@@ -208,8 +163,83 @@ fn run(servers: usize, default_seed: u64) {
         .count();
     assert!(
         acked >= 50,
-        "only {acked} binds acknowledged in the whole run: {summary}"
+        "only {acked} binds acknowledged in the whole run: {summary}\n{replay}"
     );
+}
+
+/// Carries out every episode of `schedule` on `cluster` while the clients run: a pause, the
+/// fault (aimed at the leader of the moment, if it names one), its hold, the heal, then a wait
+/// until a bind invoked after the heal is acknowledged.
+fn inject(
+    schedule: &Schedule,
+    cluster: &mut ServerCluster,
+    runtime: &tokio::runtime::Runtime,
+    target: &Target,
+    shared: &Shared,
+    clock: Clock,
+) -> Vec<Happened> {
+    let mut faults = Faults::default();
+    let mut happened = Vec::new();
+    for (index, episode) in schedule.episodes.iter().enumerate() {
+        std::thread::sleep(episode.pause);
+        let statuses = {
+            let target = target.clone();
+            runtime
+                .block_on(runtime.spawn(async move { clients::statuses(&target).await }))
+                .unwrap()
+        };
+        let leader = clients::leader(&statuses);
+        let mut rng = Rng::new(episode.salt);
+        let resolved = episode
+            .fault
+            .resolve(schedule.servers, leader.map(|(h, _)| h), &mut rng);
+        let began = clock.now();
+        faults.apply(cluster, &resolved);
+        let leader = leader.map_or("none".to_owned(), |(h, term)| {
+            format!("host {h}, term {term}")
+        });
+        let what = format!(
+            "#{index} {} (leader: {leader}): {resolved:?}",
+            episode.fault
+        );
+        eprintln!("[{:>5.1} s] {what}", began as f64 / 1e6);
+        std::thread::sleep(episode.hold);
+        faults.heal(cluster);
+        let healed = clock.now();
+        let context = format!("the heal of {what}\n{}", replay(schedule.seed));
+        wait_for_ack(shared, healed, cluster, &context);
+        let recovered = clock.now();
+        eprintln!(
+            "[{:>5.1} s] healed; a bind invoked since acknowledged {:.2} s after the heal",
+            healed as f64 / 1e6,
+            (recovered - healed) as f64 / 1e6
+        );
+        happened.push(Happened {
+            index,
+            what,
+            began,
+            healed,
+            recovered,
+        });
+    }
+    happened
+}
+
+/// What is wrong with a finished run, if anything: answers no correct server gives, nodes
+/// that hold different catalogs, or a history that breaks a rule.
+fn verdict(ops: &[Op], finals: &[FinalState], anomalies: &[String]) -> Option<String> {
+    if !anomalies.is_empty() {
+        return Some(format!("answers no correct server gives: {anomalies:#?}"));
+    }
+    if let Some(other) = finals.iter().find(|f| f.bindings != finals[0].bindings) {
+        return Some(format!(
+            "{} and {} hold different catalogs",
+            finals[0].node, other.node
+        ));
+    }
+    history::check(ops, finals)
+        .err()
+        .map(|v| format!("the history breaks a rule: {v}"))
 }
 
 /// Waits until a bind invoked at or after `since` (clock microseconds) is acknowledged;
@@ -230,25 +260,22 @@ fn wait_for_ack(shared: &Shared, since: u64, cluster: &ServerCluster, after: &st
     }
 }
 
-/// Every node's status (a future for the clients' runtime).
-async fn status_of_all(target: Target) -> Vec<Option<shoal_api::v1::ClusterStatus>> {
-    clients::statuses(&target).await
-}
-
 /// Waits until every node answers, names the same leader and has applied everything the
 /// leader committed; then every node's catalog.
 fn converge(
     runtime: &tokio::runtime::Runtime,
     target: &Target,
     cluster: &ServerCluster,
+    replay: &str,
 ) -> Vec<FinalState> {
     let start = Instant::now();
     loop {
         let target = target.clone();
         let attempt = runtime.block_on(runtime.spawn(async move {
-            let statuses = clients::statuses(&target).await;
-            let all: Option<Vec<_>> = statuses.iter().cloned().collect();
-            let all = all?;
+            let all: Vec<_> = clients::statuses(&target)
+                .await
+                .into_iter()
+                .collect::<Option<_>>()?;
             let leader = all[0].leader_id?;
             let commit = all
                 .iter()
@@ -264,14 +291,15 @@ fn converge(
             for host in 0..target.urls.len() {
                 finals.push(clients::final_state(&target, host).await?);
             }
-            Some((statuses, finals))
+            Some(finals)
         }));
         match attempt.unwrap() {
-            Some((_, finals)) => return finals,
+            Some(finals) => return finals,
             None => {
                 assert!(
                     start.elapsed() < CONVERGE_WITHIN,
-                    "the nodes did not converge within {CONVERGE_WITHIN:?} of the last heal\n{}",
+                    "the nodes did not converge within {CONVERGE_WITHIN:?} of the last heal\n\
+                     {replay}\n{}",
                     cluster.logs()
                 );
                 std::thread::sleep(Duration::from_millis(200));
