@@ -4,7 +4,7 @@
 # what is missing. Needs root (or sudo) for apt-get.
 set -euo pipefail
 
-apt_packages=(mktorrent transmission-cli transmission-daemon aria2 qbittorrent-nox opentracker nginx-light python3 python3-pip iproute2 curl openssl)
+apt_packages=(mktorrent transmission-cli transmission-daemon aria2 qbittorrent-nox opentracker nginx-light python3 python3-pip iproute2 iptables curl openssl)
 missing=()
 command -v mktorrent >/dev/null || missing+=(mktorrent)
 command -v transmission-create >/dev/null || missing+=(transmission-cli)
@@ -19,6 +19,8 @@ command -v python3 >/dev/null || missing+=(python3 python3-pip)
 # Multi-host tests and the swarm benchmark's smoke run: network namespaces, veth and tc
 # (e2e_netns.rs, bench_smoke.rs), curl inside them, openssl for the https test's certificates.
 command -v ip >/dev/null && command -v tc >/dev/null || missing+=(iproute2)
+# Partitions between server nodes in the control plane's history test (cluster_history).
+command -v iptables >/dev/null || [ -x /usr/sbin/iptables ] || missing+=(iptables)
 command -v curl >/dev/null || missing+=(curl)
 command -v openssl >/dev/null || missing+=(openssl)
 if [ "${#missing[@]}" -gt 0 ]; then

@@ -25,6 +25,7 @@ use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::netns::Lab;
+use common::server_cluster::ServerCluster;
 use common::{Running, SHOAL, same_tree};
 
 /// Server nodes are hosts 0..3; agents from 3 on.
@@ -32,110 +33,43 @@ const SERVERS: usize = 3;
 
 /// A 3-node control plane and its agents in one lab.
 struct Cluster {
-    lab: Lab,
-    dir: tempfile::TempDir,
-    servers: Vec<Option<Running>>,
-    /// The server node stopped with SIGSTOP, if any: not asked anything meanwhile (it would
-    /// accept the connection and never answer).
-    stopped: Option<usize>,
+    // First: agents stop before the servers and their lab go.
     agents: Vec<(usize, Running, PathBuf)>,
+    servers: ServerCluster,
 }
 
 impl Cluster {
     /// Starts three server nodes (ids 1..=3 on hosts 0..3) and waits for a leader.
     fn start(tag: &str, hosts: usize) -> Self {
-        let lab = Lab::new(tag, hosts);
-        let dir = tempfile::tempdir().unwrap();
-        let secret = dir.path().join("cluster.secret");
-        std::fs::write(&secret, "lab-cluster-secret\n").unwrap();
-        let members: Vec<String> = (0..SERVERS)
-            .map(|h| format!("{}={}:7421", h + 1, lab.addr(h)))
-            .collect();
-        let trackers: Vec<String> = (0..SERVERS)
-            .map(|h| format!("http://{}:6969/announce", lab.addr(h)))
-            .collect();
-        let mut servers = Vec::new();
-        for host in 0..SERVERS {
-            let log = std::fs::File::create(dir.path().join(format!("server-{host}.log"))).unwrap();
-            let child = lab
-                .command(host, SHOAL)
-                .arg("server")
-                .arg("--data-dir")
-                .arg(dir.path().join(format!("server-{host}")))
-                .args(["--api-listen", &format!("{}:7421", lab.addr(host))])
-                .args(["--tracker-listen", &format!("{}:6969", lab.addr(host))])
-                .args(["--announce-url", &trackers[host]])
-                .args(["--announce-urls", &trackers.join(",")])
-                .args(["--announce-interval", "10"])
-                .args(["--node-id", &(host + 1).to_string()])
-                .arg("--cluster-secret-file")
-                .arg(&secret)
-                .args(["--initial-members", &members.join(",")])
-                .env("SHOAL_LOG", "info")
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .unwrap();
-            servers.push(Some(Running(child)));
-        }
-        let cluster = Self {
-            lab,
-            dir,
-            servers,
-            stopped: None,
+        let servers = ServerCluster::start(Lab::new(tag, hosts), SERVERS);
+        servers.leader(None);
+        Self {
             agents: Vec::new(),
-        };
-        let start = Instant::now();
-        while !cluster.admin_token().exists() {
-            assert!(
-                start.elapsed() < common::START_WITHIN,
-                "the cluster did not bootstrap:\n{}",
-                cluster.server_logs()
-            );
-            std::thread::sleep(Duration::from_millis(100));
+            servers,
         }
-        cluster.leader(None);
-        cluster
     }
 
-    fn server_url(&self, host: usize) -> String {
-        format!("http://{}:7421", self.lab.addr(host))
+    fn lab(&self) -> &Lab {
+        self.servers.lab()
     }
 
-    fn control_plane(&self) -> String {
-        (0..SERVERS)
-            .map(|h| self.server_url(h))
-            .collect::<Vec<_>>()
-            .join(",")
-    }
-
-    /// The bootstrap admin's token file: written by node 1, which initialized the cluster.
-    fn admin_token(&self) -> PathBuf {
-        self.dir.path().join("server-0/admin.token")
+    fn dir(&self) -> &Path {
+        self.servers.dir()
     }
 
     fn server_logs(&self) -> String {
-        (0..SERVERS)
-            .map(|h| {
-                let log = std::fs::read_to_string(self.dir.path().join(format!("server-{h}.log")))
-                    .unwrap_or_default();
-                let tail: Vec<&str> = log.lines().rev().take(40).collect();
-                let tail: Vec<&str> = tail.into_iter().rev().collect();
-                format!("--- server {h} ---\n{}\n", tail.join("\n"))
-            })
-            .collect()
+        self.servers.logs()
     }
 
     /// `shoal ARGS --json` run on `host` against server node `server`, which must succeed.
     fn admin_json(&self, host: usize, server: usize, args: &[&str]) -> serde_json::Value {
         let out = self
-            .lab
+            .lab()
             .command(host, SHOAL)
             .args(args)
-            .args(["--server", &self.server_url(server)])
+            .args(["--server", &self.servers.url(server)])
             .arg("--token-file")
-            .arg(self.admin_token())
+            .arg(self.servers.admin_token())
             .arg("--json")
             .output()
             .unwrap();
@@ -148,53 +82,12 @@ impl Cluster {
         serde_json::from_slice(&out.stdout).unwrap()
     }
 
-    /// Waits until server node `host` (or, with `None`, any live node) names a leader other
-    /// than `not`; that leader's host.
-    fn leader(&self, not: Option<usize>) -> usize {
-        let start = Instant::now();
-        loop {
-            for host in
-                (0..SERVERS).filter(|h| self.servers[*h].is_some() && self.stopped != Some(*h))
-            {
-                let out = self
-                    .lab
-                    .command(host, SHOAL)
-                    .args([
-                        "server",
-                        "status",
-                        "--json",
-                        "--server",
-                        &self.server_url(host),
-                    ])
-                    .arg("--token-file")
-                    .arg(self.admin_token())
-                    .output()
-                    .unwrap();
-                if let Ok(status) = serde_json::from_slice::<serde_json::Value>(&out.stdout)
-                    && let Some(leader) = status["leaderId"]
-                        .as_str()
-                        .and_then(|l| l.parse::<usize>().ok())
-                    && Some(leader - 1) != not
-                    && self.servers[leader - 1].is_some()
-                {
-                    return leader - 1;
-                }
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "no leader (other than {not:?}) after 30 s\n{}",
-                self.server_logs()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
     /// Starts an agent on `host`, pointed at all three server nodes with its own `agent`
     /// credential.
     fn start_agent(&mut self, host: usize) {
-        let token = self.dir.path().join(format!("agent-{host}.token"));
+        let token = self.dir().join(format!("agent-{host}.token"));
         let out = self
-            .lab
+            .lab()
             .command(host, SHOAL)
             .args([
                 "token",
@@ -203,9 +96,9 @@ impl Cluster {
                 "agent",
                 &format!("agent-{host}"),
             ])
-            .args(["--server", &self.server_url(0)])
+            .args(["--server", &self.servers.url(0)])
             .arg("--token-file")
-            .arg(self.admin_token())
+            .arg(self.servers.admin_token())
             .output()
             .unwrap();
         assert!(
@@ -214,15 +107,15 @@ impl Cluster {
             String::from_utf8_lossy(&out.stderr)
         );
         std::fs::write(&token, &out.stdout).unwrap();
-        let log = self.dir.path().join(format!("agent-{host}.log"));
+        let log = self.dir().join(format!("agent-{host}.log"));
         let child = self
-            .lab
+            .lab()
             .command(host, SHOAL)
             .arg("agent")
             .arg("--data-dir")
-            .arg(self.dir.path().join(format!("agent-{host}")))
+            .arg(self.dir().join(format!("agent-{host}")))
             .args(["--node-id", &format!("host-{host}")])
-            .args(["--control-plane", &self.control_plane()])
+            .args(["--control-plane", &self.servers.urls()])
             .arg("--server-token-file")
             .arg(&token)
             .env("SHOAL_LOG", "info")
@@ -252,13 +145,13 @@ impl Cluster {
     }
 
     fn shoal(&self, host: usize, args: &[&str]) -> Output {
-        self.lab.command(host, SHOAL).args(args).output().unwrap()
+        self.lab().command(host, SHOAL).args(args).output().unwrap()
     }
 
     /// `shoal publish SOURCE --name NAME_TAG` through the agent on `host`; the artifact.
     fn publish(&self, host: usize, source: &Path, name_tag: &str) -> serde_json::Value {
         // A publish carries the caller's credential (an agent's own may not publish).
-        let admin = self.admin_token();
+        let admin = self.servers.admin_token();
         let out = self.shoal(
             host,
             &[
@@ -285,7 +178,7 @@ impl Cluster {
     /// `shoal get NAME_TAG -o DEST` on `host`, which must finish within 2 minutes.
     fn get(&self, host: usize, name_tag: &str, dest: &Path) {
         let child = self
-            .lab
+            .lab()
             .command(host, SHOAL)
             .args(["get", name_tag, "-o"])
             .arg(dest)
@@ -322,29 +215,17 @@ impl Cluster {
             .unwrap_or_else(|| panic!("host {host} does not hold {content_id}: {status}"))
     }
 
-    /// Sends `signal` to server node `host`'s process.
-    fn signal(&self, host: usize, signal: &str) {
-        let pid = self.servers[host].as_ref().unwrap().0.id().to_string();
-        // `ip netns exec` execs the program, so the child's pid is the server's.
-        let ok = std::process::Command::new("kill")
-            .args([signal, &pid])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "kill {signal} {pid}");
-    }
-
     /// The names in the catalog, read through server node `server` (its REST API).
     fn catalog(&self, server: usize) -> BTreeSet<String> {
-        let token = std::fs::read_to_string(self.admin_token()).unwrap();
+        let token = std::fs::read_to_string(self.servers.admin_token()).unwrap();
         let out = self
-            .lab
+            .lab()
             .command(SERVERS, "curl")
             .args(["-sS", "--fail", "-H"])
             .arg(format!("Authorization: Bearer {}", token.trim()))
             .arg(format!(
                 "{}/v1/catalog/artifacts?page_size=1000",
-                self.server_url(server)
+                self.servers.url(server)
             ))
             .output()
             .unwrap();
@@ -367,19 +248,6 @@ impl Cluster {
     }
 }
 
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        // Processes stop before their namespaces go; a stopped server is woken to die.
-        for server in self.servers.iter().flatten() {
-            let _ = std::process::Command::new("kill")
-                .args(["-CONT", &server.0.id().to_string()])
-                .status();
-        }
-        self.agents.clear();
-        self.servers.clear();
-    }
-}
-
 /// One file of `len` bytes (a single file: the malicious seeds serve it as one).
 fn file(dir: &Path, name: &str, len: usize, seed: u32) -> PathBuf {
     let path = dir.join(name);
@@ -397,7 +265,7 @@ fn nine_agents_serve_a_tenth_while_the_leader_is_killed() {
     for host in SERVERS..SERVERS + AGENTS {
         cluster.start_agent(host);
     }
-    let src = cluster.dir.path().join("src");
+    let src = cluster.dir().join("src");
     std::fs::create_dir_all(&src).unwrap();
     let source = file(&src, "image.bin", 24 << 20, 7);
     let first = SERVERS;
@@ -409,23 +277,22 @@ fn nine_agents_serve_a_tenth_while_the_leader_is_killed() {
         cluster.get(
             host,
             "lab/image:1",
-            &cluster.dir.path().join(format!("out-{host}")),
+            &cluster.dir().join(format!("out-{host}")),
         );
     }
 
     // Kill the leader while the nine announce (every 10 s): it never comes back.
-    let leader = cluster.leader(None);
-    cluster.signal(leader, "-KILL");
-    cluster.servers[leader] = None;
+    let leader = cluster.servers.leader(None);
+    cluster.servers.kill(leader);
     let elected_after = Instant::now();
-    let new_leader = cluster.leader(Some(leader));
+    let new_leader = cluster.servers.leader(Some(leader));
     eprintln!(
         "killed leader on host {leader}; host {new_leader} leads {:?} later",
         elected_after.elapsed()
     );
 
     // The tenth gets it through the survivors, byte for byte.
-    let dest = cluster.dir.path().join("out-last");
+    let dest = cluster.dir().join("out-last");
     cluster.get(last, "lab/image:1", &dest);
     same_tree(&source, &dest, false);
     let torrent = cluster.torrent(last, &content_id);
@@ -453,7 +320,7 @@ fn honest_and_malicious_agents_through_the_cluster() {
     for &host in honest.iter().chain([&leecher]) {
         cluster.start_agent(host);
     }
-    let src = cluster.dir.path().join("src");
+    let src = cluster.dir().join("src");
     std::fs::create_dir_all(&src).unwrap();
     let source = file(&src, "data.bin", 16 << 20, 3);
     let artifact = cluster.publish(honest[0], &source, "lab/data:1");
@@ -462,7 +329,7 @@ fn honest_and_malicious_agents_through_the_cluster() {
         cluster.get(
             host,
             "lab/data:1",
-            &cluster.dir.path().join(format!("out-{host}")),
+            &cluster.dir().join(format!("out-{host}")),
         );
     }
     let info: serde_json::Value = serde_json::from_slice(
@@ -482,9 +349,9 @@ fn honest_and_malicious_agents_through_the_cluster() {
     let fake_peer = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/fake_peer.py");
     let mut fakes = Vec::new();
     for &host in &liars {
-        let addr = cluster.lab.addr(host);
+        let addr = cluster.lab().addr(host);
         let mut child = cluster
-            .lab
+            .lab()
             .command(host, "python3")
             .arg(&fake_peer)
             .arg("--data")
@@ -510,10 +377,10 @@ fn honest_and_malicious_agents_through_the_cluster() {
         for server in 0..SERVERS {
             let url = format!(
                 "http://{}:6969/announce?info_hash={escaped}&peer_id=-FK0001-{host:012}&port=6881&uploaded=0&downloaded=0&left=0&compact=1&event=started",
-                cluster.lab.addr(server)
+                cluster.lab().addr(server)
             );
             let out = cluster
-                .lab
+                .lab()
                 .command(host, "curl")
                 .args(["-sS", "--fail", &url])
                 .output()
@@ -522,7 +389,7 @@ fn honest_and_malicious_agents_through_the_cluster() {
         }
     }
 
-    let dest = cluster.dir.path().join("out-leecher");
+    let dest = cluster.dir().join("out-leecher");
     cluster.get(leecher, "lab/data:1", &dest);
     same_tree(&source, &dest, false);
     let torrent = cluster.torrent(leecher, &content_id);
@@ -543,17 +410,16 @@ fn a_stalled_server_node_catches_up_and_reads_consistently() {
     for host in SERVERS..SERVERS + AGENTS {
         cluster.start_agent(host);
     }
-    let src = cluster.dir.path().join("src");
+    let src = cluster.dir().join("src");
     std::fs::create_dir_all(&src).unwrap();
     let source = file(&src, "a.bin", 4 << 20, 1);
     cluster.publish(SERVERS, &source, "lab/stall:0");
 
     // Stop the leader: the others elect a new one; agents announce and publish meanwhile.
-    let stalled = cluster.leader(None);
-    cluster.signal(stalled, "-STOP");
-    cluster.stopped = Some(stalled);
+    let stalled = cluster.servers.leader(None);
+    cluster.servers.stop(stalled);
     let stopped_at = Instant::now();
-    let new_leader = cluster.leader(Some(stalled));
+    let new_leader = cluster.servers.leader(Some(stalled));
     // Publishes and a download run meanwhile (agents that were talking to the stopped node
     // fail over when their calls time out); the node is resumed after 5 s regardless.
     let mut published = vec!["lab/stall:0".to_owned()];
@@ -575,15 +441,11 @@ fn a_stalled_server_node_catches_up_and_reads_consistently() {
                 })
             })
             .chain(std::iter::once(scope.spawn(move || {
-                cluster.get(
-                    SERVERS + 1,
-                    "lab/stall:0",
-                    &cluster.dir.path().join("out-stall"),
-                );
+                cluster.get(SERVERS + 1, "lab/stall:0", &cluster.dir().join("out-stall"));
             })))
             .collect();
         std::thread::sleep(Duration::from_secs(5).saturating_sub(stopped_at.elapsed()));
-        cluster.signal(stalled, "-CONT");
+        cluster.servers.resume(stalled);
         eprintln!(
             "stalled host {stalled} for {:?}; host {new_leader} led meanwhile",
             stopped_at.elapsed()
@@ -592,7 +454,6 @@ fn a_stalled_server_node_catches_up_and_reads_consistently() {
             w.join().unwrap();
         }
     });
-    cluster.stopped = None;
 
     // It rejoins, catches up, and its reads (linearizable) show every publish.
     let start = Instant::now();

@@ -9,6 +9,7 @@
 
 pub mod netns;
 pub mod nginx;
+pub mod server_cluster;
 
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

@@ -48,6 +48,11 @@ impl Lab {
         lab
     }
 
+    /// How many hosts the lab has.
+    pub fn hosts(&self) -> usize {
+        self.hosts
+    }
+
     /// The namespace of host `host`.
     pub fn ns(&self, host: usize) -> String {
         format!("{}-{host}", self.prefix)
@@ -72,6 +77,33 @@ impl Lab {
         let mut command = Command::new("ip");
         command.args(["netns", "exec", &self.ns(host), program]);
         command
+    }
+
+    /// A tokio runtime whose threads live in host `host`'s namespace, so the sockets its tasks
+    /// open are that host's. Run network work with `spawn`: the future given to `block_on`
+    /// runs on the calling thread, in the caller's namespace.
+    pub fn runtime_in(&self, host: usize) -> tokio::runtime::Runtime {
+        let path = format!("/run/netns/{}", self.ns(host));
+        // A thread moved into the namespace builds the runtime: threads inherit their
+        // creator's namespaces, so every worker (and blocking thread they start) is there.
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    let ns = std::fs::File::open(&path).unwrap();
+                    rustix::thread::move_into_link_name_space(
+                        std::os::fd::AsFd::as_fd(&ns),
+                        Some(rustix::thread::LinkNameSpaceType::Network),
+                    )
+                    .unwrap_or_else(|e| panic!("setns {path}: {e}"));
+                    tokio::runtime::Builder::new_multi_thread()
+                        .worker_threads(2)
+                        .enable_all()
+                        .build()
+                        .unwrap()
+                })
+                .join()
+                .unwrap()
+        })
     }
 
     /// Limits host `host`'s outgoing rate to `rate` (a `tc` rate such as `20mbit`).
