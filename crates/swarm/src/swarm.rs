@@ -36,6 +36,26 @@ pub struct Stats {
     pub peers_banned: u32,
 }
 
+/// How the engine's peers stand at one instant, counted: for metrics and the simulator's
+/// timeline. O(peers) to take.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PeerCounts {
+    /// Connected peers.
+    pub peers: usize,
+    /// Peers that want something we have.
+    pub interested_in_us: usize,
+    /// Peers we upload to (unchoked and interested).
+    pub uploading_to: usize,
+    /// Peers we want something from.
+    pub we_want: usize,
+    /// Peers we want something from that let us ask (they unchoke us).
+    pub may_ask: usize,
+    /// Peers we have requests out to.
+    pub asked: usize,
+    /// Requests out, over all peers.
+    pub requests: usize,
+}
+
 /// One torrent's swarm. See the crate documentation.
 #[derive(Debug)]
 pub struct Swarm {
@@ -127,6 +147,23 @@ impl Swarm {
     /// The number of connected peers.
     pub fn peer_count(&self) -> usize {
         self.peers.len()
+    }
+
+    /// How the peers stand now (see [`PeerCounts`]).
+    pub fn peer_counts(&self) -> PeerCounts {
+        let mut counts = PeerCounts {
+            peers: self.peers.len(),
+            ..PeerCounts::default()
+        };
+        for peer in self.peers.values() {
+            counts.interested_in_us += usize::from(peer.peer_interested);
+            counts.uploading_to += usize::from(peer.peer_interested && !peer.am_choking);
+            counts.we_want += usize::from(peer.am_interested);
+            counts.may_ask += usize::from(peer.am_interested && !peer.peer_choking);
+            counts.asked += usize::from(!peer.requests.is_empty());
+            counts.requests += peer.requests.len();
+        }
+        counts
     }
 
     /// Returns true if and only if `peer` was banned for bad data.
