@@ -10,6 +10,9 @@ pub struct Config {
     pub upload_slots: usize,
     /// How long an unchoked peer keeps its slot while others wait. Default: 10 s.
     pub rotation_interval: Duration,
+    /// An unchoked peer that asks for nothing this long gives its slot to one that waits (it
+    /// wants something we have, but others already send it all of that). Default: 1 s.
+    pub slot_idle_time: Duration,
     /// Requests kept in flight to a peer before its rate is known (once it has sent a block,
     /// its measured rate decides, see [`Config::request_queue_time`], and the floor is 2: a
     /// floor of 16 kept a whole 256 KiB piece parked on every slow peer, where faster peers
@@ -58,6 +61,7 @@ impl Default for Config {
         Self {
             upload_slots: 32,
             rotation_interval: Duration::from_secs(10),
+            slot_idle_time: Duration::from_millis(1000),
             min_requests: 16,
             max_requests: 500,
             request_queue_time: Duration::from_millis(300),

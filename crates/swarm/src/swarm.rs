@@ -75,6 +75,8 @@ pub struct Swarm {
     suspects: BTreeMap<u32, Vec<(usize, PeerKey, Sha256Hash)>>,
     banned: BTreeSet<PeerKey>,
     next_rotation: Duration,
+    /// When to look for idle upload slots again, while peers wait for one.
+    next_reclaim: Option<Duration>,
     next_tick: Duration,
     completed: bool,
     stats: Stats,
@@ -100,6 +102,7 @@ impl Swarm {
         Self {
             super_seed,
             next_rotation: config.rotation_interval,
+            next_reclaim: None,
             config,
             request_geometry: geometry.clone(),
             geometry,
@@ -181,7 +184,8 @@ impl Swarm {
 
     /// When the engine next wants [`Swarm::handle_timeout`].
     pub fn poll_timeout(&self) -> Duration {
-        self.next_tick.min(self.next_rotation)
+        let next = self.next_tick.min(self.next_rotation);
+        self.next_reclaim.map_or(next, |at| next.min(at))
     }
 
     // ----- peers come and go -----
@@ -640,6 +644,7 @@ impl Swarm {
         };
         if let Some(peer) = self.peers.get_mut(&key) {
             peer.upload.add(now, u64::from(len));
+            peer.last_request = now;
         }
         self.stats.uploaded += u64::from(len);
         self.commands.push_back(Command::Read { peer: key, block });
@@ -960,16 +965,31 @@ impl Swarm {
             .map(|(k, p)| (p.turn_started, *k))
             .collect();
         waiting.sort();
-        if rotate && !waiting.is_empty() {
-            holding.sort();
-            let expired: Vec<PeerKey> = holding
+        if !waiting.is_empty() {
+            // Idle holders first (longest idle first), then, at a rotation, those whose turn
+            // is over (longest served first).
+            let idle_since = |k: &PeerKey| {
+                self.peers
+                    .get(k)
+                    .map_or(now, |p| p.last_request.max(p.turn_started))
+            };
+            let mut expired: Vec<(bool, Duration, PeerKey)> = holding
                 .iter()
-                .filter(|(since, _)| now.saturating_sub(*since) >= self.config.rotation_interval)
-                .map(|(_, k)| *k)
-                .take(waiting.len())
+                .filter_map(|&(since, k)| {
+                    let idle = idle_since(&k);
+                    if now.saturating_sub(idle) >= self.config.slot_idle_time {
+                        Some((false, idle, k))
+                    } else if rotate && now.saturating_sub(since) >= self.config.rotation_interval {
+                        Some((true, since, k))
+                    } else {
+                        None
+                    }
+                })
                 .collect();
-            holding.retain(|(_, k)| !expired.contains(k));
-            changes.extend(expired.into_iter().map(|k| (k, false)));
+            expired.sort();
+            expired.truncate(waiting.len());
+            holding.retain(|(_, k)| !expired.iter().any(|(_, _, e)| e == k));
+            changes.extend(expired.into_iter().map(|(_, _, k)| (k, false)));
         }
         // Over the limit (it was lowered): the longest-served give their slots back.
         if holding.len() > slots {
@@ -978,7 +998,9 @@ impl Swarm {
             changes.extend(holding.drain(..excess).map(|(_, k)| (k, false)));
         }
         let free = slots.saturating_sub(holding.len());
+        let still_waiting = waiting.len() > free;
         changes.extend(waiting.into_iter().take(free).map(|(_, k)| (k, true)));
+        // While peers wait, wake when the first holder will have been idle long enough.
         for (key, unchoke) in changes {
             if let Some(peer) = self.peers.get_mut(&key) {
                 peer.am_choking = !unchoke;
@@ -994,6 +1016,15 @@ impl Swarm {
                 },
             );
         }
+        self.next_reclaim = still_waiting
+            .then(|| {
+                self.peers
+                    .values()
+                    .filter(|p| !p.am_choking && p.peer_interested)
+                    .map(|p| p.last_request.max(p.turn_started) + self.config.slot_idle_time)
+                    .min()
+            })
+            .flatten();
     }
 
     // ----- time -----
@@ -1003,6 +1034,8 @@ impl Swarm {
         if now >= self.next_rotation {
             self.rechoke(now, true);
             self.next_rotation = now + self.config.rotation_interval;
+        } else if self.next_reclaim.is_some_and(|at| now >= at) {
+            self.rechoke(now, false);
         }
         let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
         for key in keys {
