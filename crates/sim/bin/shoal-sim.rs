@@ -30,8 +30,10 @@ OPTIONS (defaults in brackets):
   --wan-latency-ms MS   one-way latency added between sites [10]
   --super-seed          the seed super-seeds (BEP 16)
   --window-kib KIB      least data a super-seed keeps offered to each peer [1024]
-  --queue-time-ms MS    engines keep this much time of data requested from a peer [3000]
+  --queue-time-ms MS    engines keep this much time of data requested from a peer [300]
   --upload-slots N      peers each host uploads to at once [the engine's default]
+  --min-requests N      requests kept in flight to a peer before its rate is known
+                        [the engine's default]
   --max-peers N         the most connections a host keeps; it dials at most half [200]
   --seed S              the run's random seed [1]
   --invariants every|N|off
@@ -39,6 +41,8 @@ OPTIONS (defaults in brackets):
                         or the simulator's only [every up to 64 hosts, else every 1000th]
   --json                print a JSON document instead of a line
   --per-host            also print each host's completion time and traffic to stderr
+  --timeline MS         also print the swarm every MS of virtual time to stderr: link use,
+                        progress, choking and requests (observes only; in the JSON too)
 ";
 
 fn main() -> ExitCode {
@@ -77,6 +81,8 @@ fn parse(args: Vec<String>) -> Result<Option<Parsed>, String> {
     let mut per_host = false;
     let mut max_peers = None;
     let mut slots = None;
+    let mut timeline = None;
+    let mut min_requests = None;
     let mut args = args.into_iter();
     while let Some(flag) = args.next() {
         let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
@@ -108,7 +114,9 @@ fn parse(args: Vec<String>) -> Result<Option<Parsed>, String> {
             }
             "--json" => json = true,
             "--per-host" => per_host = true,
+            "--timeline" => timeline = Some(num::<f64>(&flag, value()?)?),
             "--upload-slots" => slots = Some(num::<usize>(&flag, value()?)?),
+            "--min-requests" => min_requests = Some(num::<u32>(&flag, value()?)?),
             "--max-peers" => max_peers = Some(num::<usize>(&flag, value()?)?),
             other => return Err(format!("unknown option {other:?}")),
         }
@@ -141,9 +149,19 @@ fn parse(args: Vec<String>) -> Result<Option<Parsed>, String> {
         scenario.seed_engine.request_queue_time = Duration::from_millis(ms);
     }
     scenario.rng_seed = seed;
+    if let Some(ms) = timeline {
+        if ms.is_nan() || ms <= 0.0 {
+            return Err("--timeline must be positive".into());
+        }
+        scenario.timeline = Some(Duration::from_secs_f64(ms / 1000.0));
+    }
     if let Some(slots) = slots {
         scenario.engine.upload_slots = slots;
         scenario.seed_engine.upload_slots = slots;
+    }
+    if let Some(min) = min_requests {
+        scenario.engine.min_requests = min;
+        scenario.seed_engine.min_requests = min;
     }
     if let Some(max) = max_peers {
         if max < 2 {
@@ -178,6 +196,50 @@ fn simulate(scenario: &Scenario, json: bool, per_host: bool) -> ExitCode {
                 h.completed.unwrap_or(f64::NAN),
                 h.uploaded as f64 / report.size as f64,
                 h.downloaded as f64 / report.size as f64
+            );
+        }
+    }
+    if !report.timeline.is_empty() {
+        eprintln!(
+            "{:>7} {:>5} {:>5} {:>5} {:>6} {:>6} {:>6} {:>6} {:>5} {:>5} {:>5} {:>6} {:>6} {:>6} {:>6} {:>6} {:>7}",
+            "t/T*",
+            "up",
+            "seed",
+            "down",
+            "done",
+            "hold",
+            "upany",
+            "pieces",
+            "cmin",
+            "cmax",
+            "flows",
+            "intrst",
+            "upto",
+            "want",
+            "mayask",
+            "asked",
+            "reqs"
+        );
+        for s in &report.timeline {
+            eprintln!(
+                "{:>7.3} {:>5.2} {:>5.2} {:>5.2} {:>6} {:>6} {:>6} {:>6.3} {:>5} {:>5} {:>5.1} {:>6.1} {:>6.1} {:>6.1} {:>6.1} {:>6.1} {:>7.1}",
+                s.end / report.lower_bound,
+                s.up_busy,
+                s.seed_busy,
+                s.down_busy,
+                s.done,
+                s.holding,
+                s.uploaded_any,
+                s.pieces,
+                s.copies_min,
+                s.copies_max,
+                s.flows,
+                s.interested_in_us,
+                s.uploading_to,
+                s.we_want,
+                s.may_ask,
+                s.asked,
+                s.requests
             );
         }
     }

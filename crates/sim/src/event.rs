@@ -45,6 +45,8 @@ pub(crate) enum Event {
     Hashed { host: usize, piece: PieceIndex },
     /// A host's engine asked to be woken now.
     Timer { host: usize },
+    /// The end of a timeline interval: the swarm is sampled (observes only).
+    Sample,
 }
 
 impl Event {
@@ -60,6 +62,7 @@ impl Event {
             Event::Hashed { host, piece } => (8, (*host as u64) << 32 | u64::from(piece.get())),
             Event::Timer { host } => (9, *host as u64),
             Event::Redial { host } => (10, *host as u64),
+            Event::Sample => (11, 0),
         }
     }
 }
@@ -107,6 +110,11 @@ impl Queue {
             seq: self.seq,
             event,
         });
+    }
+
+    /// Events waiting.
+    pub(crate) fn len(&self) -> usize {
+        self.heap.len()
     }
 
     /// The earliest event.

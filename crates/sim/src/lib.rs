@@ -33,6 +33,6 @@ mod report;
 mod scenario;
 mod world;
 
-pub use report::{HostReport, Report};
+pub use report::{HostReport, Report, Sample};
 pub use scenario::{Behaviour, HostSpec, Invariants, Scenario, SiteSpec};
 pub use world::{SimError, run};

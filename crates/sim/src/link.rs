@@ -81,6 +81,11 @@ impl Uplink {
         self.turns.push_back(conn);
     }
 
+    /// Connections waiting for a turn.
+    pub fn queued(&self) -> usize {
+        self.turns.len()
+    }
+
     /// The connection whose turn it is, removed from the turns; the caller puts it back with
     /// [`Uplink::ready`] if more is queued.
     pub fn take_turn(&mut self) -> Option<usize> {

@@ -19,6 +19,48 @@ pub struct HostReport {
     pub wire_up: u64,
 }
 
+/// The swarm over one interval of a run's timeline ([`crate::Scenario::timeline`]): link use
+/// over the interval, the rest as it stood at the interval's end. Means are over downloaders
+/// that have not finished, unless said otherwise.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Sample {
+    /// Virtual seconds at the interval's end.
+    pub end: f64,
+    /// Downloaders' uplinks busy, as a share of their capacity (all downloaders).
+    pub up_busy: f64,
+    /// The seeds' uplinks busy, as a share of their capacity.
+    pub seed_busy: f64,
+    /// Downloaders' downlinks busy, as a share of their capacity (all downloaders).
+    pub down_busy: f64,
+    /// Downloaders finished.
+    pub done: usize,
+    /// Downloaders with at least one verified piece (something to upload).
+    pub holding: usize,
+    /// Downloaders that have uploaded anything so far.
+    pub uploaded_any: usize,
+    /// Mean share of the pieces held.
+    pub pieces: f64,
+    /// Fewest and most downloaders holding any one piece.
+    pub copies_min: usize,
+    /// See `copies_min`.
+    pub copies_max: usize,
+    /// Mean connections with data queued on the uplink (flows sharing it).
+    pub flows: f64,
+    /// Mean peers interested in us / uploaded to / we want from / that unchoke us while we
+    /// want from them / we have requests out to / requests out ([`shoal_swarm::PeerCounts`]).
+    pub interested_in_us: f64,
+    /// See `interested_in_us`.
+    pub uploading_to: f64,
+    /// See `interested_in_us`.
+    pub we_want: f64,
+    /// See `interested_in_us`.
+    pub may_ask: f64,
+    /// See `interested_in_us`.
+    pub asked: f64,
+    /// See `interested_in_us`.
+    pub requests: f64,
+}
+
 /// The outcome of a run.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Report {
@@ -38,6 +80,8 @@ pub struct Report {
     pub end: f64,
     /// A digest of every event's time, kind and place: equal digests, equal runs.
     pub trace_digest: u64,
+    /// The timeline, when the scenario asked for one.
+    pub timeline: Vec<Sample>,
 }
 
 impl Report {

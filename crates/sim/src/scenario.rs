@@ -90,6 +90,9 @@ pub struct Scenario {
     pub time_limit: Duration,
     /// How often engines check their own invariants.
     pub invariants: Invariants,
+    /// When set, the report carries a [`crate::Sample`] of the swarm per this much virtual
+    /// time (link use, progress, choking). Observes only: the run is the same. Default: none.
+    pub timeline: Option<Duration>,
 }
 
 impl Scenario {
@@ -126,6 +129,7 @@ impl Scenario {
             rng_seed: 1,
             time_limit: Duration::from_secs(24 * 3600),
             invariants: Invariants::EveryStep,
+            timeline: None,
         }
     }
 

@@ -11,7 +11,7 @@ use shoal_wire::Message as Wire;
 
 use crate::event::{Event, Nanos, Queue};
 use crate::link::{Fifo, Message, Uplink, transmit_nanos};
-use crate::report::{HostReport, Report};
+use crate::report::{HostReport, Report, Sample};
 use crate::scenario::{Behaviour, Invariants, Scenario};
 
 /// Why a simulation could not run or had to stop.
@@ -88,6 +88,39 @@ impl Conn {
     }
 }
 
+/// The timeline being recorded: busy time of links per interval, and the samples so far.
+struct Timeline {
+    width: Nanos,
+    /// Per interval: nanoseconds the downloaders' uplinks, the seeds' uplinks and the
+    /// downloaders' downlinks were busy, summed over hosts.
+    busy: Vec<[u64; 3]>,
+    samples: Vec<Sample>,
+}
+
+/// Which link's busy time [`Timeline::busy`] counts.
+#[derive(Clone, Copy)]
+enum Busy {
+    Up = 0,
+    SeedUp = 1,
+    Down = 2,
+}
+
+impl Timeline {
+    /// `link` was busy from `from` to `to`: spread over the intervals it covers.
+    fn add(&mut self, link: Busy, mut from: Nanos, to: Nanos) {
+        while from < to {
+            let bin = (from / self.width) as usize;
+            let bin_end = (bin as Nanos + 1) * self.width;
+            let until = to.min(bin_end);
+            if self.busy.len() <= bin {
+                self.busy.resize(bin + 1, [0; 3]);
+            }
+            self.busy[bin][link as usize] += until - from;
+            from = until;
+        }
+    }
+}
+
 struct World<'s> {
     scenario: &'s Scenario,
     geometry: Geometry,
@@ -106,6 +139,7 @@ struct World<'s> {
     events: u64,
     bans: u64,
     unfinished: usize,
+    timeline: Option<Timeline>,
 }
 
 fn nanos(d: Duration) -> Nanos {
@@ -213,7 +247,15 @@ impl<'s> World<'s> {
             events: 0,
             bans: 0,
             unfinished: scenario.downloaders(),
+            timeline: scenario.timeline.map(|width| Timeline {
+                width: nanos(width).max(1),
+                busy: Vec::new(),
+                samples: Vec::new(),
+            }),
         };
+        if let Some(timeline) = &world.timeline {
+            world.queue.push(timeline.width, Event::Sample);
+        }
         // Seeds are registered with the tracker before the downloads start.
         for host in 0..world.hosts.len() {
             if world.hosts[host].seed {
@@ -240,6 +282,16 @@ impl<'s> World<'s> {
                 break;
             }
             self.now = at;
+            if let Event::Sample = event {
+                // Observes only: not in the trace, and no more once nothing else is queued.
+                self.sample();
+                if let Some(timeline) = &self.timeline
+                    && self.queue.len() > 0
+                {
+                    self.queue.push(at + timeline.width, Event::Sample);
+                }
+                continue;
+            }
             self.events += 1;
             let (kind, place) = event.tag();
             for word in [at, kind, place] {
@@ -247,7 +299,87 @@ impl<'s> World<'s> {
             }
             self.handle(event)?;
         }
+        if self.timeline.is_some() {
+            self.sample();
+        }
         self.check_links()
+    }
+
+    /// Records a [`Sample`] for the interval ending now.
+    fn sample(&mut self) {
+        let Some(timeline) = self.timeline.as_mut() else {
+            return;
+        };
+        let end = self.now;
+        let start = timeline
+            .samples
+            .last()
+            .map_or(0, |s| (s.end * 1e9).round() as Nanos);
+        let span = end.saturating_sub(start).max(1) as f64;
+        let busy = |link: Busy| -> u64 {
+            // Intervals that began before the sample's end: links already booked past it (a
+            // downlink's queue) count in the next sample.
+            let first = (start / timeline.width) as usize;
+            let last = end.div_ceil(timeline.width) as usize;
+            timeline
+                .busy
+                .iter()
+                .take(last)
+                .skip(first)
+                .map(|b| b[link as usize])
+                .sum()
+        };
+        let (up, seed_up, down) = (busy(Busy::Up), busy(Busy::SeedUp), busy(Busy::Down));
+        let seeds = self.hosts.iter().filter(|h| h.seed).count().max(1) as f64;
+        let downloaders = self.hosts.iter().filter(|h| !h.seed).count().max(1) as f64;
+        let pieces = self.geometry.piece_count() as usize;
+        let mut copies = vec![0usize; pieces];
+        let mut sample = Sample {
+            end: end as f64 / 1e9,
+            up_busy: up as f64 / (span * downloaders),
+            seed_busy: seed_up as f64 / (span * seeds),
+            down_busy: down as f64 / (span * downloaders),
+            ..Sample::default()
+        };
+        let mut active = 0usize;
+        for h in self.hosts.iter().filter(|h| !h.seed) {
+            let held = h.stored.iter().filter(|&&s| s).count();
+            for (c, _) in copies.iter_mut().zip(&h.stored).filter(|(_, s)| **s) {
+                *c += 1;
+            }
+            sample.holding += usize::from(held > 0);
+            sample.uploaded_any += usize::from(h.swarm.stats().uploaded > 0);
+            if h.completed.is_some() {
+                sample.done += 1;
+                continue;
+            }
+            active += 1;
+            sample.pieces += held as f64 / pieces as f64;
+            sample.flows += (h.uplink.queued() + usize::from(h.uplink.busy)) as f64;
+            let counts = h.swarm.peer_counts();
+            sample.interested_in_us += counts.interested_in_us as f64;
+            sample.uploading_to += counts.uploading_to as f64;
+            sample.we_want += counts.we_want as f64;
+            sample.may_ask += counts.may_ask as f64;
+            sample.asked += counts.asked as f64;
+            sample.requests += counts.requests as f64;
+        }
+        let active = active.max(1) as f64;
+        for mean in [
+            &mut sample.pieces,
+            &mut sample.flows,
+            &mut sample.interested_in_us,
+            &mut sample.uploading_to,
+            &mut sample.we_want,
+            &mut sample.may_ask,
+            &mut sample.asked,
+            &mut sample.requests,
+        ] {
+            *mean /= active;
+        }
+        sample.copies_min = copies.iter().copied().min().unwrap_or(0);
+        sample.copies_max = copies.iter().copied().max().unwrap_or(0);
+        timeline.samples.push(sample);
     }
 
     fn handle(&mut self, event: Event) -> Result<(), SimError> {
@@ -274,7 +406,13 @@ impl<'s> World<'s> {
             Event::Arrive { conn, to, message } => {
                 if self.conns[conn].open {
                     let host = &mut self.hosts[to];
+                    let from = host.downlink.free_at().max(self.now);
                     let at = host.downlink.pass(self.now, message.wire_len(), host.down);
+                    if let Some(timeline) = self.timeline.as_mut()
+                        && !host.seed
+                    {
+                        timeline.add(Busy::Down, from, at);
+                    }
                     self.queue.push(at, Event::Deliver { conn, to, message });
                 }
                 Ok(())
@@ -286,6 +424,8 @@ impl<'s> World<'s> {
                 self.after(host)
             }
             Event::Hashed { host, piece } => self.hashed(host, piece),
+            // Taken in `play`, outside the trace.
+            Event::Sample => Ok(()),
             Event::Timer { host } => {
                 if self.hosts[host].timer == Some(self.now) {
                     self.hosts[host].timer = None;
@@ -477,6 +617,10 @@ impl<'s> World<'s> {
             h.uplink.bytes += bytes;
             let at = self.now + transmit_nanos(bytes, h.up);
             h.uplink.free_at = at;
+            let link = if h.seed { Busy::SeedUp } else { Busy::Up };
+            if let Some(timeline) = self.timeline.as_mut() {
+                timeline.add(link, self.now, at);
+            }
             self.queue.push(
                 at,
                 Event::UplinkDone {
@@ -752,6 +896,11 @@ impl<'s> World<'s> {
             events: self.events,
             end: self.now as f64 / 1e9,
             trace_digest: self.digest,
+            timeline: self
+                .timeline
+                .as_ref()
+                .map(|t| t.samples.clone())
+                .unwrap_or_default(),
         }
     }
 }

@@ -28,6 +28,19 @@ fn the_same_seed_gives_the_same_trace_and_another_seed_another() {
     // Checking the engines' invariants observes; it does not change the run.
     scenario.invariants = Invariants::SimulatorOnly;
     assert_eq!(run(&scenario).unwrap().trace_digest, c.trace_digest);
+    // Nor does recording a timeline, which samples the swarm until the last host finishes.
+    scenario.timeline = Some(Duration::from_millis(50));
+    let sampled = run(&scenario).unwrap();
+    assert_eq!(sampled.trace_digest, c.trace_digest);
+    let last = sampled.timeline.last().unwrap();
+    assert_eq!(last.done, 6);
+    assert!((last.end - sampled.end).abs() < 1e-9);
+    assert!(
+        sampled
+            .timeline
+            .iter()
+            .all(|s| s.up_busy <= 1.0 + 1e-9 && s.down_busy <= 1.0 + 1e-9)
+    );
 }
 
 /// One seed, one downloader whose `down` is the only narrow link, with `overhead` header bytes

@@ -38,4 +38,4 @@ pub use config::Config;
 pub use metadata::MetadataFetch;
 pub use rate::RateMeter;
 pub use rng::Rng;
-pub use swarm::{Stats, Swarm, TICK, UT_METADATA_ID};
+pub use swarm::{PeerCounts, Stats, Swarm, TICK, UT_METADATA_ID};

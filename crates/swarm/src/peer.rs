@@ -45,6 +45,8 @@ pub struct Peer {
     pub snubbed: bool,
     /// When it got or lost its upload slot, or became interested: orders the rotation.
     pub turn_started: Duration,
+    /// When it last sent us a request we serve.
+    pub last_request: Duration,
     /// Its `reqq`: how many requests it accepts.
     pub max_requests: u32,
     /// Its id for `ut_metadata`, if it speaks it.
@@ -77,6 +79,7 @@ impl Peer {
             last_sent: now,
             snubbed: false,
             turn_started: now,
+            last_request: now,
             max_requests,
             ut_metadata: None,
             violations: 0,

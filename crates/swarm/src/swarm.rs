@@ -18,6 +18,9 @@ use crate::super_seed::SuperSeed;
 /// Our extended-message id for `ut_metadata` (BEP 9), advertised in our extension handshake.
 pub const UT_METADATA_ID: u8 = 2;
 
+/// The fewest requests kept in flight to a peer whose rate is known (see [`Swarm::fill`]).
+const KNOWN_RATE_MIN_REQUESTS: u32 = 2;
+
 /// How often the engine wants [`Swarm::handle_timeout`] while it has peers.
 pub const TICK: Duration = Duration::from_secs(1);
 
@@ -36,6 +39,26 @@ pub struct Stats {
     pub peers_banned: u32,
 }
 
+/// How the engine's peers stand at one instant, counted: for metrics and the simulator's
+/// timeline. O(peers) to take.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PeerCounts {
+    /// Connected peers.
+    pub peers: usize,
+    /// Peers that want something we have.
+    pub interested_in_us: usize,
+    /// Peers we upload to (unchoked and interested).
+    pub uploading_to: usize,
+    /// Peers we want something from.
+    pub we_want: usize,
+    /// Peers we want something from that let us ask (they unchoke us).
+    pub may_ask: usize,
+    /// Peers we have requests out to.
+    pub asked: usize,
+    /// Requests out, over all peers.
+    pub requests: usize,
+}
+
 /// One torrent's swarm. See the crate documentation.
 #[derive(Debug)]
 pub struct Swarm {
@@ -52,6 +75,8 @@ pub struct Swarm {
     suspects: BTreeMap<u32, Vec<(usize, PeerKey, Sha256Hash)>>,
     banned: BTreeSet<PeerKey>,
     next_rotation: Duration,
+    /// When to look for idle upload slots again, while peers wait for one.
+    next_reclaim: Option<Duration>,
     next_tick: Duration,
     completed: bool,
     stats: Stats,
@@ -77,6 +102,7 @@ impl Swarm {
         Self {
             super_seed,
             next_rotation: config.rotation_interval,
+            next_reclaim: None,
             config,
             request_geometry: geometry.clone(),
             geometry,
@@ -129,6 +155,23 @@ impl Swarm {
         self.peers.len()
     }
 
+    /// How the peers stand now (see [`PeerCounts`]).
+    pub fn peer_counts(&self) -> PeerCounts {
+        let mut counts = PeerCounts {
+            peers: self.peers.len(),
+            ..PeerCounts::default()
+        };
+        for peer in self.peers.values() {
+            counts.interested_in_us += usize::from(peer.peer_interested);
+            counts.uploading_to += usize::from(peer.peer_interested && !peer.am_choking);
+            counts.we_want += usize::from(peer.am_interested);
+            counts.may_ask += usize::from(peer.am_interested && !peer.peer_choking);
+            counts.asked += usize::from(!peer.requests.is_empty());
+            counts.requests += peer.requests.len();
+        }
+        counts
+    }
+
     /// Returns true if and only if `peer` was banned for bad data.
     pub fn is_banned(&self, peer: PeerKey) -> bool {
         self.banned.contains(&peer)
@@ -141,7 +184,8 @@ impl Swarm {
 
     /// When the engine next wants [`Swarm::handle_timeout`].
     pub fn poll_timeout(&self) -> Duration {
-        self.next_tick.min(self.next_rotation)
+        let next = self.next_tick.min(self.next_rotation);
+        self.next_reclaim.map_or(next, |at| next.min(at))
     }
 
     // ----- peers come and go -----
@@ -600,6 +644,7 @@ impl Swarm {
         };
         if let Some(peer) = self.peers.get_mut(&key) {
             peer.upload.add(now, u64::from(len));
+            peer.last_request = now;
         }
         self.stats.uploaded += u64::from(len);
         self.commands.push_back(Command::Read { peer: key, block });
@@ -746,9 +791,17 @@ impl Swarm {
         } else {
             let bdp = peer.download.rate(now) * self.config.request_queue_time.as_secs_f64()
                 / f64::from(BLOCK_SIZE);
+            // Before the peer has sent anything its rate is unknown: `min_requests` gets the
+            // pipe going. After that the measured rate decides, with a floor that keeps a block
+            // on its way while the next is asked for.
+            let floor = if peer.download.total() == 0 {
+                self.config.min_requests
+            } else {
+                KNOWN_RATE_MIN_REQUESTS
+            };
             // The peer's `reqq` may be below our minimum: it wins (and `clamp` needs min <= max).
             let max = peer.max_requests.max(1);
-            (bdp as u32).clamp(self.config.min_requests.min(max), max)
+            (bdp as u32).clamp(floor.min(max), max)
         };
         let need = (target as usize).saturating_sub(peer.requests.len());
         if need == 0 {
@@ -912,16 +965,31 @@ impl Swarm {
             .map(|(k, p)| (p.turn_started, *k))
             .collect();
         waiting.sort();
-        if rotate && !waiting.is_empty() {
-            holding.sort();
-            let expired: Vec<PeerKey> = holding
+        if !waiting.is_empty() {
+            // Idle holders first (longest idle first), then, at a rotation, those whose turn
+            // is over (longest served first).
+            let idle_since = |k: &PeerKey| {
+                self.peers
+                    .get(k)
+                    .map_or(now, |p| p.last_request.max(p.turn_started))
+            };
+            let mut expired: Vec<(bool, Duration, PeerKey)> = holding
                 .iter()
-                .filter(|(since, _)| now.saturating_sub(*since) >= self.config.rotation_interval)
-                .map(|(_, k)| *k)
-                .take(waiting.len())
+                .filter_map(|&(since, k)| {
+                    let idle = idle_since(&k);
+                    if now.saturating_sub(idle) >= self.config.slot_idle_time {
+                        Some((false, idle, k))
+                    } else if rotate && now.saturating_sub(since) >= self.config.rotation_interval {
+                        Some((true, since, k))
+                    } else {
+                        None
+                    }
+                })
                 .collect();
-            holding.retain(|(_, k)| !expired.contains(k));
-            changes.extend(expired.into_iter().map(|k| (k, false)));
+            expired.sort();
+            expired.truncate(waiting.len());
+            holding.retain(|(_, k)| !expired.iter().any(|(_, _, e)| e == k));
+            changes.extend(expired.into_iter().map(|(_, _, k)| (k, false)));
         }
         // Over the limit (it was lowered): the longest-served give their slots back.
         if holding.len() > slots {
@@ -930,7 +998,9 @@ impl Swarm {
             changes.extend(holding.drain(..excess).map(|(_, k)| (k, false)));
         }
         let free = slots.saturating_sub(holding.len());
+        let still_waiting = waiting.len() > free;
         changes.extend(waiting.into_iter().take(free).map(|(_, k)| (k, true)));
+        // While peers wait, wake when the first holder will have been idle long enough.
         for (key, unchoke) in changes {
             if let Some(peer) = self.peers.get_mut(&key) {
                 peer.am_choking = !unchoke;
@@ -946,6 +1016,15 @@ impl Swarm {
                 },
             );
         }
+        self.next_reclaim = still_waiting
+            .then(|| {
+                self.peers
+                    .values()
+                    .filter(|p| !p.am_choking && p.peer_interested)
+                    .map(|p| p.last_request.max(p.turn_started) + self.config.slot_idle_time)
+                    .min()
+            })
+            .flatten();
     }
 
     // ----- time -----
@@ -955,6 +1034,8 @@ impl Swarm {
         if now >= self.next_rotation {
             self.rechoke(now, true);
             self.next_rotation = now + self.config.rotation_interval;
+        } else if self.next_reclaim.is_some_and(|at| now >= at) {
+            self.rechoke(now, false);
         }
         let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
         for key in keys {

@@ -460,3 +460,96 @@ fn a_host_with_no_upload_slots_uploads_nothing_and_resumes_when_given_some() {
     assert_eq!(net.content(other), data);
     assert_eq!(net.nodes[metered].swarm.stats().uploaded, data.len() as u64);
 }
+
+#[test]
+fn requests_in_flight_follow_the_measured_rate_once_a_peer_has_delivered() {
+    // A slow peer: one block a second. Before it sends anything we ask for `min_requests` (16);
+    // once its rate is measured, a few: 300 ms at its rate, and never fewer than 2. Blocks
+    // parked on a slow peer are blocks that faster peers cannot be asked for.
+    let (t, data) = torrent(2_000_000, 256 * 1024, MetaVersion::V2, 5);
+    let mut net = Net::new(&t, data.clone());
+    let n = net.piece_count();
+    let seed = net.add(config(1), Bitfield::full(n), Behaviour::Honest);
+    let leecher = net.add(config(2), Bitfield::new(n), Behaviour::Honest);
+    // One block (and its header) per step.
+    net.link_budget = 17 * 1024;
+    net.connect(seed, leecher);
+    net.step(MS);
+    let asked = |net: &Net| {
+        net.nodes[leecher]
+            .sent_messages
+            .iter()
+            .filter(|(_, m)| m.starts_with("request"))
+            .count()
+    };
+    // The first block arrived within the step, and asked for nothing more.
+    assert_eq!(asked(&net), 16);
+    assert_eq!(net.nodes[leecher].swarm.peer_counts().requests, 15);
+    for _ in 0..20 {
+        net.step(Duration::from_secs(1));
+    }
+    assert_eq!(net.nodes[leecher].swarm.peer_counts().requests, 2);
+    net.link_budget = usize::MAX;
+    net.run_until_complete(&[leecher], MS, LIMIT);
+    assert_eq!(net.content(leecher), data);
+}
+
+#[test]
+fn an_upload_slot_held_by_a_peer_that_asks_for_nothing_goes_to_one_that_waits() {
+    use shoal_metainfo::{Geometry, PieceLength};
+    use shoal_swarm::{Command, Swarm};
+    use shoal_wire::{Message, Reserved};
+
+    let geometry = Geometry::new(PieceLength::new_v2(64 * 1024).unwrap(), [1 << 20]).unwrap();
+    let n = geometry.piece_count();
+    let mut swarm = Swarm::new(
+        Config {
+            upload_slots: 1,
+            ..config(1)
+        },
+        geometry,
+        Bitfield::full(n),
+        None,
+        true,
+    );
+    let (a, b) = (PeerKey(1), PeerKey(2));
+    let at = Duration::from_millis;
+    // Chokes and unchokes sent so far, in order.
+    let chokes = |swarm: &mut Swarm| {
+        let mut out = Vec::new();
+        while let Some(command) = swarm.poll_command() {
+            if let Command::Send { peer, frame } = command {
+                match Message::decode(&frame[4..]) {
+                    Ok(Message::Choke) => out.push((peer, false)),
+                    Ok(Message::Unchoke) => out.push((peer, true)),
+                    _ => {}
+                }
+            }
+        }
+        out
+    };
+    for key in [a, b] {
+        swarm.handle_connected(at(0), key, Reserved::shoal(true));
+        swarm.handle_message(at(0), key, Message::Interested);
+    }
+    assert_eq!(chokes(&mut swarm), [(a, true)], "one slot, first come");
+    // `a` asks for a block at 600 ms, then nothing: it keeps its slot for a second after that.
+    let request = Message::Request {
+        piece: 0,
+        offset: 0,
+        len: 16 * 1024,
+    };
+    swarm.handle_message(at(600), a, request);
+    for ms in [700, 1200, 1599] {
+        swarm.handle_timeout(at(ms));
+        assert_eq!(chokes(&mut swarm), [], "at {ms} ms");
+    }
+    assert_eq!(
+        swarm.poll_timeout(),
+        at(1600),
+        "wakes when `a` has been idle for 1 s"
+    );
+    swarm.handle_timeout(at(1600));
+    assert_eq!(chokes(&mut swarm), [(a, false), (b, true)]);
+    swarm.check_invariants().unwrap();
+}
