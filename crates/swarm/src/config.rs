@@ -13,16 +13,15 @@ pub struct Config {
     /// An unchoked peer that asks for nothing this long gives its slot to one that waits (it
     /// wants something we have, but others already send it all of that). Default: 1 s.
     pub slot_idle_time: Duration,
-    /// Requests kept in flight to a peer before its rate is known (once it has sent a block,
-    /// its measured rate decides, see [`Config::request_queue_time`], and the floor is 2: a
-    /// floor of 16 kept a whole 256 KiB piece parked on every slow peer, where faster peers
-    /// could not be asked for it). Default: 16.
+    /// The fewest requests kept in flight to a peer, whatever its measured rate. Lower floors
+    /// (2 once a peer had sent a block) helped large simulated swarms but starved a peer
+    /// that answers in batches (Transmission, which pulses its uploads): in-flight requests
+    /// follow the measured rate, which then follows the in-flight requests down. Default: 16.
     pub min_requests: u32,
     /// The most requests in flight to one peer (also capped by the peer's `reqq`). Default: 500.
     pub max_requests: u32,
     /// How much data, in time at the peer's measured rate, to keep requested from it: the
-    /// bandwidth-delay product with headroom (never fewer than 2, nor than
-    /// [`Config::min_requests`] before the peer has sent anything).
+    /// bandwidth-delay product with headroom (never fewer than [`Config::min_requests`]).
     /// Deeper queues hoard blocks on peers whose upload is shared by many: in `shoal-sim`,
     /// 16 downloaders of a 100 Mbit/s LAN finish in 1.10 x the lower bound with 300 ms and
     /// 1.75 x with 3 s. Default: 300 ms.

@@ -18,9 +18,6 @@ use crate::super_seed::SuperSeed;
 /// Our extended-message id for `ut_metadata` (BEP 9), advertised in our extension handshake.
 pub const UT_METADATA_ID: u8 = 2;
 
-/// The fewest requests kept in flight to a peer whose rate is known (see [`Swarm::fill`]).
-const KNOWN_RATE_MIN_REQUESTS: u32 = 2;
-
 /// How often the engine wants [`Swarm::handle_timeout`] while it has peers.
 pub const TICK: Duration = Duration::from_secs(1);
 
@@ -791,17 +788,9 @@ impl Swarm {
         } else {
             let bdp = peer.download.rate(now) * self.config.request_queue_time.as_secs_f64()
                 / f64::from(BLOCK_SIZE);
-            // Before the peer has sent anything its rate is unknown: `min_requests` gets the
-            // pipe going. After that the measured rate decides, with a floor that keeps a block
-            // on its way while the next is asked for.
-            let floor = if peer.download.total() == 0 {
-                self.config.min_requests
-            } else {
-                KNOWN_RATE_MIN_REQUESTS
-            };
             // The peer's `reqq` may be below our minimum: it wins (and `clamp` needs min <= max).
             let max = peer.max_requests.max(1);
-            (bdp as u32).clamp(floor.min(max), max)
+            (bdp as u32).clamp(self.config.min_requests.min(max), max)
         };
         let need = (target as usize).saturating_sub(peer.requests.len());
         if need == 0 {

@@ -462,39 +462,6 @@ fn a_host_with_no_upload_slots_uploads_nothing_and_resumes_when_given_some() {
 }
 
 #[test]
-fn requests_in_flight_follow_the_measured_rate_once_a_peer_has_delivered() {
-    // A slow peer: one block a second. Before it sends anything we ask for `min_requests` (16);
-    // once its rate is measured, a few: 300 ms at its rate, and never fewer than 2. Blocks
-    // parked on a slow peer are blocks that faster peers cannot be asked for.
-    let (t, data) = torrent(2_000_000, 256 * 1024, MetaVersion::V2, 5);
-    let mut net = Net::new(&t, data.clone());
-    let n = net.piece_count();
-    let seed = net.add(config(1), Bitfield::full(n), Behaviour::Honest);
-    let leecher = net.add(config(2), Bitfield::new(n), Behaviour::Honest);
-    // One block (and its header) per step.
-    net.link_budget = 17 * 1024;
-    net.connect(seed, leecher);
-    net.step(MS);
-    let asked = |net: &Net| {
-        net.nodes[leecher]
-            .sent_messages
-            .iter()
-            .filter(|(_, m)| m.starts_with("request"))
-            .count()
-    };
-    // The first block arrived within the step, and asked for nothing more.
-    assert_eq!(asked(&net), 16);
-    assert_eq!(net.nodes[leecher].swarm.peer_counts().requests, 15);
-    for _ in 0..20 {
-        net.step(Duration::from_secs(1));
-    }
-    assert_eq!(net.nodes[leecher].swarm.peer_counts().requests, 2);
-    net.link_budget = usize::MAX;
-    net.run_until_complete(&[leecher], MS, LIMIT);
-    assert_eq!(net.content(leecher), data);
-}
-
-#[test]
 fn an_upload_slot_held_by_a_peer_that_asks_for_nothing_goes_to_one_that_waits() {
     use shoal_metainfo::{Geometry, PieceLength};
     use shoal_swarm::{Command, Swarm};
