@@ -220,3 +220,77 @@ async fn announce(
         .await
         .map_err(|_| AnnounceError::Timeout)?
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::{BufRead, BufReader, Write};
+
+    use super::*;
+
+    /// An HTTP tracker on loopback that answers every announce with no peers and hands over
+    /// each request line.
+    fn tracker() -> (String, std::sync::mpsc::Receiver<String>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/announce", listener.local_addr().unwrap());
+        let (lines, received) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                let mut header = String::new();
+                while reader.read_line(&mut header).unwrap() > 2 {
+                    header.clear();
+                }
+                let body = b"d8:intervali60e5:peers0:e";
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                stream.write_all(head.as_bytes()).unwrap();
+                stream.write_all(body).unwrap();
+                if lines.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        (url, received)
+    }
+
+    /// The request line of the first announce an announcer with `site` sends.
+    async fn first_announce(site: Option<&str>) -> String {
+        let (url, lines) = tracker();
+        let announcer = Announcer {
+            tiers: vec![vec![url]],
+            last_error: std::collections::HashMap::new(),
+            info_hash: [1; 20],
+            peer_id: [2; 20],
+            port: 6881,
+            ip: None,
+            total_size: 100,
+            piece_length: 16 * 1024,
+            site: site.map(str::to_owned),
+        };
+        let (_progress, progress_rx) = watch::channel(Progress::default());
+        let (events, _events_rx) = mpsc::channel(8);
+        let (stop, stopped) = oneshot::channel();
+        let task = tokio::spawn(announcer.run(progress_rx, events, stopped));
+        let line = tokio::task::spawn_blocking(move || lines.recv_timeout(Duration::from_secs(30)))
+            .await
+            .unwrap()
+            .expect("an announce within 30 s");
+        let _ = stop.send(());
+        task.await.unwrap();
+        line
+    }
+
+    #[tokio::test]
+    async fn announces_name_the_site_when_the_host_has_one() {
+        let line = first_announce(Some("eu-west.a")).await;
+        assert!(line.contains("&shoal_site=eu-west.a"), "{line}");
+        assert!(line.contains("event=started"), "{line}");
+        let line = first_announce(None).await;
+        assert!(!line.contains("shoal_site"), "{line}");
+    }
+}
