@@ -525,52 +525,24 @@ async fn a_removed_id_cannot_be_added_again_and_a_new_one_can() {
 async fn no_acknowledged_write_is_lost_when_the_leader_dies() {
     let mut cluster = Cluster::<Binds>::start(3, &Options::default()).await;
     let leader = cluster.leader().await;
-    let running = Arc::new(AtomicBool::new(true));
-    let acknowledged = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
-    let mut writers = Vec::new();
-    for (w, member) in cluster.members.values().enumerate() {
-        let node = Arc::clone(&member.node);
-        let running = Arc::clone(&running);
-        let acknowledged = Arc::clone(&acknowledged);
-        writers.push(tokio::spawn(async move {
-            let mut i = 0;
-            while running.load(Ordering::Relaxed) {
-                let key = format!("w{w}-{i}");
-                i += 1;
-                if let Ok(r) = node.write(bind(&key, "v")).await {
-                    assert_eq!(r, vec![1], "{key} was bound once");
-                    acknowledged.lock().unwrap().push(key);
-                } else {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-            }
-        }));
-    }
-    let start = Instant::now();
-    while acknowledged.lock().unwrap().len() < 30 {
-        assert!(start.elapsed() < PATIENCE, "no writes acknowledged");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let writers = Writers::start(&cluster);
+    writers.progress(30, "before the leader dies").await;
     cluster.members.remove(&leader).unwrap().kill().await;
     let new = cluster.leader().await;
-    let before = acknowledged.lock().unwrap().len();
-    let start = Instant::now();
-    while acknowledged.lock().unwrap().len() < before + 20 {
-        assert!(
-            start.elapsed() < PATIENCE,
-            "no writes after the new leader {new}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    running.store(false, Ordering::Relaxed);
-    for w in writers {
-        w.await.unwrap();
-    }
-    let acknowledged = acknowledged.lock().unwrap().clone();
+    writers
+        .progress(20, &format!("after the new leader {new}"))
+        .await;
+    let acknowledged = writers.stop().await;
     println!(
         "{} writes acknowledged across the leader change",
         acknowledged.len()
     );
+    assert_none_lost(&cluster, &acknowledged).await;
+    cluster.converged().await;
+}
+
+/// Every running member holds every key in `acknowledged`.
+async fn assert_none_lost(cluster: &Cluster<Binds>, acknowledged: &[String]) {
     for member in cluster.members.values() {
         let missing = member
             .node
@@ -589,7 +561,6 @@ async fn no_acknowledged_write_is_lost_when_the_leader_dies() {
             member.id
         );
     }
-    cluster.converged().await;
 }
 
 /// The control plane's state machine as the server replicates it.
@@ -972,23 +943,6 @@ async fn the_leader_dying_during_a_membership_change_leaves_one_membership_and_l
         cluster.members.keys().copied().collect(),
         "{status:?}"
     );
-    for member in cluster.members.values() {
-        let missing = member
-            .node
-            .read_linearizable(|sm| {
-                acknowledged
-                    .iter()
-                    .filter(|k| !sm.0.contains_key(k.as_bytes()))
-                    .cloned()
-                    .collect::<Vec<_>>()
-            })
-            .await
-            .unwrap();
-        assert!(
-            missing.is_empty(),
-            "node {} lost acknowledged writes {missing:?}",
-            member.id
-        );
-    }
+    assert_none_lost(&cluster, &acknowledged).await;
     cluster.converged().await;
 }
