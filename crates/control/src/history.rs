@@ -124,29 +124,7 @@ struct Describe<'a> {
 
 impl Describe<'_> {
     fn op(&self, i: usize) -> String {
-        let op = &self.ops[i];
-        let what = match op.kind {
-            OpKind::Bind { content, result } => {
-                let result = match result {
-                    BindResult::Bound => "bound".to_owned(),
-                    BindResult::Refused { holder } => format!("refused, holds {}", short(&holder)),
-                    BindResult::Unknown => "unknown".to_owned(),
-                };
-                format!("bind {} -> {}: {result}", op.key, short(&content))
-            }
-            OpKind::Read { result } => {
-                let result = match result {
-                    Some(Some(c)) => short(&c),
-                    Some(None) => "unbound".to_owned(),
-                    None => "unknown".to_owned(),
-                };
-                format!("read {}: {result}", op.key)
-            }
-        };
-        format!(
-            "op #{i} (client {}, {what}, [{}, {}])",
-            op.client, op.invoked, op.completed
-        )
+        format!("op #{i} ({})", self.ops[i])
     }
 
     fn source(&self, source: Source) -> String {
@@ -154,6 +132,35 @@ impl Describe<'_> {
             Source::Op(i) => self.op(i),
             Source::Final(n) => format!("the final state of {}", self.finals[n].node),
         }
+    }
+}
+
+/// `client C, what it did and saw, [invoked, completed]`, e.g.
+/// `client 2, bind app:1 -> 0a1b2c3d: bound, [10, 14]`.
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "client {}, ", self.client)?;
+        match self.kind {
+            OpKind::Bind { content, result } => {
+                write!(f, "bind {} -> {}: ", self.key, short(&content))?;
+                match result {
+                    BindResult::Bound => f.write_str("bound")?,
+                    BindResult::Refused { holder } => {
+                        write!(f, "refused, holds {}", short(&holder))?
+                    }
+                    BindResult::Unknown => f.write_str("unknown")?,
+                }
+            }
+            OpKind::Read { result } => {
+                write!(f, "read {}: ", self.key)?;
+                match result {
+                    Some(Some(c)) => f.write_str(&short(&c))?,
+                    Some(None) => f.write_str("unbound")?,
+                    None => f.write_str("unknown")?,
+                }
+            }
+        }
+        write!(f, ", [{}, {}]", self.invoked, self.completed)
     }
 }
 

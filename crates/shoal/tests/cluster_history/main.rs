@@ -374,31 +374,8 @@ fn write_history(
         );
     }
     let _ = writeln!(text, "\noperations, by invoke time:");
-    let short = |c: &[u8; 32]| data_encoding::HEXLOWER.encode(&c[..4]);
     for (i, op) in ops.iter().enumerate() {
-        let what = match op.kind {
-            OpKind::Bind { content, result } => {
-                let result = match result {
-                    BindResult::Bound => "bound".to_owned(),
-                    BindResult::Refused { holder } => format!("refused, holds {}", short(&holder)),
-                    BindResult::Unknown => "unknown".to_owned(),
-                };
-                format!("bind {} -> {}: {result}", op.key, short(&content))
-            }
-            OpKind::Read { result } => {
-                let result = match result {
-                    Some(Some(c)) => short(&c),
-                    Some(None) => "unbound".to_owned(),
-                    None => "unknown".to_owned(),
-                };
-                format!("read {}: {result}", op.key)
-            }
-        };
-        let _ = writeln!(
-            text,
-            "  op #{i} (client {}, {what}, [{}, {}])",
-            op.client, op.invoked, op.completed
-        );
+        let _ = writeln!(text, "  op #{i} ({op})");
     }
     for state in finals {
         let _ = writeln!(text, "\nfinal state of {}:", state.node);
