@@ -107,7 +107,10 @@ fn intercepted(endpoint: Endpoint, token: Option<&str>) -> anyhow::Result<Transp
 /// Turns a gRPC status into a typed failure; a transport failure says which service is down.
 pub(crate) fn failed(status: &tonic::Status, url: &str, what: &str) -> anyhow::Error {
     let e = ApiError::from_status(status);
-    let e = if status.code() == tonic::Code::Cancelled && status.message().contains("Timeout") {
+    // tonic reports its own call deadline as CANCELLED with TimeoutExpired's text.
+    let timed_out = status.code() == tonic::Code::Cancelled
+        && status.message() == tonic::TimeoutExpired(()).to_string();
+    let e = if timed_out {
         ApiError::new(
             ErrorCode::ControlPlaneUnavailable,
             format!(
