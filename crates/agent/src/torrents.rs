@@ -62,8 +62,11 @@ impl Drop for InUse {
     }
 }
 
-/// The most peers each torrent keeps, unless a policy says fewer.
-pub const MAX_PEERS: usize = 200;
+/// The most peers each torrent keeps, unless a policy says fewer. Fewer connections make for
+/// shorter waits for each peer's upload slots: in `shoal-sim`, 100 hosts finish in 1.41 x the
+/// lower bound with 50 and 1.80 x with 200 (8 upload slots each). Transmission's default per
+/// torrent is 50 too.
+pub const MAX_PEERS: usize = 50;
 
 /// What the agent is doing with a torrent.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -34,7 +34,7 @@ OPTIONS (defaults in brackets):
   --upload-slots N      peers each host uploads to at once [the engine's default]
   --min-requests N      requests kept in flight to a peer before its rate is known
                         [the engine's default]
-  --max-peers N         the most connections a host keeps; it dials at most half [200]
+  --max-peers N         the most connections a host keeps; it dials at most half [50]
   --seed S              the run's random seed [1]
   --invariants every|N|off
                         engine invariant checks: every step, every Nth step of each engine,

@@ -76,7 +76,7 @@ pub struct Scenario {
     pub hash_rate: f64,
     /// How many peers the tracker hands each host (Shoal asks for 200).
     pub numwant: usize,
-    /// The most connections a host keeps (Shoal's agent: 200).
+    /// The most connections a host keeps (Shoal's agent: 50).
     pub max_peers: usize,
     /// Downloaders announce at a uniformly random instant in `[0, start_spread)`.
     pub start_spread: Duration,
@@ -122,7 +122,7 @@ impl Scenario {
             piece_length: default_piece_length(size).bytes(),
             hash_rate: 1.0e9,
             numwant: 200,
-            max_peers: 200,
+            max_peers: 50,
             start_spread: Duration::from_millis(50),
             engine: Config::default(),
             seed_engine: Config::default(),

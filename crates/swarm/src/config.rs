@@ -6,7 +6,11 @@ use std::time::Duration;
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
     /// Peers uploaded to at once. No tit-for-tat: every interested peer gets a turn; when more
-    /// are interested than there are slots, slots rotate fairly. Default: 32.
+    /// are interested than there are slots, slots go to the peers furthest behind, then to
+    /// those waiting longest. Each upload runs at a share of the uplink, so fewer slots pass a
+    /// new piece on sooner: in `shoal-sim` with 50 connections a host, 100 hosts finish in 1.41
+    /// x the lower bound with 8 slots, 1.43-1.52 x with 16 and 1.53 x with 32; at 8 or 16 hosts
+    /// the number makes no difference. Default: 8 (libtorrent's default too).
     pub upload_slots: usize,
     /// How long an unchoked peer keeps its slot while others wait. Default: 10 s.
     pub rotation_interval: Duration,
@@ -58,7 +62,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Self {
-            upload_slots: 32,
+            upload_slots: 8,
             rotation_interval: Duration::from_secs(10),
             slot_idle_time: Duration::from_millis(1000),
             min_requests: 16,

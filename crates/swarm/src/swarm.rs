@@ -947,38 +947,56 @@ impl Swarm {
             .filter(|(_, p)| !p.am_choking && p.peer_interested)
             .map(|(k, p)| (p.turn_started, *k))
             .collect();
-        let mut waiting: Vec<(Duration, PeerKey)> = self
+        // Furthest behind first, then longest waiting: peers rank by the eighth of the torrent
+        // they hold. With first-come turns alone, a host can sit choked by nearly all its
+        // peers for seconds while others are served by many, and finish last by far
+        // (`shoal-sim`, 1,000 hosts: the last at 1.90 x T*, the 99th percentile at 1.61 x);
+        // ranking by exact piece counts instead serves hosts with little to pass on (1.70 x
+        // for all). Eighths keep the turns first-come among peers about as far along.
+        let pieces = u64::from(self.picker.have().len()).max(1);
+        let stage = |p: &Peer| (u64::from(p.has.count()) * 8 / pieces) as u32;
+        let progress = |k: &PeerKey| self.peers.get(k).map_or(0, stage);
+        let mut waiting: Vec<(u32, Duration, PeerKey)> = self
             .peers
             .iter()
             .filter(|(_, p)| p.am_choking && p.peer_interested)
-            .map(|(k, p)| (p.turn_started, *k))
+            .map(|(k, p)| (stage(p), p.turn_started, *k))
             .collect();
         waiting.sort();
         if !waiting.is_empty() {
-            // Idle holders first (longest idle first), then, at a rotation, those whose turn
-            // is over (longest served first).
+            // Idle holders give their slots up first (longest idle first). At a rotation, a
+            // holder whose turn is over gives its slot to a waiting peer no further along than
+            // it is (the holder furthest along first).
             let idle_since = |k: &PeerKey| {
                 self.peers
                     .get(k)
                     .map_or(now, |p| p.last_request.max(p.turn_started))
             };
-            let mut expired: Vec<(bool, Duration, PeerKey)> = holding
-                .iter()
-                .filter_map(|&(since, k)| {
-                    let idle = idle_since(&k);
-                    if now.saturating_sub(idle) >= self.config.slot_idle_time {
-                        Some((false, idle, k))
-                    } else if rotate && now.saturating_sub(since) >= self.config.rotation_interval {
-                        Some((true, since, k))
-                    } else {
-                        None
-                    }
-                })
-                .collect();
-            expired.sort();
-            expired.truncate(waiting.len());
-            holding.retain(|(_, k)| !expired.iter().any(|(_, _, e)| e == k));
-            changes.extend(expired.into_iter().map(|(_, _, k)| (k, false)));
+            let mut idle: Vec<(Duration, PeerKey)> = Vec::new();
+            let mut over: Vec<(std::cmp::Reverse<u32>, Duration, PeerKey)> = Vec::new();
+            for &(since, k) in &holding {
+                let idle_from = idle_since(&k);
+                if now.saturating_sub(idle_from) >= self.config.slot_idle_time {
+                    idle.push((idle_from, k));
+                } else if rotate && now.saturating_sub(since) >= self.config.rotation_interval {
+                    over.push((std::cmp::Reverse(progress(&k)), since, k));
+                }
+            }
+            idle.sort();
+            idle.truncate(waiting.len());
+            over.sort();
+            let mut expired: Vec<PeerKey> = idle.into_iter().map(|(_, k)| k).collect();
+            // Waiting peers not already taking an idle holder's slot, neediest first.
+            for (candidate, (std::cmp::Reverse(held), _, k)) in
+                waiting.iter().skip(expired.len()).zip(over)
+            {
+                if candidate.0 > held {
+                    break;
+                }
+                expired.push(k);
+            }
+            holding.retain(|(_, k)| !expired.contains(k));
+            changes.extend(expired.into_iter().map(|k| (k, false)));
         }
         // Over the limit (it was lowered): the longest-served give their slots back.
         if holding.len() > slots {
@@ -988,7 +1006,7 @@ impl Swarm {
         }
         let free = slots.saturating_sub(holding.len());
         let still_waiting = waiting.len() > free;
-        changes.extend(waiting.into_iter().take(free).map(|(_, k)| (k, true)));
+        changes.extend(waiting.into_iter().take(free).map(|(_, _, k)| (k, true)));
         // While peers wait, wake when the first holder will have been idle long enough.
         for (key, unchoke) in changes {
             if let Some(peer) = self.peers.get_mut(&key) {

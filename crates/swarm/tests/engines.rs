@@ -520,3 +520,63 @@ fn an_upload_slot_held_by_a_peer_that_asks_for_nothing_goes_to_one_that_waits() 
     assert_eq!(chokes(&mut swarm), [(a, false), (b, true)]);
     swarm.check_invariants().unwrap();
 }
+
+#[test]
+fn a_free_upload_slot_goes_to_the_waiting_peer_furthest_behind() {
+    use shoal_metainfo::{Geometry, PieceLength};
+    use shoal_swarm::{Command, Swarm};
+    use shoal_wire::{Message, Reserved};
+
+    // 16 pieces: eighths of two pieces each.
+    let geometry = Geometry::new(PieceLength::new_v2(64 * 1024).unwrap(), [1 << 20]).unwrap();
+    let n = geometry.piece_count();
+    let mut swarm = Swarm::new(
+        Config {
+            upload_slots: 1,
+            rotation_interval: Duration::from_secs(10),
+            ..config(1)
+        },
+        geometry,
+        Bitfield::full(n),
+        None,
+        true,
+    );
+    let at = Duration::from_millis;
+    let unchoked = |swarm: &mut Swarm| {
+        let mut out = Vec::new();
+        while let Some(command) = swarm.poll_command() {
+            if let Command::Send { peer, frame } = command
+                && let Ok(Message::Unchoke) = Message::decode(&frame[4..])
+            {
+                out.push(peer);
+            }
+        }
+        out
+    };
+    let holds = |pieces: u32| {
+        let mut bits = Bitfield::new(n);
+        for p in 0..pieces {
+            bits.insert(p);
+        }
+        bits
+    };
+    // `holder` takes the slot; `ahead` (half the torrent) waits from 1 ms, `behind` (one piece:
+    // the same first eighth as an empty peer) from 2 ms, `level` (two pieces, the second
+    // eighth) from 3 ms.
+    let (holder, ahead, behind, level) = (PeerKey(1), PeerKey(2), PeerKey(3), PeerKey(4));
+    for (ms, key, pieces) in [(0, holder, 0), (1, ahead, 8), (2, behind, 1), (3, level, 2)] {
+        swarm.handle_connected(at(ms), key, Reserved::shoal(true));
+        swarm.handle_message(at(ms), key, Message::Bitfield(holds(pieces).as_bytes()));
+        swarm.handle_message(at(ms), key, Message::Interested);
+    }
+    assert_eq!(unchoked(&mut swarm), [holder]);
+    // The holder wants nothing more: its slot goes to the waiting peer furthest behind, though
+    // `ahead` has waited longer.
+    swarm.handle_message(at(100), holder, Message::NotInterested);
+    assert_eq!(unchoked(&mut swarm), [behind]);
+    swarm.handle_message(at(200), behind, Message::NotInterested);
+    assert_eq!(unchoked(&mut swarm), [level]);
+    swarm.handle_message(at(300), level, Message::NotInterested);
+    assert_eq!(unchoked(&mut swarm), [ahead]);
+    swarm.check_invariants().unwrap();
+}
