@@ -461,40 +461,43 @@ fn a_host_with_no_upload_slots_uploads_nothing_and_resumes_when_given_some() {
     assert_eq!(net.nodes[metered].swarm.stats().uploaded, data.len() as u64);
 }
 
-#[test]
-fn an_upload_slot_held_by_a_peer_that_asks_for_nothing_goes_to_one_that_waits() {
+/// A seed of a 1 MiB torrent in 16 pieces, driven by hand, with one upload slot.
+fn one_slot_seed() -> shoal_swarm::Swarm {
     use shoal_metainfo::{Geometry, PieceLength};
-    use shoal_swarm::{Command, Swarm};
-    use shoal_wire::{Message, Reserved};
 
     let geometry = Geometry::new(PieceLength::new_v2(64 * 1024).unwrap(), [1 << 20]).unwrap();
     let n = geometry.piece_count();
-    let mut swarm = Swarm::new(
-        Config {
-            upload_slots: 1,
-            ..config(1)
-        },
-        geometry,
-        Bitfield::full(n),
-        None,
-        true,
-    );
-    let (a, b) = (PeerKey(1), PeerKey(2));
-    let at = Duration::from_millis;
-    // Chokes and unchokes sent so far, in order.
-    let chokes = |swarm: &mut Swarm| {
-        let mut out = Vec::new();
-        while let Some(command) = swarm.poll_command() {
-            if let Command::Send { peer, frame } = command {
-                match Message::decode(&frame[4..]) {
-                    Ok(Message::Choke) => out.push((peer, false)),
-                    Ok(Message::Unchoke) => out.push((peer, true)),
-                    _ => {}
-                }
+    let config = Config {
+        upload_slots: 1,
+        ..config(1)
+    };
+    shoal_swarm::Swarm::new(config, geometry, Bitfield::full(n), None, true)
+}
+
+/// The chokes (false) and unchokes (true) `swarm` sent since last asked, in order.
+fn chokes(swarm: &mut shoal_swarm::Swarm) -> Vec<(PeerKey, bool)> {
+    use shoal_wire::Message;
+
+    let mut out = Vec::new();
+    while let Some(command) = swarm.poll_command() {
+        if let shoal_swarm::Command::Send { peer, frame } = command {
+            match Message::decode(&frame[4..]) {
+                Ok(Message::Choke) => out.push((peer, false)),
+                Ok(Message::Unchoke) => out.push((peer, true)),
+                _ => {}
             }
         }
-        out
-    };
+    }
+    out
+}
+
+#[test]
+fn an_upload_slot_held_by_a_peer_that_asks_for_nothing_goes_to_one_that_waits() {
+    use shoal_wire::{Message, Reserved};
+
+    let mut swarm = one_slot_seed();
+    let (a, b) = (PeerKey(1), PeerKey(2));
+    let at = Duration::from_millis;
     for key in [a, b] {
         swarm.handle_connected(at(0), key, Reserved::shoal(true));
         swarm.handle_message(at(0), key, Message::Interested);
@@ -523,35 +526,17 @@ fn an_upload_slot_held_by_a_peer_that_asks_for_nothing_goes_to_one_that_waits() 
 
 #[test]
 fn a_free_upload_slot_goes_to_the_waiting_peer_furthest_behind() {
-    use shoal_metainfo::{Geometry, PieceLength};
-    use shoal_swarm::{Command, Swarm};
     use shoal_wire::{Message, Reserved};
 
     // 16 pieces: eighths of two pieces each.
-    let geometry = Geometry::new(PieceLength::new_v2(64 * 1024).unwrap(), [1 << 20]).unwrap();
-    let n = geometry.piece_count();
-    let mut swarm = Swarm::new(
-        Config {
-            upload_slots: 1,
-            rotation_interval: Duration::from_secs(10),
-            ..config(1)
-        },
-        geometry,
-        Bitfield::full(n),
-        None,
-        true,
-    );
+    let mut swarm = one_slot_seed();
+    let n = swarm.have().len();
     let at = Duration::from_millis;
-    let unchoked = |swarm: &mut Swarm| {
-        let mut out = Vec::new();
-        while let Some(command) = swarm.poll_command() {
-            if let Command::Send { peer, frame } = command
-                && let Ok(Message::Unchoke) = Message::decode(&frame[4..])
-            {
-                out.push(peer);
-            }
-        }
-        out
+    let unchoked = |swarm: &mut shoal_swarm::Swarm| -> Vec<PeerKey> {
+        chokes(swarm)
+            .into_iter()
+            .filter_map(|(peer, unchoke)| unchoke.then_some(peer))
+            .collect()
     };
     let holds = |pieces: u32| {
         let mut bits = Bitfield::new(n);
