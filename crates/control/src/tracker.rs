@@ -16,8 +16,8 @@
 //!
 //! Memory is bounded by [`TrackerConfig::max_swarms`] and
 //! [`TrackerConfig::max_peers_per_swarm`]; an announce costs O(log n) for the lookups and
-//! O(numwant) for the peers it returns, whatever the swarm's size (O(n) for a peer with a
-//! site, which must be told its own site's peers).
+//! O(numwant log numwant) for the peers it returns, a uniform random sample, whatever the
+//! swarm's size (O(n log n) for a peer with a site, which must be told its own site's peers).
 
 mod swarm;
 

@@ -28,6 +28,8 @@ OPTIONS (defaults in brackets):
   --sites 1|2           two sites: the seed and half the hosts in site 0 [1]
   --wan-mbit MBIT       inter-site link, each way [20]
   --wan-latency-ms MS   one-way latency added between sites [10]
+  --no-site-announces   hosts do not name their site to the tracker (standard clients):
+                        no bridges, every host may fetch across the inter-site link
   --super-seed          the seed super-seeds (BEP 16)
   --window-kib KIB      least data a super-seed keeps offered to each peer [1024]
   --queue-time-ms MS    engines keep this much time of data requested from a peer [300]
@@ -73,6 +75,7 @@ fn parse(args: Vec<String>) -> Result<Option<Parsed>, String> {
     let mut wan = 20.0f64;
     let mut wan_latency = 10.0f64;
     let mut super_seed = false;
+    let mut announce_sites = true;
     let mut window_kib = None;
     let mut queue_ms = None;
     let mut seed = 1u64;
@@ -102,6 +105,7 @@ fn parse(args: Vec<String>) -> Result<Option<Parsed>, String> {
             "--wan-mbit" => wan = num(&flag, value()?)?,
             "--wan-latency-ms" => wan_latency = num(&flag, value()?)?,
             "--super-seed" => super_seed = true,
+            "--no-site-announces" => announce_sites = false,
             "--window-kib" => window_kib = Some(num::<u64>(&flag, value()?)?),
             "--queue-time-ms" => queue_ms = Some(num::<u64>(&flag, value()?)?),
             "--seed" => seed = num(&flag, value()?)?,
@@ -141,6 +145,7 @@ fn parse(args: Vec<String>) -> Result<Option<Parsed>, String> {
     scenario.latency = ms(latency);
     scenario.loss = loss;
     scenario.seed_engine.super_seed = super_seed;
+    scenario.announce_sites = announce_sites;
     if let Some(kib) = window_kib {
         scenario.seed_engine.super_seed_window = kib * 1024;
     }

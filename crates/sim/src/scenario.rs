@@ -78,6 +78,11 @@ pub struct Scenario {
     pub numwant: usize,
     /// The most connections a host keeps (Shoal's agent: 50).
     pub max_peers: usize,
+    /// With more than one site, hosts name their site in announces, as agents with a `site`
+    /// label do, and Shoal's tracker applies its site rules (design §9: a host learns its own
+    /// site's peers, and the site's two bridges, while it has no seed, peers elsewhere too).
+    /// False: hosts announce as standard clients do and learn peers anywhere. Default: true.
+    pub announce_sites: bool,
     /// Downloaders announce at a uniformly random instant in `[0, start_spread)`.
     pub start_spread: Duration,
     /// The engine configuration of downloaders; `seed` is replaced per host.
@@ -123,6 +128,7 @@ impl Scenario {
             hash_rate: 1.0e9,
             numwant: 200,
             max_peers: 50,
+            announce_sites: true,
             start_spread: Duration::from_millis(50),
             engine: Config::default(),
             seed_engine: Config::default(),

@@ -2,11 +2,14 @@
 //! the loop that plays events in time order and carries out what the engines ask.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use bytes::Bytes;
+use shoal_control::tracker::{Tracker, TrackerConfig};
 use shoal_metainfo::{BLOCK_SIZE, Bitfield, BlockRef, Geometry, GeometryError, PieceLength};
 use shoal_swarm::{Command, PeerKey, Rng, Swarm, Verification};
+use shoal_tracker_proto::{AnnounceReply, AnnounceRequest, Event as AnnounceEvent};
 use shoal_wire::Message as Wire;
 
 use crate::event::{Event, Nanos, Queue};
@@ -38,6 +41,8 @@ pub enum SimError {
 /// How often a downloading host dials again the peers it learned of (the driver's
 /// `REDIAL_INTERVAL`); each peer's wait doubles after every dial, up to [`MAX_REDIAL`].
 const REDIAL: Nanos = 3_000_000_000;
+/// The port every host listens on; hosts are told apart by address ([`host_address`]).
+const TRACKER_PORT: u16 = 6881;
 /// The longest wait between two dials of one learned peer (the driver's `MAX_LEARNED_REDIAL`).
 const MAX_REDIAL: Nanos = 60_000_000_000;
 
@@ -127,7 +132,8 @@ struct World<'s> {
     hosts: Vec<Host>,
     conns: Vec<Conn>,
     pairs: BTreeSet<(usize, usize)>,
-    announced: Vec<usize>,
+    /// Shoal's own tracker (the control plane's), answering every announce.
+    tracker: Tracker,
     /// Per site: the link out of it and the link into it.
     wan: Vec<[Fifo; 2]>,
     /// Per site: the stream rate of its inter-site link.
@@ -144,6 +150,11 @@ struct World<'s> {
 
 fn nanos(d: Duration) -> Nanos {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// The address `host` announces from: 10.0.0.0/8, the host's index in the low 24 bits.
+fn host_address(host: usize) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::from(0x0a00_0000 | (host as u32 & 0x00ff_ffff)))
 }
 
 fn key(conn: usize) -> PeerKey {
@@ -181,6 +192,11 @@ impl<'s> World<'s> {
         if scenario.header_overhead.is_nan() || scenario.header_overhead < 0.0 {
             return Err(SimError::Scenario(
                 "header overhead must not be negative".into(),
+            ));
+        }
+        if scenario.hosts.len() > 1 << 24 {
+            return Err(SimError::Scenario(
+                "at most 2^24 hosts (each announces from its own 10.0.0.0/8 address)".into(),
             ));
         }
         if !(0.0..1.0).contains(&scenario.loss) {
@@ -237,7 +253,11 @@ impl<'s> World<'s> {
             hosts,
             conns: Vec::new(),
             pairs: BTreeSet::new(),
-            announced: Vec::new(),
+            tracker: Tracker::new(TrackerConfig {
+                max_numwant: u32::try_from(scenario.numwant).unwrap_or(u32::MAX),
+                max_peers_per_swarm: scenario.hosts.len(),
+                ..TrackerConfig::default()
+            }),
             wan: vec![[Fifo::default(), Fifo::default()]; scenario.sites.len()],
             wan_rates,
             queue: Queue::default(),
@@ -259,7 +279,7 @@ impl<'s> World<'s> {
         // Seeds are registered with the tracker before the downloads start.
         for host in 0..world.hosts.len() {
             if world.hosts[host].seed {
-                world.announced.push(host);
+                world.tell_tracker(host, AnnounceEvent::Started, 0);
             }
         }
         let spread = nanos(scenario.start_spread).max(1);
@@ -469,27 +489,60 @@ impl<'s> World<'s> {
             .saturating_sub(self.hosts[host].open)
     }
 
-    /// The tracker hands `host` up to `numwant` random hosts that announced before it; the host
-    /// dials as many as its [`World::dial_room`] allows.
+    /// `host` announces `event` to the tracker, asking for up to `numwant` peers, and gets the
+    /// hosts the tracker names. A host names its site (`shoal_site`, as an agent with a `site`
+    /// label does) when the scenario has more than one and [`Scenario::announce_sites`], so the
+    /// tracker's site rules apply: its own site's peers, and peers elsewhere only for the
+    /// site's bridges while it has no seed.
+    fn tell_tracker(&mut self, host: usize, event: AnnounceEvent, numwant: usize) -> Vec<usize> {
+        let h = &self.hosts[host];
+        let mut peer_id = [0u8; 20];
+        peer_id[..8].copy_from_slice(&(host as u64).to_be_bytes());
+        let request = AnnounceRequest {
+            info_hash: [0x5a; 20],
+            peer_id,
+            port: TRACKER_PORT,
+            uploaded: 0,
+            downloaded: 0,
+            left: if h.seed || h.completed.is_some() {
+                0
+            } else {
+                self.scenario.size
+            },
+            event: Some(event),
+            compact: true,
+            numwant: Some(u32::try_from(numwant).unwrap_or(u32::MAX)),
+            key: None,
+            ip: None,
+            no_peer_id: true,
+            tracker_id: None,
+            site: (self.scenario.announce_sites && self.scenario.sites.len() > 1)
+                .then(|| format!("site-{}", h.site)),
+        };
+        let now_ms = self.now / 1_000_000;
+        let seed = self.rng.next_u64();
+        match self
+            .tracker
+            .announce(now_ms, &request, host_address(host), seed)
+        {
+            AnnounceReply::Ok(response) => response
+                .peers
+                .iter()
+                .filter_map(|peer| match peer.ip() {
+                    IpAddr::V4(ip) => Some((u32::from(ip) & 0x00ff_ffff) as usize),
+                    IpAddr::V6(_) => None,
+                })
+                .filter(|&to| to < self.hosts.len() && to != host)
+                .collect(),
+            AnnounceReply::Failure(_) => Vec::new(),
+        }
+    }
+
+    /// `host` announces and dials, in the order the tracker listed them, as many of the hosts
+    /// it names as its [`World::dial_room`] allows.
     fn announce(&mut self, host: usize) {
-        let known = self.announced.len();
-        let dials = self.dial_room(host);
-        let want = self.scenario.numwant.min(known).min(dials);
-        let mut picked = BTreeSet::new();
-        if want == known {
-            picked.extend(self.announced.iter().copied());
-        } else {
-            while picked.len() < want {
-                let i = self.rng.below(known);
-                picked.insert(self.announced[i]);
-            }
-        }
-        self.announced.push(host);
-        // Dial in a random order, as the tracker's list comes.
-        let mut order: Vec<usize> = picked.into_iter().collect();
-        for i in (1..order.len()).rev() {
-            order.swap(i, self.rng.below(i + 1));
-        }
+        let want = self.scenario.numwant.min(self.dial_room(host));
+        let order = self.tell_tracker(host, AnnounceEvent::Started, want);
         for &to in &order {
             self.dial(host, to);
         }
@@ -844,6 +897,8 @@ impl<'s> World<'s> {
                 if h.completed.is_none() {
                     h.completed = Some(self.now);
                     self.unfinished -= 1;
+                    // The agent's announcer says so at once: its site now has a seed.
+                    self.tell_tracker(host, AnnounceEvent::Completed, 0);
                 }
             }
         }

@@ -131,6 +131,27 @@ fn two_sites_count_what_crosses_between_them() {
 }
 
 #[test]
+fn hosts_that_name_their_site_fetch_across_through_the_sites_two_bridges() {
+    let wan = 10.0 * MBIT;
+    let mut scenario =
+        Scenario::two_sites(16, 4 * MIB, 100.0 * MBIT, wan, Duration::from_millis(5));
+    scenario.seed_engine.super_seed = true;
+    // Eight downloaders behind the link. Named sites: the tracker tells two of them (the
+    // site's bridges) of the seed's site, the other six only of their own site.
+    let sited = run(&scenario).unwrap();
+    scenario.announce_sites = false;
+    let anywhere = run(&scenario).unwrap();
+    assert_eq!(sited.unfinished() + anywhere.unfinished(), 0);
+    let (crossed, crossed_anywhere) = (sited.inter_site_ratio(), anywhere.inter_site_ratio());
+    // At most a copy per bridge, plus protocol bytes.
+    assert!(crossed < 2.1, "{crossed} x S crossed with sites");
+    assert!(
+        crossed < crossed_anywhere,
+        "{crossed} x S crossed with sites, {crossed_anywhere} x S without"
+    );
+}
+
+#[test]
 fn scenarios_the_simulator_cannot_play_are_refused() {
     let mut scenario = Scenario::lan(2, MIB, MBIT);
     scenario.hosts[0].seed = false;
