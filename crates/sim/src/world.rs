@@ -1,8 +1,8 @@
 //! The simulated world: hosts with their engines and links, the connections between them, and
 //! the loop that plays events in time order and carries out what the engines ask.
 
+use core::net::{IpAddr, Ipv4Addr};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use bytes::Bytes;
