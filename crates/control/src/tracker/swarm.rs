@@ -183,16 +183,16 @@ impl Swarm {
     /// requester or another entry with its address, and only leechers for a seed (seeds have
     /// nothing to give each other).
     ///
-    /// The candidates (leechers for a seed; seeds then leechers otherwise) are visited from a
-    /// random start with a random stride coprime to their count, which visits each at most
-    /// once, so the work is O(k) and needs no scratch memory.
+    /// The candidates (leechers for a seed; seeds then leechers otherwise) are visited in a
+    /// uniformly random order ([`Shuffle`]), each at most once, so a reply is a uniform random
+    /// sample and the work is O(k log k).
     ///
     /// A requester that named its site is told of peers in that site only, so that data
     /// crosses into a site once rather than once per host, unless it is one of the site's
     /// bridges ([`BRIDGES_PER_SITE`]) and no seed is in the site yet: a bridge is told of
     /// peers outside too, those first (up to half of `k`), as the site's way in. A bridge that
     /// leaves is replaced by the next peer of its site to announce. This costs one pass over
-    /// the swarm (O(n)) per announce of a peer with a site.
+    /// the swarm (O(n log n)) per announce of a peer with a site.
     pub(super) fn pick(&self, requester: Slot, k: usize, rng: &mut SplitMix64) -> Vec<SocketAddr> {
         let from_seeds = if requester.seed { 0 } else { self.seeds.len() };
         let n = from_seeds + self.leechers.len();
