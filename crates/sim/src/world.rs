@@ -42,7 +42,7 @@ pub enum SimError {
 /// `REDIAL_INTERVAL`); each peer's wait doubles after every dial, up to [`MAX_REDIAL`].
 const REDIAL: Nanos = 3_000_000_000;
 /// The port every host listens on; hosts are told apart by address ([`host_address`]).
-const TRACKER_PORT: u16 = 6881;
+const LISTEN_PORT: u16 = 6881;
 /// The longest wait between two dials of one learned peer (the driver's `MAX_LEARNED_REDIAL`).
 const MAX_REDIAL: Nanos = 60_000_000_000;
 
@@ -501,7 +501,7 @@ impl<'s> World<'s> {
         let request = AnnounceRequest {
             info_hash: [0x5a; 20],
             peer_id,
-            port: TRACKER_PORT,
+            port: LISTEN_PORT,
             uploaded: 0,
             downloaded: 0,
             left: if h.seed || h.completed.is_some() {
