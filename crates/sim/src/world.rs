@@ -279,7 +279,7 @@ impl<'s> World<'s> {
         // Seeds are registered with the tracker before the downloads start.
         for host in 0..world.hosts.len() {
             if world.hosts[host].seed {
-                world.tell_tracker(host, AnnounceEvent::Started, 0);
+                world.tell_tracker(host, AnnounceEvent::Started, 0)?;
             }
         }
         let spread = nanos(scenario.start_spread).max(1);
@@ -404,10 +404,7 @@ impl<'s> World<'s> {
 
     fn handle(&mut self, event: Event) -> Result<(), SimError> {
         match event {
-            Event::Announce { host } => {
-                self.announce(host);
-                Ok(())
-            }
+            Event::Announce { host } => self.announce(host),
             Event::Redial { host } => {
                 self.redial(host);
                 Ok(())
@@ -493,8 +490,14 @@ impl<'s> World<'s> {
     /// hosts the tracker names. A host names its site (`shoal_site`, as an agent with a `site`
     /// label does) when the scenario has more than one and [`Scenario::announce_sites`], so the
     /// tracker's site rules apply: its own site's peers, and peers elsewhere only for the
-    /// site's bridges while it has no seed.
-    fn tell_tracker(&mut self, host: usize, event: AnnounceEvent, numwant: usize) -> Vec<usize> {
+    /// site's bridges while it has no seed. A refusal, or a peer that is not another host, is
+    /// an error: the scenario sized the tracker for every host.
+    fn tell_tracker(
+        &mut self,
+        host: usize,
+        event: AnnounceEvent,
+        numwant: usize,
+    ) -> Result<Vec<usize>, SimError> {
         let h = &self.hosts[host];
         let mut peer_id = [0u8; 20];
         peer_id[..8].copy_from_slice(&(host as u64).to_be_bytes());
@@ -528,27 +531,33 @@ impl<'s> World<'s> {
             AnnounceReply::Ok(response) => response
                 .peers
                 .iter()
-                .filter_map(|peer| match peer.ip() {
-                    IpAddr::V4(ip) => Some((u32::from(ip) & 0x00ff_ffff) as usize),
-                    IpAddr::V6(_) => None,
+                .map(|peer| {
+                    match peer.ip() {
+                        IpAddr::V4(ip) => Some((u32::from(ip) & 0x00ff_ffff) as usize),
+                        IpAddr::V6(_) => None,
+                    }
+                    .filter(|&to| to < self.hosts.len() && to != host)
+                    .ok_or_else(|| self.invariant(host, format!("the tracker named {peer}")))
                 })
-                .filter(|&to| to < self.hosts.len() && to != host)
                 .collect(),
-            AnnounceReply::Failure(_) => Vec::new(),
+            AnnounceReply::Failure(reason) => {
+                Err(self.invariant(host, format!("the tracker refused an announce: {reason}")))
+            }
         }
     }
 
     /// `host` announces and dials, in the order the tracker listed them, as many of the hosts
     /// it names as its [`World::dial_room`] allows.
-    fn announce(&mut self, host: usize) {
+    fn announce(&mut self, host: usize) -> Result<(), SimError> {
         let want = self.scenario.numwant.min(self.dial_room(host));
-        let order = self.tell_tracker(host, AnnounceEvent::Started, want);
+        let order = self.tell_tracker(host, AnnounceEvent::Started, want)?;
         for &to in &order {
             self.dial(host, to);
         }
         let next = self.now + REDIAL;
         self.hosts[host].learned = order.into_iter().map(|to| (to, next, REDIAL)).collect();
         self.queue.push(next, Event::Redial { host });
+        Ok(())
     }
 
     fn dial(&mut self, from: usize, to: usize) {
@@ -898,7 +907,7 @@ impl<'s> World<'s> {
                     h.completed = Some(self.now);
                     self.unfinished -= 1;
                     // The agent's announcer says so at once: its site now has a seed.
-                    self.tell_tracker(host, AnnounceEvent::Completed, 0);
+                    self.tell_tracker(host, AnnounceEvent::Completed, 0)?;
                 }
             }
         }
