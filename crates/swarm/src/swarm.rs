@@ -955,7 +955,6 @@ impl Swarm {
         // for all). Eighths keep the turns first-come among peers about as far along.
         let pieces = u64::from(self.picker.have().len()).max(1);
         let stage = |p: &Peer| (u64::from(p.has.count()) * 8 / pieces) as u32;
-        let progress = |k: &PeerKey| self.peers.get(k).map_or(0, stage);
         let mut waiting: Vec<(u32, Duration, PeerKey)> = self
             .peers
             .iter()
@@ -967,19 +966,20 @@ impl Swarm {
             // Idle holders give their slots up first (longest idle first). At a rotation, a
             // holder whose turn is over gives its slot to a waiting peer no further along than
             // it is (the holder furthest along first).
-            let idle_since = |k: &PeerKey| {
-                self.peers
-                    .get(k)
-                    .map_or(now, |p| p.last_request.max(p.turn_started))
-            };
             let mut idle: Vec<(Duration, PeerKey)> = Vec::new();
             let mut over: Vec<(std::cmp::Reverse<u32>, Duration, PeerKey)> = Vec::new();
-            for &(since, k) in &holding {
-                let idle_from = idle_since(&k);
+            for (k, p) in self
+                .peers
+                .iter()
+                .filter(|(_, p)| !p.am_choking && p.peer_interested)
+            {
+                let idle_from = p.last_request.max(p.turn_started);
                 if now.saturating_sub(idle_from) >= self.config.slot_idle_time {
-                    idle.push((idle_from, k));
-                } else if rotate && now.saturating_sub(since) >= self.config.rotation_interval {
-                    over.push((std::cmp::Reverse(progress(&k)), since, k));
+                    idle.push((idle_from, *k));
+                } else if rotate
+                    && now.saturating_sub(p.turn_started) >= self.config.rotation_interval
+                {
+                    over.push((std::cmp::Reverse(stage(p)), p.turn_started, *k));
                 }
             }
             idle.sort();

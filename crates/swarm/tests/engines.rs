@@ -524,6 +524,15 @@ fn an_upload_slot_held_by_a_peer_that_asks_for_nothing_goes_to_one_that_waits() 
     swarm.check_invariants().unwrap();
 }
 
+/// A bitfield of `n` pieces holding the first `pieces`.
+fn first_pieces(n: u32, pieces: u32) -> Bitfield {
+    let mut bits = Bitfield::new(n);
+    for p in 0..pieces {
+        bits.insert(p);
+    }
+    bits
+}
+
 #[test]
 fn a_free_upload_slot_goes_to_the_waiting_peer_furthest_behind() {
     use shoal_wire::{Message, Reserved};
@@ -538,13 +547,7 @@ fn a_free_upload_slot_goes_to_the_waiting_peer_furthest_behind() {
             .filter_map(|(peer, unchoke)| unchoke.then_some(peer))
             .collect()
     };
-    let holds = |pieces: u32| {
-        let mut bits = Bitfield::new(n);
-        for p in 0..pieces {
-            bits.insert(p);
-        }
-        bits
-    };
+    let holds = |pieces: u32| first_pieces(n, pieces);
     // `holder` takes the slot; `ahead` (half the torrent) waits from 1 ms, `behind` (one piece:
     // the same first eighth as an empty peer) from 2 ms, `level` (two pieces, the second
     // eighth) from 3 ms.
@@ -563,5 +566,47 @@ fn a_free_upload_slot_goes_to_the_waiting_peer_furthest_behind() {
     assert_eq!(unchoked(&mut swarm), [level]);
     swarm.handle_message(at(300), level, Message::NotInterested);
     assert_eq!(unchoked(&mut swarm), [ahead]);
+    swarm.check_invariants().unwrap();
+}
+
+#[test]
+fn at_a_rotation_a_slot_passes_only_to_a_peer_no_further_along() {
+    use shoal_wire::{Message, Reserved};
+
+    // 16 pieces, one slot, turns of 10 s (the default).
+    let mut swarm = one_slot_seed();
+    let n = swarm.have().len();
+    let at = Duration::from_millis;
+    let (behind, ahead, empty) = (PeerKey(1), PeerKey(2), PeerKey(3));
+    let join = |swarm: &mut shoal_swarm::Swarm, ms: u64, key: PeerKey, pieces: u32| {
+        swarm.handle_connected(at(ms), key, Reserved::shoal(true));
+        let bits = first_pieces(n, pieces);
+        swarm.handle_message(at(ms), key, Message::Bitfield(bits.as_bytes()));
+        swarm.handle_message(at(ms), key, Message::Interested);
+    };
+    join(&mut swarm, 0, behind, 1);
+    join(&mut swarm, 1, ahead, 8);
+    assert_eq!(chokes(&mut swarm), [(behind, true)]);
+    // `behind` keeps asking (it is never idle); `empty` (no pieces) starts waiting at 10.5 s.
+    for ms in (500..=20_000).step_by(500) {
+        let request = Message::Request {
+            piece: 15,
+            offset: 0,
+            len: 16 * 1024,
+        };
+        swarm.handle_message(at(ms), behind, request);
+        if ms == 10_500 {
+            join(&mut swarm, ms, empty, 0);
+        }
+        swarm.handle_timeout(at(ms));
+        // At 10 s the turn is over, but the only peer waiting, `ahead`, is further along: the
+        // slot stays. At 20 s `empty` is no further along than `behind` and takes it.
+        let expected: &[(PeerKey, bool)] = if ms == 20_000 {
+            &[(behind, false), (empty, true)]
+        } else {
+            &[]
+        };
+        assert_eq!(chokes(&mut swarm), expected, "at {ms} ms");
+    }
     swarm.check_invariants().unwrap();
 }
