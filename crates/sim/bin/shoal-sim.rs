@@ -37,6 +37,9 @@ OPTIONS (defaults in brackets):
   --min-requests N      requests kept in flight to a peer before its rate is known
                         [the engine's default]
   --max-peers N         the most connections a host keeps; it dials at most half [50]
+  --keep-idle-interest  engines stay interested in a peer whose pieces are all requested
+                        elsewhere (as the standalone client does), instead of freeing its
+                        upload slot
   --seed S              the run's random seed [1]
   --invariants every|N|off
                         engine invariant checks: every step, every Nth step of each engine,
@@ -75,6 +78,7 @@ fn parse(args: Vec<String>) -> Result<Option<Parsed>, String> {
     let mut wan = 20.0f64;
     let mut wan_latency = 10.0f64;
     let mut super_seed = false;
+    let mut keep_idle_interest = false;
     let mut announce_sites = true;
     let mut window_kib = None;
     let mut queue_ms = None;
@@ -105,6 +109,7 @@ fn parse(args: Vec<String>) -> Result<Option<Parsed>, String> {
             "--wan-mbit" => wan = num(&flag, value()?)?,
             "--wan-latency-ms" => wan_latency = num(&flag, value()?)?,
             "--super-seed" => super_seed = true,
+            "--keep-idle-interest" => keep_idle_interest = true,
             "--no-site-announces" => announce_sites = false,
             "--window-kib" => window_kib = Some(num::<u64>(&flag, value()?)?),
             "--queue-time-ms" => queue_ms = Some(num::<u64>(&flag, value()?)?),
@@ -145,6 +150,7 @@ fn parse(args: Vec<String>) -> Result<Option<Parsed>, String> {
     scenario.latency = ms(latency);
     scenario.loss = loss;
     scenario.seed_engine.super_seed = super_seed;
+    scenario.engine.withdraw_idle_interest = !keep_idle_interest;
     scenario.announce_sites = announce_sites;
     if let Some(kib) = window_kib {
         scenario.seed_engine.super_seed_window = kib * 1024;

@@ -54,6 +54,16 @@ pub struct Config {
     /// rather than BEP 16's one, so that a lone downloader is not held to one piece per round
     /// trip. Default: 1 MiB.
     pub super_seed_window: u64,
+    /// Tell a peer that unchokes us we are not interested while everything we want from it is
+    /// already requested from others, and interested again once a block of its pieces is free
+    /// (a request rejected or lost) or it gets a piece we can ask for, or at endgame. Its
+    /// upload slot then goes at once to a peer that can use it, instead of sitting idle until
+    /// [`Config::slot_idle_time`]. In `shoal-sim` with a super-seeding origin (how the agent
+    /// publishes): 100 hosts finish in 1.35 x the lower bound instead of 1.44, 1,000 hosts in
+    /// 1.61 instead of 1.72, 16 hosts alike (1.24, 1.27). Behind a plain seed it costs: 16
+    /// hosts take 1.91 x instead of 1.74, as peers choke each other and lean on the seed.
+    /// Default: on; the standalone client, which joins swarms of plain seeds, turns it off.
+    pub withdraw_idle_interest: bool,
     /// Seed for the engine's random choices (piece tie-breaks). Default: 0; the driver should
     /// pass a random seed so that swarms do not all pick alike.
     pub seed: u64,
@@ -76,6 +86,7 @@ impl Default for Config {
             listen_port: None,
             super_seed: false,
             super_seed_window: 1 << 20,
+            withdraw_idle_interest: true,
             seed: 0,
         }
     }

@@ -29,6 +29,9 @@ pub struct Peer {
     pub peer_interested: bool,
     /// Pieces it has that we still want.
     pub wanted_from: u32,
+    /// We want pieces it has, but every block of them is already requested elsewhere: we told
+    /// it we are not interested until one has a block to ask for (`Swarm::starve`).
+    pub starved: bool,
     /// Our requests to it, oldest first.
     pub requests: Vec<BlockRef>,
     /// Download rate from it.
@@ -71,6 +74,7 @@ impl Peer {
             peer_choking: true,
             peer_interested: false,
             wanted_from: 0,
+            starved: false,
             requests: Vec::new(),
             download: RateMeter::default(),
             upload: RateMeter::default(),

@@ -116,6 +116,16 @@ impl Picker {
         picker
     }
 
+    /// Returns true if and only if `piece` has a block no one has been asked for yet: it is
+    /// wanted and not started, or started with open blocks (endgame duplicates aside).
+    pub fn can_request(&self, piece: u32) -> bool {
+        match self.state.get(piece as usize) {
+            Some(PieceState::Wanted) => true,
+            Some(PieceState::InFlight) => self.partials.get(&piece).is_some_and(|p| p.open > 0),
+            _ => false,
+        }
+    }
+
     /// The pieces we have.
     pub fn have(&self) -> &Bitfield {
         &self.have
@@ -323,22 +333,27 @@ impl Picker {
     }
 
     /// A request for `block` is gone without data (rejected, cancelled, peer lost): the block
-    /// is open again unless another request for it is still out.
-    pub fn release(&mut self, block: &BlockRef) {
+    /// is open again unless another request for it is still out. Returns true if and only if
+    /// the block is open now.
+    pub fn release(&mut self, block: &BlockRef) -> bool {
         let index = (block.offset / BLOCK_SIZE) as usize;
         let Some(partial) = self.partials.get_mut(&block.piece.get()) else {
-            return;
+            return false;
         };
-        if let Some(BlockState::Requested(n)) = partial.blocks.get(index).copied() {
-            if n > 1 {
+        match partial.blocks.get(index).copied() {
+            Some(BlockState::Requested(n)) if n > 1 => {
                 partial.blocks[index] = BlockState::Requested(n - 1);
-            } else {
+                false
+            }
+            Some(BlockState::Requested(_)) => {
                 partial.blocks[index] = BlockState::Open;
                 partial.first_open = partial.first_open.min(index as u32);
                 partial.open += 1;
                 self.open_in_partials += 1;
                 self.with_open.insert(block.piece.get());
+                true
             }
+            _ => false,
         }
     }
 

@@ -308,9 +308,7 @@ impl Swarm {
             // Its offers are free to go to others.
             self.offer_round(now);
         }
-        for block in &peer.requests {
-            self.picker.release(block);
-        }
+        self.release(now, &peer.requests);
         if !peer.is_seed {
             for piece in peer.has.iter() {
                 self.picker.remove_availability(piece);
@@ -426,9 +424,7 @@ impl Swarm {
                     for block in &requests {
                         peer.cancelled(*block);
                     }
-                    for block in &requests {
-                        self.picker.release(block);
-                    }
+                    self.release(now, &requests);
                     self.fill_all(now);
                 }
             }
@@ -485,7 +481,7 @@ impl Swarm {
                 match at {
                     Some(at) => {
                         let block = peer.requests.remove(at);
-                        self.picker.release(&block);
+                        self.release(now, &[block]);
                         self.fill_all(now);
                     }
                     None => self.violation(now, key, "reject of a block never requested"),
@@ -549,6 +545,11 @@ impl Swarm {
             // The peer finished an offer (or got it elsewhere): top its window up.
             super_seed.announced(key, piece);
         }
+        if self.picker.can_request(piece)
+            && let Some(peer) = self.peers.get_mut(&key)
+        {
+            peer.starved = false;
+        }
         self.offer_round(now);
         self.update_interest(now, key);
     }
@@ -588,7 +589,7 @@ impl Swarm {
         let Some(peer) = self.peers.get_mut(&key) else {
             return;
         };
-        let want = peer.wanted_from > 0 && !complete;
+        let want = peer.wanted_from > 0 && !complete && !peer.starved;
         if want == peer.am_interested {
             if want {
                 self.fill(now, key);
@@ -680,7 +681,10 @@ impl Swarm {
         // Requests for this block still out at other peers (endgame duplicates): `key`'s own,
         // if it had one, is among those the picker counts.
         let elsewhere = self.picker.requests_out(&block) > u8::from(requested);
-        match self.picker.receive(&block, key) {
+        let received = self.picker.receive(&block, key);
+        // A block that came after we gave up on it may have been the last one unasked for.
+        self.wake_in_endgame(now);
+        match received {
             Received::Unwanted => self.stats.wasted += u64::from(block.len),
             outcome => {
                 self.stats.downloaded += u64::from(block.len);
@@ -812,7 +816,12 @@ impl Swarm {
                 .contains(b)
         };
         self.picker.pick(&has, &already, need, &mut picked);
+        let idle = peer.requests.is_empty();
+        self.wake_in_endgame(now);
         if picked.is_empty() {
+            if idle && self.config.withdraw_idle_interest && !self.picker.in_endgame() {
+                self.starve(now, key);
+            }
             return;
         }
         if let Some(peer) = self.peers.get_mut(&key) {
@@ -837,6 +846,61 @@ impl Swarm {
             peer: key,
             frame: frames,
         });
+    }
+
+    /// We are unchoked by `key` and want pieces it has, but every block of them is already
+    /// requested from others (or here and waiting for its hash check): we tell it we are not
+    /// interested, so that its upload slot goes to a peer that can use it now rather than sit
+    /// idle until a rotation. [`Swarm::wake`] makes us interested again when one of its pieces
+    /// has a block to ask for. In `shoal-sim` at 1,000 hosts a fifth of the uplinks were idle
+    /// at any instant, each holding its slots for peers with nothing left to ask of it.
+    fn starve(&mut self, now: Duration, key: PeerKey) {
+        if let Some(peer) = self.peers.get_mut(&key) {
+            peer.starved = true;
+        }
+        self.update_interest(now, key);
+    }
+
+    /// Gives back our requests for `blocks` (their peer choked, rejected them, went silent or
+    /// left): open blocks again, which may make starved peers worth asking.
+    fn release(&mut self, now: Duration, blocks: &[BlockRef]) {
+        let mut reopened: Vec<u32> = blocks
+            .iter()
+            .filter(|block| self.picker.release(block))
+            .map(|block| block.piece.get())
+            .collect();
+        reopened.dedup();
+        if !reopened.is_empty() {
+            self.wake(now, |peer| {
+                reopened
+                    .iter()
+                    .any(|&p| peer.is_seed || peer.has.contains(p))
+            });
+        }
+    }
+
+    /// Once every block is requested (endgame), blocks in flight may be asked of a second peer:
+    /// no peer is starved any more.
+    fn wake_in_endgame(&mut self, now: Duration) {
+        if self.picker.in_endgame() {
+            self.wake(now, |_| true);
+        }
+    }
+
+    /// Starved peers that `which` picks are wanted again.
+    fn wake(&mut self, now: Duration, which: impl Fn(&Peer) -> bool) {
+        let keys: Vec<PeerKey> = self
+            .peers
+            .iter()
+            .filter(|(_, peer)| peer.starved && which(peer))
+            .map(|(key, _)| *key)
+            .collect();
+        for key in keys {
+            if let Some(peer) = self.peers.get_mut(&key) {
+                peer.starved = false;
+            }
+            self.update_interest(now, key);
+        }
     }
 
     // ----- verification -----
@@ -907,9 +971,9 @@ impl Swarm {
             for key in self.peers.keys().copied().collect::<Vec<_>>() {
                 if let Some(peer) = self.peers.get_mut(&key)
                     && (peer.is_seed || peer.has.contains(index))
-                    && peer.wanted_from == 0
                 {
-                    peer.wanted_from = 1;
+                    peer.starved = false;
+                    peer.wanted_from = peer.wanted_from.max(1);
                 }
                 self.update_interest(now, key);
             }
@@ -1063,7 +1127,6 @@ impl Swarm {
                     peer.cancelled(*block);
                 }
                 for block in &requests {
-                    self.picker.release(block);
                     let cancel = Message::Cancel {
                         piece: block.piece.get(),
                         offset: block.offset,
@@ -1071,6 +1134,7 @@ impl Swarm {
                     };
                     self.send(now, key, cancel);
                 }
+                self.release(now, &requests);
             }
             if let Some(peer) = self.peers.get(&key)
                 && now.saturating_sub(peer.last_sent) >= self.config.keepalive_interval
@@ -1101,6 +1165,21 @@ impl Swarm {
             }
             if peer.is_seed != peer.has.is_full() {
                 return Err(format!("{key:?}: seed flag disagrees with its bitfield"));
+            }
+            if peer.starved {
+                if peer.am_interested {
+                    return Err(format!("{key:?} is starved yet we say we are interested"));
+                }
+                if self.picker.in_endgame() {
+                    return Err(format!("{key:?} is starved in endgame"));
+                }
+                if let Some(piece) = (0..self.geometry.piece_count())
+                    .find(|&p| peer.has.contains(p) && self.picker.can_request(p))
+                {
+                    return Err(format!(
+                        "{key:?} is starved yet has piece {piece}, which we could ask for"
+                    ));
+                }
             }
         }
         let picker_view: BTreeMap<BlockRef, u8> =

@@ -610,3 +610,122 @@ fn at_a_rotation_a_slot_passes_only_to_a_peer_no_further_along() {
     }
     swarm.check_invariants().unwrap();
 }
+
+/// What `swarm` sent since last asked, one line per message: `(peer, "interested")`,
+/// `(peer, "request 0+16384")` and so on (requests show piece and offset).
+fn sent(swarm: &mut shoal_swarm::Swarm) -> Vec<(PeerKey, String)> {
+    use shoal_wire::{DEFAULT_MAX_FRAME, Message, decode_frame};
+
+    let mut out = Vec::new();
+    while let Some(command) = swarm.poll_command() {
+        let shoal_swarm::Command::Send { peer, frame } = command else {
+            continue;
+        };
+        let mut rest = &frame[..];
+        while let Some((message, used)) = decode_frame(rest, DEFAULT_MAX_FRAME).unwrap() {
+            let line = match message {
+                Message::Interested => "interested".to_owned(),
+                Message::NotInterested => "not interested".to_owned(),
+                Message::Request { piece, offset, .. } => format!("request {piece}+{offset}"),
+                other => format!("{other:?}"),
+            };
+            out.push((peer, line));
+            rest = &rest[used..];
+        }
+    }
+    out
+}
+
+/// Messages to `peer` among `lines`.
+fn to_peer(lines: &[(PeerKey, String)], peer: PeerKey) -> Vec<String> {
+    lines
+        .iter()
+        .filter(|(p, _)| *p == peer)
+        .map(|(_, l)| l.clone())
+        .collect()
+}
+
+/// A downloader of two pieces of four blocks, driven by hand: `a` (key 1) and `b` (key 2) have
+/// piece 0, `c` (key 3) has piece 1 and chokes us. `a` unchokes us and is asked for all of
+/// piece 0; then `b` unchokes us, with nothing left to ask of it.
+fn starved_of_b() -> shoal_swarm::Swarm {
+    use shoal_metainfo::{Geometry, PieceLength};
+    use shoal_wire::{Message, Reserved};
+
+    let geometry = Geometry::new(PieceLength::new_v2(64 * 1024).unwrap(), [128 * 1024]).unwrap();
+    let n = geometry.piece_count();
+    let mut swarm = shoal_swarm::Swarm::new(config(1), geometry, Bitfield::new(n), None, true);
+    let at = Duration::from_millis;
+    let (a, b, c) = (PeerKey(1), PeerKey(2), PeerKey(3));
+    for (key, piece) in [(a, 0), (b, 0), (c, 1)] {
+        swarm.handle_connected(at(0), key, Reserved::shoal(true));
+        let mut bits = Bitfield::new(n);
+        bits.insert(piece);
+        swarm.handle_message(at(0), key, Message::Bitfield(bits.as_bytes()));
+    }
+    // Each peer gets our handshake messages, then `interested`.
+    let opening = sent(&mut swarm);
+    for key in [a, b, c] {
+        assert_eq!(to_peer(&opening, key).last().unwrap(), "interested");
+    }
+    swarm.handle_message(at(1), a, Message::Unchoke);
+    let requests = sent(&mut swarm);
+    assert_eq!(
+        to_peer(&requests, a),
+        [
+            "request 0+0",
+            "request 0+16384",
+            "request 0+32768",
+            "request 0+49152"
+        ]
+    );
+    assert_eq!(requests.len(), 4);
+    // All `b` has is already asked of `a`: its upload slot is better spent on someone else.
+    swarm.handle_message(at(2), b, Message::Unchoke);
+    assert_eq!(sent(&mut swarm), [(b, "not interested".to_owned())]);
+    swarm.check_invariants().unwrap();
+    swarm
+}
+
+#[test]
+fn a_peer_with_nothing_left_to_ask_for_is_told_not_interested_until_a_block_frees_up() {
+    use shoal_wire::Message;
+
+    let mut swarm = starved_of_b();
+    let (a, b) = (PeerKey(1), PeerKey(2));
+    // `a` will not send one block after all: `b` is worth asking again, and is asked for it.
+    let reject = Message::Reject {
+        piece: 0,
+        offset: 16384,
+        len: 16384,
+    };
+    swarm.handle_message(Duration::from_millis(3), a, reject);
+    let lines = sent(&mut swarm);
+    assert_eq!(to_peer(&lines, b), ["interested", "request 0+16384"]);
+    assert_eq!(lines.len(), 2);
+    swarm.check_invariants().unwrap();
+}
+
+#[test]
+fn a_starved_peer_is_wanted_again_in_endgame() {
+    use shoal_wire::Message;
+
+    let mut swarm = starved_of_b();
+    let (b, c) = (PeerKey(2), PeerKey(3));
+    // `c` unchokes us and is asked for piece 1: every block is now asked for, and `b` may be
+    // asked for piece 0's a second time (whoever answers first wins).
+    swarm.handle_message(Duration::from_millis(3), c, Message::Unchoke);
+    let lines = sent(&mut swarm);
+    assert_eq!(to_peer(&lines, c).len(), 4, "piece 1 goes to `c`");
+    assert_eq!(
+        to_peer(&lines, b),
+        [
+            "interested",
+            "request 0+0",
+            "request 0+16384",
+            "request 0+32768",
+            "request 0+49152"
+        ]
+    );
+    swarm.check_invariants().unwrap();
+}

@@ -200,6 +200,9 @@ fn swarm_config(listen: Option<u16>) -> shoal_swarm::Config {
     shoal_swarm::Config {
         listen_port: listen,
         seed: u64::from_le_bytes(seed),
+        // Swarms we join on our own mostly grow from plain seeds, where freeing a peer's
+        // slot while we have nothing to ask of it makes peers lean on the seeds instead.
+        withdraw_idle_interest: false,
         ..shoal_swarm::Config::default()
     }
 }
