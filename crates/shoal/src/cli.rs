@@ -161,6 +161,10 @@ pub struct SeedArgs {
     /// downloaders at once; slower for a single downloader.
     #[arg(long)]
     pub super_seed: bool,
+    /// The most peers connected at once. When full, a peer that connects to us takes the place
+    /// of one picked at random, so that peers who come late still reach this seed.
+    #[arg(long, value_name = "N", default_value_t = 500, value_parser = clap::value_parser!(u16).range(1..))]
+    pub max_peers: u16,
 }
 
 const CREATE_AFTER_HELP: &str = "\

@@ -1,6 +1,6 @@
 //! Interop transfers over loopback, both directions, byte-exact: Shoal seed -> libtorrent
 //! leecher and libtorrent seed -> Shoal leecher, for v1, v2 and hybrid torrents, with peers
-//! given directly (`--peer`).
+//! given directly (`--peer`). Also how a full Shoal seed makes room for a peer that connects.
 //!
 //! libtorrent (PyPI) is installed by `scripts/install-test-deps.sh`; a missing install fails
 //! the test with that hint.
@@ -187,4 +187,111 @@ fn shoal_seeds_to_shoal() {
             same_tree(&input, &out_dir.join(input.file_name().unwrap()));
         }
     }
+}
+
+/// Connects to the seed on `port` as a bare BitTorrent peer of `info_hash` (v1), with a peer id
+/// of `id` repeated, and reads the seed's handshake back.
+fn bare_peer(port: u16, info_hash: &[u8], id: u8) -> std::net::TcpStream {
+    use std::io::{Read, Write};
+
+    let mut stream = std::net::TcpStream::connect((LOOPBACK, port)).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let mut handshake = vec![19u8];
+    handshake.extend_from_slice(b"BitTorrent protocol");
+    handshake.extend_from_slice(&[0; 8]);
+    handshake.extend_from_slice(info_hash);
+    handshake.extend_from_slice(&[id; 20]);
+    stream.write_all(&handshake).unwrap();
+    let mut answer = [0u8; 68];
+    stream.read_exact(&mut answer).unwrap();
+    assert_eq!(
+        &answer[28..48],
+        info_hash,
+        "the seed answers for the torrent"
+    );
+    stream
+}
+
+/// Whether the seed closes `stream` within `within` (reading and discarding what it sends).
+fn closed_within(stream: &mut std::net::TcpStream, within: std::time::Duration) -> bool {
+    use std::io::{ErrorKind, Read};
+
+    let deadline = std::time::Instant::now() + within;
+    let mut buf = [0u8; 4096];
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        stream.set_read_timeout(Some(left)).unwrap();
+        match stream.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                return false;
+            }
+            Err(_) => return true,
+        }
+    }
+}
+
+/// A seed with room for two peers that is dialled by a third drops one of the two, picked at
+/// random, and keeps the newcomer: the first hosts of a swarm must not fill up with each other
+/// and shut out those that come later.
+#[test]
+fn a_full_seed_makes_room_for_a_peer_that_connects() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = payload(dir.path(), false);
+    let torrent = dir.path().join("t.torrent");
+    create(&input, &torrent, "v1");
+    let shown = Command::new(SHOAL)
+        .args(["torrent", "show", "--json"])
+        .arg(&torrent)
+        .output()
+        .unwrap();
+    let shown: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
+    let hex = shown["info_hash_v1"].as_str().unwrap();
+    let info_hash: Vec<u8> = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+        .collect();
+    let port = free_port(LOOPBACK);
+    let child = Command::new(SHOAL)
+        .args(["torrent", "seed"])
+        .arg(&torrent)
+        .arg("--data")
+        .arg(&input)
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--seed-for",
+            "60s",
+        ])
+        .args(["--max-peers", "2"])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _seed = Running(child);
+    wait_for_port(LOOPBACK, port);
+    let mut first = [
+        bare_peer(port, &info_hash, b'a'),
+        bare_peer(port, &info_hash, b'b'),
+    ];
+    // Both are taken (the seed is full) before the third comes.
+    for peer in &mut first {
+        assert!(!closed_within(peer, std::time::Duration::from_millis(500)));
+    }
+    let mut newcomer = bare_peer(port, &info_hash, b'c');
+    let dropped = first
+        .iter_mut()
+        .map(|peer| closed_within(peer, std::time::Duration::from_secs(5)))
+        .filter(|&closed| closed)
+        .count();
+    assert_eq!(dropped, 1, "exactly one of the first two makes room");
+    assert!(
+        !closed_within(&mut newcomer, std::time::Duration::from_secs(1)),
+        "the newcomer stays"
+    );
 }

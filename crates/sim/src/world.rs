@@ -73,7 +73,8 @@ struct Host {
     pending: BTreeMap<u32, Pending>,
     /// Hosts the tracker named, with when each may be dialled again and the wait after that.
     learned: Vec<(usize, Nanos, Nanos)>,
-    open: usize,
+    /// Its open connections.
+    links: Vec<usize>,
     completed: Option<Nanos>,
     timer: Option<Nanos>,
     steps: u32,
@@ -240,7 +241,7 @@ impl<'s> World<'s> {
                     passed: vec![false; pieces as usize],
                     pending: BTreeMap::new(),
                     learned: Vec::new(),
-                    open: 0,
+                    links: Vec::new(),
                     completed: spec.seed.then_some(0),
                     timer: None,
                     steps: 0,
@@ -483,7 +484,7 @@ impl<'s> World<'s> {
         self.scenario
             .max_peers
             .div_ceil(2)
-            .saturating_sub(self.hosts[host].open)
+            .saturating_sub(self.hosts[host].links.len())
     }
 
     /// `host` announces `event` to the tracker, asking for up to `numwant` peers, and gets the
@@ -594,13 +595,20 @@ impl<'s> World<'s> {
     fn handshake(&mut self, from: usize, to: usize) -> Result<(), SimError> {
         let max = self.scenario.max_peers;
         let pair = (from.min(to), from.max(to));
-        if from == to
-            || self.hosts[from].open >= max
-            || self.hosts[to].open >= max
-            || !self.pairs.insert(pair)
-        {
+        if from == to || self.hosts[from].links.len() >= max || self.pairs.contains(&pair) {
             return Ok(());
         }
+        if self.hosts[to].links.len() >= max {
+            // Full: the host that dialled takes the place of a peer picked at random, as the
+            // driver does (`SessionConfig::max_peers`).
+            let links = &self.hosts[to].links;
+            let victim = links[(self.rng.next_u64() % links.len() as u64) as usize];
+            self.close(to, victim);
+            let now = self.now_d();
+            self.hosts[to].swarm.handle_disconnected(now, key(victim));
+            self.after(to)?;
+        }
+        self.pairs.insert(pair);
         let conn = self.conns.len();
         self.conns.push(Conn {
             ends: [from, to],
@@ -610,7 +618,7 @@ impl<'s> World<'s> {
         });
         let now = self.now_d();
         for (a, b) in [(from, to), (to, from)] {
-            self.hosts[a].open += 1;
+            self.hosts[a].links.push(conn);
             let reserved = self.hosts[b].swarm.reserved();
             self.hosts[a]
                 .swarm
@@ -630,8 +638,9 @@ impl<'s> World<'s> {
         let other = c.ends[1 - c.side(host)];
         let pair = (host.min(other), host.max(other));
         self.pairs.remove(&pair);
-        self.hosts[host].open -= 1;
-        self.hosts[other].open -= 1;
+        for end in [host, other] {
+            self.hosts[end].links.retain(|&l| l != conn);
+        }
         let at = self.now + self.latency(host, other);
         self.queue.push(at, Event::Closed { host: other, conn });
     }

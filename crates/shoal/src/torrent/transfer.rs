@@ -168,7 +168,7 @@ pub fn seed(args: SeedArgs) -> anyhow::Result<()> {
         },
         peer_id: shoal_driver::new_peer_id(),
         seed_for: Some(args.seed_for.unwrap_or(Duration::MAX)),
-        max_peers: 500,
+        max_peers: usize::from(args.max_peers),
         limits: shoal_driver::HostLimits::default(),
         site: None,
     };
