@@ -17,8 +17,6 @@ pub struct Peer {
     pub has: Bitfield,
     /// It has every piece.
     pub is_seed: bool,
-    /// Whether it may still send a bitfield (only as its first message).
-    pub may_send_bitfield: bool,
     /// We refuse its requests.
     pub am_choking: bool,
     /// We want something it has.
@@ -68,7 +66,6 @@ impl Peer {
             reserved,
             has: Bitfield::new(piece_count),
             is_seed: false,
-            may_send_bitfield: true,
             am_choking: true,
             am_interested: false,
             peer_choking: true,

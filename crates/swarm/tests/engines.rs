@@ -729,3 +729,45 @@ fn a_starved_peer_is_wanted_again_in_endgame() {
     );
     swarm.check_invariants().unwrap();
 }
+
+#[test]
+fn a_bitfield_sent_late_is_taken_as_the_peers_state_however_often() {
+    use shoal_wire::Message;
+
+    // aria2 sends a bitfield instead of many `have`s whenever it verified many pieces at once.
+    let mut swarm = starved_of_b();
+    let b = PeerKey(2);
+    let mut both = Bitfield::new(2);
+    both.insert(0);
+    both.insert(1);
+    for n in 0..30 {
+        swarm.handle_message(
+            Duration::from_millis(10 + n),
+            b,
+            Message::Bitfield(both.as_bytes()),
+        );
+        swarm.check_invariants().unwrap();
+    }
+    let lines = sent(&mut swarm);
+    // `b` now has piece 1, which nobody was asked for: we want `b` again and ask it for piece
+    // 1; with every block asked for, endgame asks it for piece 0's too.
+    assert_eq!(
+        to_peer(&lines, b),
+        [
+            "interested",
+            "request 1+0",
+            "request 1+16384",
+            "request 1+32768",
+            "request 1+49152",
+            "request 0+0",
+            "request 0+16384",
+            "request 0+32768",
+            "request 0+49152"
+        ]
+    );
+    assert!(
+        !lines.iter().any(|(_, l)| l.contains("Disconnect")),
+        "{lines:?}"
+    );
+    assert_eq!(swarm.peer_count(), 3, "nobody was dropped");
+}
