@@ -129,42 +129,103 @@ pub(crate) const MAX_QUEUED: usize = 9 << 20;
 
 /// The sending side of a peer's write queue, counting the bytes not yet on the socket.
 /// Cloning shares the queue.
+///
+/// The queue has two lanes. Blocks (`piece` messages, from the storage thread) and the
+/// messages ordered with them (`choke`, `reject`: see [`shoal_wire::may_overtake_blocks`]) go
+/// in order; every other message (requests, `have`s, interest, unchoke) overtakes the blocks
+/// waiting, unless an ordered message is waiting too (then it queues behind it, so that no
+/// message overtakes another). A peer we upload to hears our requests, and a peer we unchoke
+/// our unchoke, without first waiting for every block queued for it: with one lane, a request
+/// waited behind up to [`MAX_QUEUED`] bytes of blocks on the same connection.
 #[derive(Clone, Debug)]
 pub(crate) struct Writer {
-    tx: mpsc::UnboundedSender<Vec<u8>>,
+    ordered: mpsc::UnboundedSender<Queued>,
+    urgent: mpsc::UnboundedSender<Vec<u8>>,
     queued: Arc<AtomicUsize>,
+    /// Messages other than blocks waiting in the ordered lane.
+    ordered_messages: Arc<AtomicUsize>,
+}
+
+/// A frame in the ordered lane.
+#[derive(Debug)]
+struct Queued {
+    frame: Vec<u8>,
+    /// A message other than a block: counted in `Writer::ordered_messages` until written.
+    message: bool,
 }
 
 /// The receiving side, for the writer task.
 pub(crate) struct Queue {
-    rx: mpsc::UnboundedReceiver<Vec<u8>>,
+    ordered: mpsc::UnboundedReceiver<Queued>,
+    urgent: mpsc::UnboundedReceiver<Vec<u8>>,
     queued: Arc<AtomicUsize>,
+    ordered_messages: Arc<AtomicUsize>,
 }
 
 impl Writer {
     /// A new queue.
     pub(crate) fn channel() -> (Self, Queue) {
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (ordered_tx, ordered) = mpsc::unbounded_channel();
+        let (urgent_tx, urgent) = mpsc::unbounded_channel();
         let queued = Arc::new(AtomicUsize::new(0));
+        let ordered_messages = Arc::new(AtomicUsize::new(0));
         (
             Self {
-                tx,
+                ordered: ordered_tx,
+                urgent: urgent_tx,
                 queued: queued.clone(),
+                ordered_messages: ordered_messages.clone(),
             },
-            Queue { rx, queued },
+            Queue {
+                ordered,
+                urgent,
+                queued,
+                ordered_messages,
+            },
         )
     }
 
-    /// Queues `frame`. Returns false, queueing nothing, when the peer already has
-    /// [`MAX_QUEUED`] bytes waiting: the caller drops the peer. (A queue whose writer is gone
-    /// takes the frame and discards it: the peer is leaving anyway.)
+    /// Queues `frame`, messages the engine emitted (in either lane, see [`Writer`]). Returns
+    /// false, queueing nothing, when the peer already has [`MAX_QUEUED`] bytes waiting: the
+    /// caller drops the peer. (A queue whose writer is gone takes the frame and discards it:
+    /// the peer is leaving anyway.) Only the session sends messages, so the lane it picks
+    /// cannot race another sender's.
     pub(crate) fn send(&self, frame: Vec<u8>) -> bool {
-        let len = frame.len();
+        if !self.reserve(frame.len()) {
+            return false;
+        }
+        if self.ordered_messages.load(Ordering::Acquire) == 0
+            && shoal_wire::may_overtake_blocks(&frame)
+        {
+            let _ = self.urgent.send(frame);
+        } else {
+            self.ordered_messages.fetch_add(1, Ordering::AcqRel);
+            let _ = self.ordered.send(Queued {
+                frame,
+                message: true,
+            });
+        }
+        true
+    }
+
+    /// Queues `frame`, a block, in the ordered lane; false past [`MAX_QUEUED`], as
+    /// [`Writer::send`].
+    pub(crate) fn send_block(&self, frame: Vec<u8>) -> bool {
+        if !self.reserve(frame.len()) {
+            return false;
+        }
+        let _ = self.ordered.send(Queued {
+            frame,
+            message: false,
+        });
+        true
+    }
+
+    fn reserve(&self, len: usize) -> bool {
         if self.queued.load(Ordering::Relaxed).saturating_add(len) > MAX_QUEUED {
             return false;
         }
         self.queued.fetch_add(len, Ordering::Relaxed);
-        let _ = self.tx.send(frame);
         true
     }
 }
@@ -187,6 +248,7 @@ impl Link {
         budget: WriteBudget,
         limits: HostLimits,
     ) -> (Self, Handshake) {
+        limit_unsent(&done.stream);
         let (read_half, write_half) = done.stream.into_split();
         let (writer, queue) = Writer::channel();
         tokio::spawn(write_frames(write_half, queue, limits.clone()));
@@ -328,26 +390,73 @@ fn prefix_len(prefix: &[u8]) -> usize {
     u32::from_be_bytes(len) as usize
 }
 
-/// Writes queued frames, coalescing whatever is already waiting into one write, each write
-/// drawing on the host's upload cap first.
+/// The most bytes of the ordered lane written at once: the next write looks at the urgent
+/// lane first.
+const ORDERED_BATCH: usize = 64 * 1024;
+
+/// Bytes the kernel may hold unsent for a connection (`TCP_NOTSENT_LOWAT`) before the socket
+/// stops taking more: the rest waits in our queue, where urgent messages can overtake it.
+/// Sent but unacknowledged data does not count, so this does not limit the window.
+const NOT_SENT_LOW_WATER: u32 = 128 * 1024;
+
+/// Writes queued frames: everything waiting in the urgent lane, then up to [`ORDERED_BATCH`]
+/// bytes of the ordered lane, each write drawing on the host's upload cap first.
 pub(crate) async fn write_frames(mut writer: OwnedWriteHalf, mut queue: Queue, limits: HostLimits) {
-    let mut batch = Vec::with_capacity(256 * 1024);
-    while let Some(frame) = queue.rx.recv().await {
+    let mut batch = Vec::with_capacity(ORDERED_BATCH + 64 * 1024);
+    let mut ordered_open = true;
+    let mut urgent_open = true;
+    while ordered_open || urgent_open {
         batch.clear();
-        batch.extend_from_slice(&frame);
-        while batch.len() < 1 << 20 {
-            match queue.rx.try_recv() {
-                Ok(more) => batch.extend_from_slice(&more),
+        let mut messages = 0;
+        tokio::select! {
+            biased;
+            frame = queue.urgent.recv(), if urgent_open => match frame {
+                Some(frame) => batch.extend_from_slice(&frame),
+                None => urgent_open = false,
+            },
+            item = queue.ordered.recv(), if ordered_open => match item {
+                Some(item) => {
+                    messages += usize::from(item.message);
+                    batch.extend_from_slice(&item.frame);
+                }
+                None => ordered_open = false,
+            },
+        }
+        // Whatever else is urgent goes first; then ordered frames up to the batch size.
+        while let Ok(frame) = queue.urgent.try_recv() {
+            batch.extend_from_slice(&frame);
+        }
+        while batch.len() < ORDERED_BATCH {
+            match queue.ordered.try_recv() {
+                Ok(item) => {
+                    messages += usize::from(item.message);
+                    batch.extend_from_slice(&item.frame);
+                }
                 Err(_) => break,
             }
+        }
+        if batch.is_empty() {
+            continue;
         }
         limits.upload(batch.len()).await;
         if writer.write_all(&batch).await.is_err() {
             return;
         }
         queue.queued.fetch_sub(batch.len(), Ordering::Relaxed);
+        queue.ordered_messages.fetch_sub(messages, Ordering::AcqRel);
     }
     let _ = writer.shutdown().await;
+}
+
+/// Caps what the kernel holds unsent for `stream` ([`NOT_SENT_LOW_WATER`]). Best effort: where
+/// the option is missing, urgent messages wait behind the socket's buffer as before.
+fn limit_unsent(stream: &TcpStream) {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    if let Err(e) = socket2::SockRef::from(stream).set_tcp_notsent_lowat(NOT_SENT_LOW_WATER) {
+        tracing::debug!(error = %e, "TCP_NOTSENT_LOWAT not set");
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let _ = (stream, NOT_SENT_LOW_WATER);
 }
 
 #[cfg(test)]
@@ -369,5 +478,66 @@ mod tests {
         // The writer task puts frames on the socket and gives their bytes back.
         queue.queued.fetch_sub(1 << 20, Ordering::Relaxed);
         assert!(writer.send(frame()));
+    }
+
+    fn encoded(message: &shoal_wire::Message<'_>) -> Vec<u8> {
+        let mut out = Vec::new();
+        message.encode(&mut out);
+        out
+    }
+
+    #[tokio::test]
+    async fn requests_overtake_queued_blocks_but_never_a_choke() {
+        use shoal_wire::Message;
+
+        let block = |piece| {
+            encoded(&Message::Piece {
+                piece,
+                offset: 0,
+                data: &[1; 16 * 1024],
+            })
+        };
+        let request = Message::Request {
+            piece: 9,
+            offset: 0,
+            len: 16 * 1024,
+        };
+        let (writer, queue) = Writer::channel();
+        for piece in 0..3 {
+            assert!(writer.send_block(block(piece)));
+        }
+        assert!(writer.send(encoded(&request)));
+        assert!(writer.send(encoded(&Message::Choke)));
+        // Behind the choke: were it to overtake it, the peer would see it choked for good.
+        assert!(writer.send(encoded(&Message::Unchoke)));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let to = listener.local_addr().unwrap();
+        let (sending, accepted) = tokio::join!(TcpStream::connect(to), listener.accept());
+        let (_, write_half) = sending.unwrap().into_split();
+        drop(writer);
+        tokio::spawn(write_frames(write_half, queue, HostLimits::default()));
+        let mut received = Vec::new();
+        accepted
+            .unwrap()
+            .0
+            .read_to_end(&mut received)
+            .await
+            .unwrap();
+        let mut order = Vec::new();
+        let mut rest = &received[..];
+        while let Some((message, used)) = decode_frame(rest, DEFAULT_MAX_FRAME).unwrap() {
+            order.push(match message {
+                Message::Piece { piece, .. } => format!("block {piece}"),
+                other => format!("{other:?}"),
+            });
+            rest = &rest[used..];
+        }
+        let request = format!("{request:?}");
+        assert_eq!(
+            order,
+            [
+                &request, "block 0", "block 1", "block 2", "Choke", "Unchoke"
+            ]
+        );
     }
 }

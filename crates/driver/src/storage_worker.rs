@@ -87,7 +87,7 @@ pub(crate) fn run(
                 frame[..4].copy_from_slice(&(9 + block.len).to_be_bytes());
                 match store.read(block.piece.get(), block.offset, &mut frame[13..]) {
                     // The peer may have gone; then there is nobody to send to.
-                    Ok(()) => (!writer.send(frame)).then_some(Event::Overflowing { peer }),
+                    Ok(()) => (!writer.send_block(frame)).then_some(Event::Overflowing { peer }),
                     Err(e) => Some(Event::ReadFailed { peer, error: e }),
                 }
             }

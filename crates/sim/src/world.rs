@@ -83,7 +83,14 @@ struct Host {
 struct Conn {
     ends: [usize; 2],
     open: bool,
+    /// Blocks toward each end, and the messages ordered with them (see [`Conn::urgent`]).
     out: [VecDeque<Message>; 2],
+    /// Messages toward each end that go before any queued block, as the driver's two-lane
+    /// writer sends them ([`shoal_wire::may_overtake_blocks`]). The driver lets the kernel hold
+    /// up to 128 KiB unsent, which such a message still waits behind; the model does not.
+    urgent: [Vec<u8>; 2],
+    /// Messages other than blocks in `out`: while there are any, nothing overtakes.
+    ordered: [usize; 2],
     /// When the last message toward each end reached its downlink (order is kept).
     last_arrival: [Nanos; 2],
 }
@@ -614,6 +621,8 @@ impl<'s> World<'s> {
             ends: [from, to],
             open: true,
             out: [VecDeque::new(), VecDeque::new()],
+            urgent: [Vec::new(), Vec::new()],
+            ordered: [0, 0],
             last_arrival: [0, 0],
         });
         let now = self.now_d();
@@ -635,6 +644,8 @@ impl<'s> World<'s> {
         }
         c.open = false;
         c.out = [VecDeque::new(), VecDeque::new()];
+        c.urgent = [Vec::new(), Vec::new()];
+        c.ordered = [0, 0];
         let other = c.ends[1 - c.side(host)];
         let pair = (host.min(other), host.max(other));
         self.pairs.remove(&pair);
@@ -653,8 +664,19 @@ impl<'s> World<'s> {
             return;
         }
         let side = c.side(host);
-        let was_empty = c.out[side].is_empty();
-        c.out[side].push_back(message);
+        let was_empty = c.out[side].is_empty() && c.urgent[side].is_empty();
+        match message {
+            Message::Frames(frames)
+                if c.ordered[side] == 0 && shoal_wire::may_overtake_blocks(&frames) =>
+            {
+                c.urgent[side].extend_from_slice(&frames);
+            }
+            Message::Frames(frames) => {
+                c.ordered[side] += 1;
+                c.out[side].push_back(Message::Frames(frames));
+            }
+            block @ Message::Block(_) => c.out[side].push_back(block),
+        }
         if was_empty {
             self.hosts[host].uplink.ready(conn);
         }
@@ -668,18 +690,25 @@ impl<'s> World<'s> {
         while let Some(conn) = self.hosts[host].uplink.take_turn() {
             let c = &mut self.conns[conn];
             let side = c.side(host);
-            let Some(mut message) = c.out[side].pop_front() else {
-                continue;
-            };
-            // Frames queued behind each other leave together, as the driver's writer coalesces
-            // them into one write: one event instead of one per `have`.
-            if let Message::Frames(frames) = &mut message {
-                while let Some(Message::Frames(next)) = c.out[side].front() {
-                    frames.extend_from_slice(next);
-                    c.out[side].pop_front();
+            let message = if c.urgent[side].is_empty() {
+                let Some(mut message) = c.out[side].pop_front() else {
+                    continue;
+                };
+                // Frames queued behind each other leave together, as the driver's writer
+                // coalesces them into one write: one event instead of one per `have`.
+                if let Message::Frames(frames) = &mut message {
+                    c.ordered[side] -= 1;
+                    while let Some(Message::Frames(next)) = c.out[side].front() {
+                        frames.extend_from_slice(next);
+                        c.out[side].pop_front();
+                        c.ordered[side] -= 1;
+                    }
                 }
-            }
-            if !c.out[side].is_empty() {
+                message
+            } else {
+                Message::Frames(std::mem::take(&mut c.urgent[side]))
+            };
+            if !c.out[side].is_empty() || !c.urgent[side].is_empty() {
                 self.hosts[host].uplink.ready(conn);
             }
             let h = &mut self.hosts[host];

@@ -12,6 +12,34 @@ use crate::message::Message;
 /// rounded up to 1 MiB.
 pub const DEFAULT_MAX_FRAME: u32 = 1 << 20;
 
+/// Returns true if and only if every message in `frames` (whole length-prefixed messages, as
+/// the engine emits them) may be sent ahead of `piece` messages queued before it.
+///
+/// A writer that keeps blocks and other messages in two lanes sends the others first, so that
+/// requests, `have`s and (un)choke decisions are not stuck behind hundreds of kilobytes of
+/// blocks on the same connection. Three messages are ordered with the blocks and never
+/// overtake them: `piece` itself, `choke` (a peer without the fast extension drops the requests
+/// a choke finds outstanding, so blocks sent before it must arrive before it) and `reject`
+/// (which answers a request for good). Anything that does not parse as whole messages stays in
+/// order too.
+pub fn may_overtake_blocks(frames: &[u8]) -> bool {
+    let mut rest = frames;
+    while !rest.is_empty() {
+        let Some(prefix) = rest.get(..4) else {
+            return false;
+        };
+        let len = u32::from_be_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]) as usize;
+        let Some((body, next)) = rest[4..].split_at_checked(len) else {
+            return false;
+        };
+        if matches!(body.first(), Some(0 | 7 | 0x10)) {
+            return false;
+        }
+        rest = next;
+    }
+    true
+}
+
 /// Decodes the next message from the start of `buf`. Returns the message and the number of
 /// bytes it took (prefix included), or `Ok(None)` if `buf` does not yet hold the whole frame.
 ///

@@ -22,6 +22,6 @@ pub mod message;
 
 pub use error::WireError;
 pub use extension::{ExtensionHandshake, MetadataMessage};
-pub use frame::{DEFAULT_MAX_FRAME, decode_frame};
+pub use frame::{DEFAULT_MAX_FRAME, decode_frame, may_overtake_blocks};
 pub use handshake::{HANDSHAKE_LEN, Handshake, Reserved};
 pub use message::{HashRequest, Message};

@@ -1,5 +1,6 @@
 //! Wire codec tests: every message round-trips through the framer; malformed frames give their
-//! specific error; extension payloads decode what real clients send.
+//! specific error; extension payloads decode what real clients send; which messages a writer may
+//! send ahead of queued blocks.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -11,7 +12,7 @@ use shoal_metainfo::Sha256Hash;
 use shoal_wire::extension::METADATA_PIECE_SIZE;
 use shoal_wire::{
     DEFAULT_MAX_FRAME, ExtensionHandshake, HashRequest, Message, MetadataMessage, WireError,
-    decode_frame,
+    decode_frame, may_overtake_blocks,
 };
 
 fn hash_request() -> impl Strategy<Value = HashRequest> {
@@ -274,4 +275,66 @@ fn metadata_messages() {
     ]
     .concat();
     assert!(matches!(bad(&too_big), WireError::BadExtension { .. }));
+}
+
+fn frames(messages: &[Message<'_>]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for message in messages {
+        message.encode(&mut out);
+    }
+    out
+}
+
+#[test]
+fn only_blocks_chokes_and_rejects_keep_their_place_behind_blocks() {
+    let request = Message::Request {
+        piece: 1,
+        offset: 0,
+        len: 16384,
+    };
+    let overtaking = [
+        Message::KeepAlive,
+        Message::Unchoke,
+        Message::Interested,
+        Message::NotInterested,
+        Message::Have { piece: 3 },
+        request,
+        Message::Cancel {
+            piece: 1,
+            offset: 0,
+            len: 16384,
+        },
+        Message::HaveAll,
+    ];
+    for message in &overtaking {
+        assert!(may_overtake_blocks(&frames(&[*message])), "{message:?}");
+    }
+    assert!(
+        may_overtake_blocks(&frames(&overtaking)),
+        "all of them at once"
+    );
+    let ordered = [
+        Message::Choke,
+        Message::Reject {
+            piece: 1,
+            offset: 0,
+            len: 16384,
+        },
+        Message::Piece {
+            piece: 1,
+            offset: 0,
+            data: &[7; 16],
+        },
+    ];
+    for message in &ordered {
+        assert!(!may_overtake_blocks(&frames(&[*message])), "{message:?}");
+        // One ordered message among others keeps the whole frame in order.
+        let mixed = frames(&[request, *message, Message::Unchoke]);
+        assert!(!may_overtake_blocks(&mixed), "{message:?} among others");
+    }
+    // What does not parse as whole messages stays in order.
+    let have = frames(&[Message::Have { piece: 3 }]);
+    assert!(!may_overtake_blocks(&have[..have.len() - 1]));
+    assert!(!may_overtake_blocks(&[0, 0]));
+    assert!(may_overtake_blocks(&[]));
 }
