@@ -6,7 +6,8 @@
 //!   [`Event`](session::Event) enum: peer connected, frame received, peer closed, piece hashed,
 //!   storage failed, timer, shutdown;
 //! - each **peer** has a reader task (framing with the length check before allocation, frames
-//!   to the session) and a writer task (frames from an unbounded queue to the socket);
+//!   to the session) and a writer task (frames from a two-lane queue to the socket: requests,
+//!   `have`s and the like ahead of the blocks waiting, see `connection::Writer`);
 //! - one **storage thread** carries out writes, reads for uploads (answering the peer's writer
 //!   directly) and hash checks, in the order the engine emitted them, off the async threads;
 //! - an **announce task** talks to the torrent's HTTP trackers (BEP 3, 12, 23) and hands the
