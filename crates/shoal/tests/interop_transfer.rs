@@ -26,6 +26,11 @@ fn lt_tool() -> PathBuf {
 
 /// A Shoal seed of `data` on a free loopback port, listening once its data is checked.
 fn shoal_seed(torrent: &Path, data: &Path) -> (Running, u16) {
+    shoal_seed_with(torrent, data, &[])
+}
+
+/// [`shoal_seed`] with `extra` arguments for `shoal torrent seed`.
+fn shoal_seed_with(torrent: &Path, data: &Path, extra: &[&str]) -> (Running, u16) {
     let port = free_port(LOOPBACK);
     let child = Command::new(SHOAL)
         .args(["torrent", "seed"])
@@ -38,6 +43,7 @@ fn shoal_seed(torrent: &Path, data: &Path) -> (Running, u16) {
             "--seed-for",
             "120s",
         ])
+        .args(extra)
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
@@ -257,24 +263,7 @@ fn a_full_seed_makes_room_for_a_peer_that_connects() {
         .step_by(2)
         .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
         .collect();
-    let port = free_port(LOOPBACK);
-    let child = Command::new(SHOAL)
-        .args(["torrent", "seed"])
-        .arg(&torrent)
-        .arg("--data")
-        .arg(&input)
-        .args([
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--seed-for",
-            "60s",
-        ])
-        .args(["--max-peers", "2"])
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let _seed = Running(child);
-    wait_for_port(LOOPBACK, port);
+    let (_seed, port) = shoal_seed_with(&torrent, &input, &["--max-peers", "2"]);
     let mut first = [
         bare_peer(port, &info_hash, b'a'),
         bare_peer(port, &info_hash, b'b'),
