@@ -501,8 +501,10 @@ pub async fn run(
                         if peers.len() >= config.max_peers {
                             // Full: a peer that dialled us takes the place of one picked at
                             // random (see `SessionConfig::max_peers`); one we dialled is let go.
-                            let victim = peers.keys().copied().nth(eviction.below(peers.len()));
-                            let Some(victim) = victim.filter(|_| done.inbound) else {
+                            if !done.inbound {
+                                continue;
+                            }
+                            let Some(victim) = peers.keys().copied().nth(eviction.below(peers.len())) else {
                                 continue;
                             };
                             tracing::debug!(peer = ?peers.get(&victim).map(|h| h.addr), newcomer = %done.addr, "full: making room for a peer that dialled us");

@@ -765,9 +765,5 @@ fn a_bitfield_sent_late_is_taken_as_the_peers_state_however_often() {
             "request 0+49152"
         ]
     );
-    assert!(
-        !lines.iter().any(|(_, l)| l.contains("Disconnect")),
-        "{lines:?}"
-    );
     assert_eq!(swarm.peer_count(), 3, "nobody was dropped");
 }
