@@ -29,6 +29,12 @@ const REDIAL_INTERVAL: Duration = Duration::from_secs(3);
 const MAX_LEARNED_REDIAL: Duration = Duration::from_secs(60);
 /// How many tracker-named peers a download remembers for redialling.
 const MAX_LEARNED: usize = 1000;
+/// How long after a peer's address made room for it (a peer dropped) a newcomer from the same
+/// address is let go instead: a host that reconnects in a loop churns one peer per cooldown,
+/// not one per connection.
+const EVICTION_COOLDOWN: Duration = Duration::from_secs(30);
+/// The most addresses whose last eviction is remembered; past it, the expired are forgotten.
+const MAX_EVICTORS: usize = 4096;
 
 /// What the session needs. Defaults are the caller's; see each field.
 pub struct SessionConfig {
@@ -67,7 +73,8 @@ pub struct SessionConfig {
     /// otherwise fill up with each other and stay a clique that latecomers cannot reach (in
     /// `shoal-sim`, the first 50 of 1,000 hosts kept two thirds of their links among
     /// themselves and finished last; with the swap, 1,000 hosts finish in 1.43 x the lower
-    /// bound instead of 1.61).
+    /// bound instead of 1.61). A newcomer from an address that made room less than 30 s ago
+    /// is let go, so a peer reconnecting in a loop cannot churn every peer.
     pub max_peers: usize,
     /// Limits shared with the host's other sessions (rate caps, no uploads, fewer peers),
     /// followed live as they change. `HostLimits::default()` limits nothing.
@@ -381,6 +388,8 @@ pub async fn run(
     let mut banned: HashSet<IpAddr> = HashSet::new();
     // Picks the peer that makes room for a newcomer when we are full.
     let mut eviction = shoal_swarm::Rng::new(!config.swarm.seed);
+    // When each address last made room for itself (see `EVICTION_COOLDOWN`).
+    let mut evictors: HashMap<IpAddr, Instant> = HashMap::new();
     let mut finished = swarm.is_complete() && config.store.finish().is_ok();
     let mut seed_until: Option<Instant> = None;
     let mut failure: Option<DriverError> = None;
@@ -504,9 +513,21 @@ pub async fn run(
                             if !done.inbound {
                                 continue;
                             }
+                            let at = Instant::now();
+                            let ip = done.addr.ip();
+                            if evictors.get(&ip).is_some_and(|&last| at.duration_since(last) < EVICTION_COOLDOWN) {
+                                tracing::debug!(newcomer = %done.addr, "full: this address made room less than {EVICTION_COOLDOWN:?} ago; letting it go");
+                                continue;
+                            }
                             let Some(victim) = peers.keys().copied().nth(eviction.below(peers.len())) else {
                                 continue;
                             };
+                            if evictors.len() >= MAX_EVICTORS {
+                                evictors.retain(|_, last| at.duration_since(*last) < EVICTION_COOLDOWN);
+                            }
+                            if evictors.len() < MAX_EVICTORS {
+                                evictors.insert(ip, at);
+                            }
                             tracing::debug!(peer = ?peers.get(&victim).map(|h| h.addr), newcomer = %done.addr, "full: making room for a peer that dialled us");
                             drop_peer(&mut peers, victim);
                             swarm.handle_disconnected(now, victim);

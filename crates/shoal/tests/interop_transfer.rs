@@ -283,4 +283,18 @@ fn a_full_seed_makes_room_for_a_peer_that_connects() {
         !closed_within(&mut newcomer, std::time::Duration::from_secs(1)),
         "the newcomer stays"
     );
+    // Another from the same address (every peer here is 127.0.0.1) within the cooldown is
+    // let go, and the two connected stay.
+    let mut again = bare_peer(port, &info_hash, b'd');
+    assert!(
+        closed_within(&mut again, std::time::Duration::from_secs(5)),
+        "a second newcomer from an address that just made room is let go"
+    );
+    let stayed = first
+        .iter_mut()
+        .chain(std::iter::once(&mut newcomer))
+        .map(|peer| closed_within(peer, std::time::Duration::from_millis(500)))
+        .filter(|&closed| !closed)
+        .count();
+    assert_eq!(stayed, 2, "nobody made room for the second newcomer");
 }

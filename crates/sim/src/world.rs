@@ -45,6 +45,9 @@ const REDIAL: Nanos = 3_000_000_000;
 const LISTEN_PORT: u16 = 6881;
 /// The longest wait between two dials of one learned peer (the driver's `MAX_LEARNED_REDIAL`).
 const MAX_REDIAL: Nanos = 60_000_000_000;
+/// How long a host that made room at a full host waits before it may again (the driver's
+/// `EVICTION_COOLDOWN`).
+const EVICTION_COOLDOWN: Nanos = 30_000_000_000;
 
 /// The payload every simulated block carries (blocks are never materialised).
 static ZEROS: [u8; BLOCK_SIZE as usize] = [0; BLOCK_SIZE as usize];
@@ -75,6 +78,8 @@ struct Host {
     learned: Vec<(usize, Nanos, Nanos)>,
     /// Its open connections.
     links: Vec<usize>,
+    /// Hosts that dialled it while full and made room, with when.
+    evictors: BTreeMap<usize, Nanos>,
     completed: Option<Nanos>,
     timer: Option<Nanos>,
     steps: u32,
@@ -248,6 +253,7 @@ impl<'s> World<'s> {
                     passed: vec![false; pieces as usize],
                     pending: BTreeMap::new(),
                     learned: Vec::new(),
+                    evictors: BTreeMap::new(),
                     links: Vec::new(),
                     completed: spec.seed.then_some(0),
                     timer: None,
@@ -607,7 +613,16 @@ impl<'s> World<'s> {
         }
         if self.hosts[to].links.len() >= max {
             // Full: the host that dialled takes the place of a peer picked at random, as the
-            // driver does (`SessionConfig::max_peers`).
+            // driver does (`SessionConfig::max_peers`), unless it made room here lately.
+            let now = self.now;
+            let evictors = &mut self.hosts[to].evictors;
+            if evictors
+                .get(&from)
+                .is_some_and(|&last| now - last < EVICTION_COOLDOWN)
+            {
+                return Ok(());
+            }
+            evictors.insert(from, now);
             let links = &self.hosts[to].links;
             let victim = links[(self.rng.next_u64() % links.len() as u64) as usize];
             self.close(to, victim);
