@@ -33,7 +33,7 @@ SIM = os.path.join(ROOT, "target", "release", "shoal-sim")
 NS = [int(n) for n in os.environ.get("NS", "100,1000,10000").split(",")]
 SIZE_MIB = int(os.environ.get("SIZE_MIB", "64"))
 # 64 KiB: what `shoal publish` picks for 256 MiB. For 64 MiB it picks 16 KiB, which gives the
-# same ratios at 100 and 1,000 hosts (BENCHMARKS.md) for ten times the simulator's events.
+# same ratios at 100 and 1,000 hosts (BENCHMARKS.md) for 6 times the simulator's time.
 PIECE_KIB = os.environ.get("PIECE_KIB", "64")
 RATE_MBIT = float(os.environ.get("RATE_MBIT", "100"))
 SEED = os.environ.get("SEED", "1")
