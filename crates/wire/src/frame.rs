@@ -20,22 +20,18 @@ pub const DEFAULT_MAX_FRAME: u32 = 1 << 20;
 /// blocks on the same connection. Three messages are ordered with the blocks and never
 /// overtake them: `piece` itself, `choke` (a peer without the fast extension drops the requests
 /// a choke finds outstanding, so blocks sent before it must arrive before it) and `reject`
-/// (which answers a request for good). Anything that does not parse as whole messages stays in
-/// order too.
+/// (which answers a request for good). Anything that does not decode as whole messages stays
+/// in order too.
 pub fn may_overtake_blocks(frames: &[u8]) -> bool {
     let mut rest = frames;
     while !rest.is_empty() {
-        let Some(prefix) = rest.get(..4) else {
-            return false;
-        };
-        let len = u32::from_be_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]) as usize;
-        let Some((body, next)) = rest[4..].split_at_checked(len) else {
-            return false;
-        };
-        if matches!(body.first(), Some(0 | 7 | 0x10)) {
-            return false;
+        match decode_frame(rest, u32::MAX) {
+            Ok(Some((Message::Choke | Message::Piece { .. } | Message::Reject { .. }, _))) => {
+                return false;
+            }
+            Ok(Some((_, used))) => rest = &rest[used..],
+            Ok(None) | Err(_) => return false,
         }
-        rest = next;
     }
     true
 }
